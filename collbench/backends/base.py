@@ -1,0 +1,110 @@
+"""What every backend offers the harness: buffers, prepared collective calls, a timer, metadata.
+
+All measurement logic lives in the harness; a backend only knows how to call its library.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from ..algorithms import Collective
+from ..dtypes import DType
+
+
+class Placement(enum.Enum):
+    """Out-of-place (separate send and receive buffers) or in-place (aliased, MPI_IN_PLACE)."""
+
+    OUT_OF_PLACE = "out_of_place"
+    IN_PLACE = "in_place"
+
+    @property
+    def label(self) -> str:
+        return self.value.replace("_", "-")
+
+
+@dataclass(frozen=True)
+class OpRequest:
+    """One measurable configuration: everything needed to prepare a collective call."""
+
+    collective: Collective
+    algorithm: str
+    dtype: DType
+    op: str | None          # None for collectives that do not reduce
+    count: int              # nccl-tests convention (per rank for allgather/reduce_scatter)
+    placement: Placement
+    root: int = 0
+
+
+@dataclass
+class PreparedOp:
+    """A collective call bound to its buffers, ready to be repeated without allocation.
+
+    Attributes:
+        run: performs one collective (asynchronously on devices; the timer synchronizes).
+        input: where the harness writes this rank's input (a view into the backend's buffers).
+        output: where this rank's result is read after ``run``.
+        executor: which code path runs it (``library`` for a native collective, ``python``
+            or ``native`` for schedule executors), recorded in every row.
+        teardown: releases per-size resources (scratch, persistent requests), if any.
+    """
+
+    run: Callable[[], None]
+    input: Any
+    output: Any
+    executor: str = "library"
+    teardown: Callable[[], None] | None = None
+
+
+class Timer(abc.ABC):
+    """Times repetitions of a prepared op; implementations synchronize their device."""
+
+    @abc.abstractmethod
+    def batch(self, run: Callable[[], None], iterations: int) -> float:
+        """Seconds per operation over ``iterations`` back-to-back calls."""
+
+    @abc.abstractmethod
+    def per_iteration(self, run: Callable[[], None], iterations: int) -> np.ndarray:
+        """Seconds of each of ``iterations`` calls (float64 array)."""
+
+
+class Backend(abc.ABC):
+    """A communication library (MPI, NCCL, our CUDA kernels) seen through one interface."""
+
+    name: str
+
+    @abc.abstractmethod
+    def unsupported_reason(self, request: OpRequest) -> str | None:
+        """Why this backend cannot run ``request`` (placement included), or None if it can."""
+
+    @abc.abstractmethod
+    def prepare(self, request: OpRequest) -> PreparedOp:
+        """Bind ``request`` to buffers; called once per size and placement, outside timing."""
+
+    @abc.abstractmethod
+    def write(self, view: Any, data: np.ndarray) -> None:
+        """Copy host ``data`` into a buffer view returned by ``prepare``."""
+
+    @abc.abstractmethod
+    def read(self, view: Any) -> np.ndarray:
+        """Copy a buffer view to a host numpy array."""
+
+    @property
+    @abc.abstractmethod
+    def timer(self) -> Timer:
+        """The timer matching this backend's execution model."""
+
+    @abc.abstractmethod
+    def reserve(self, max_bytes: int, dtypes: list[DType]) -> None:
+        """Allocate the largest buffers the sweep needs once, before any measurement."""
+
+    def metadata(self) -> dict[str, Any]:
+        """Backend-specific facts for the results file (library versions, devices, env)."""
+        return {}
+
+    def close(self) -> None:
+        """Release communicators and buffers."""

@@ -1,0 +1,179 @@
+"""The MPI backend: native MPI collectives on numpy host buffers (mpi4py)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+import numpy as np
+
+from ..algorithms import Collective
+from ..dtypes import DType
+from .base import Backend, OpRequest, Placement, PreparedOp, Timer
+
+# MPI datatype attribute per dtype; 16-bit floats exist only in MPI 4.1+/MPICH 4+ libraries.
+_MPI_TYPE_NAMES = {"int8": "INT8_T", "uint8": "UINT8_T", "int32": "INT32_T", "uint32": "UINT32_T",
+                   "int64": "INT64_T", "uint64": "UINT64_T", "float16": "FLOAT16_T",
+                   "bfloat16": "BFLOAT16_T", "float32": "FLOAT", "float64": "DOUBLE"}
+# Data movement does not care about the type: move 16-bit floats as 16-bit words if need be.
+_MOVE_TYPE_NAMES = {1: "UINT8_T", 2: "UINT16_T", 4: "UINT32_T", 8: "UINT64_T"}
+_MPI_OP_NAMES = {"sum": "SUM", "prod": "PROD", "max": "MAX", "min": "MIN"}
+
+_ALIGNMENT = 64
+
+
+def aligned_bytes(nbytes: int) -> np.ndarray:
+    """A zeroed uint8 array whose data starts on a 64-byte boundary (like cudaMalloc/malloc)."""
+    raw = np.zeros(nbytes + _ALIGNMENT, dtype=np.uint8)
+    start = (-raw.ctypes.data) % _ALIGNMENT
+    return raw[start:start + nbytes]
+
+
+def typed(buffer: np.ndarray, dtype: DType, count: int, offset: int = 0) -> np.ndarray:
+    """``count`` elements of ``dtype`` starting at element ``offset`` of a byte buffer."""
+    start = offset * dtype.itemsize
+    return buffer[start:start + count * dtype.itemsize].view(dtype.numpy)
+
+
+class HostTimer(Timer):
+    """Wall-clock timing of blocking host calls (perf_counter: monotonic, sub-µs resolution)."""
+
+    def batch(self, run: Callable[[], None], iterations: int) -> float:
+        start = time.perf_counter()
+        for _ in range(iterations):
+            run()
+        return (time.perf_counter() - start) / iterations
+
+    def per_iteration(self, run: Callable[[], None], iterations: int) -> np.ndarray:
+        samples = np.empty(iterations, dtype=np.float64)
+        clock = time.perf_counter
+        for i in range(iterations):
+            start = clock()
+            run()
+            samples[i] = clock() - start
+        return samples
+
+
+class MpiBackend(Backend):
+    """Native MPI collectives (and, through the schedule executor, custom algorithms).
+
+    Args:
+        comm: the communicator to measure on; it is duplicated so that collbench's own control
+            traffic (iteration broadcasts, timing gathers) never matches a measured message.
+    """
+
+    name = "mpi"
+
+    def __init__(self, comm: Any) -> None:
+        from mpi4py import MPI  # imported by the caller after choosing the thread level
+
+        self._mpi = MPI
+        self.comm = comm.Dup()
+        self.rank = self.comm.Get_rank()
+        self.size = self.comm.Get_size()
+        self._timer = HostTimer()
+        self._send = aligned_bytes(0)
+        self._recv = aligned_bytes(0)
+
+    # -- capabilities -------------------------------------------------------------------------
+
+    def _mpi_type(self, dtype: DType, for_reduction: bool) -> Any | None:
+        datatype = getattr(self._mpi, _MPI_TYPE_NAMES[dtype.name], self._mpi.DATATYPE_NULL)
+        if datatype == self._mpi.DATATYPE_NULL:
+            if for_reduction:
+                return None
+            datatype = getattr(self._mpi, _MOVE_TYPE_NAMES[dtype.itemsize])
+        return datatype
+
+    def unsupported_reason(self, request: OpRequest) -> str | None:
+        if request.algorithm != "native":
+            return f"algorithm {request.algorithm!r} needs the schedule executor (not available yet)"
+        coll = request.collective
+        if coll.reduces:
+            if request.op == "avg":
+                return "MPI has no native average operator (MPI_SUM then a division is not one collective)"
+            if self._mpi_type(request.dtype, for_reduction=True) is None:
+                return (f"this MPI library has no {request.dtype.name} datatype "
+                        f"(MPI_{_MPI_TYPE_NAMES[request.dtype.name]} is null), so it cannot reduce it")
+        if coll is Collective.BROADCAST and request.placement is Placement.OUT_OF_PLACE:
+            return "MPI_Bcast works in place only"
+        return None
+
+    # -- buffers ------------------------------------------------------------------------------
+
+    def reserve(self, max_bytes: int, dtypes: list[DType]) -> None:
+        if self._send.nbytes < max_bytes:
+            self._send = aligned_bytes(max_bytes)
+            self._recv = aligned_bytes(max_bytes)
+
+    def write(self, view: np.ndarray, data: np.ndarray) -> None:
+        view[...] = data
+
+    def read(self, view: np.ndarray) -> np.ndarray:
+        return np.array(view, copy=True)
+
+    @property
+    def timer(self) -> Timer:
+        return self._timer
+
+    # -- native collectives -------------------------------------------------------------------
+
+    def prepare(self, request: OpRequest) -> PreparedOp:
+        reason = self.unsupported_reason(request)
+        if reason:
+            raise ValueError(reason)
+        MPI = self._mpi
+        comm, p, rank = self.comm, self.size, self.rank
+        dtype, count, coll = request.dtype, request.count, request.collective
+        datatype = self._mpi_type(dtype, for_reduction=coll.reduces)
+        op = getattr(MPI, _MPI_OP_NAMES[request.op]) if coll.reduces else None
+        in_place = request.placement is Placement.IN_PLACE
+        root = request.root
+
+        def spec(view: np.ndarray, n: int | None = None) -> list[Any]:
+            return [view, view.size if n is None else n, datatype]
+
+        if coll is Collective.ALLREDUCE:
+            recv = typed(self._recv, dtype, count)
+            send = recv if in_place else typed(self._send, dtype, count)
+            sspec, rspec = (MPI.IN_PLACE if in_place else spec(send)), spec(recv)
+            call = comm.Allreduce
+            return PreparedOp(lambda: call(sspec, rspec, op), send, recv)
+        if coll is Collective.ALLGATHER:
+            recv = typed(self._recv, dtype, count * p)
+            send = typed(self._recv, dtype, count, rank * count) if in_place else typed(self._send, dtype, count)
+            sspec, rspec = (MPI.IN_PLACE if in_place else spec(send)), spec(recv, count)
+            call = comm.Allgather
+            return PreparedOp(lambda: call(sspec, rspec), send, recv)
+        if coll is Collective.REDUCE_SCATTER:
+            if in_place:  # MPI leaves the result at the start of the receive buffer
+                buf = typed(self._recv, dtype, count * p)
+                sspec, rspec, send, recv = MPI.IN_PLACE, [buf, datatype], buf, buf[:count]
+            else:
+                send = typed(self._send, dtype, count * p)
+                recv = typed(self._recv, dtype, count)
+                sspec, rspec = [send, datatype], [recv, datatype]
+            call = comm.Reduce_scatter_block
+            return PreparedOp(lambda: call(sspec, rspec, op), send, recv)
+        if coll is Collective.BROADCAST:  # in place only (checked above)
+            buf = typed(self._recv, dtype, count)
+            bspec = spec(buf)
+            call = comm.Bcast
+            return PreparedOp(lambda: call(bspec, root), buf, buf)
+        if coll is Collective.REDUCE:
+            recv = typed(self._recv, dtype, count)
+            send = recv if in_place else typed(self._send, dtype, count)
+            if in_place and rank == root:
+                sspec = MPI.IN_PLACE
+            else:
+                sspec = spec(send)
+            rspec = spec(recv)
+            call = comm.Reduce
+            return PreparedOp(lambda: call(sspec, rspec, op, root), send, recv)
+        raise ValueError(f"unknown collective {coll}")
+
+    def metadata(self) -> dict[str, Any]:
+        return {"backend": self.name}
+
+    def close(self) -> None:
+        self.comm.Free()

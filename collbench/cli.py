@@ -1,0 +1,227 @@
+"""Command line: ``collbench run | report | list | verify``. Errors end as one line, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from . import __version__
+from .algorithms import Collective
+from .backends.base import Placement
+from .dtypes import parse_dtypes, parse_ops
+from .errors import UsageError
+from .launcher import env_rank, inside_mpi_job, oversubscription_warning, relaunch
+from .resources import memory_problem
+from .results import ResultsWriter
+from .sizes import parse_size, size_sweep
+from .spec import Aggregation, RunSpec
+
+EXIT_USAGE = 2
+DEFAULT_COLLECTIVES = ("allreduce", "allgather", "reduce_scatter")
+DEFAULT_RESULTS_DIR = Path("results")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a mistake as one line (plus a hint) instead of the usage dump."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value < 0 or value != value:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="collbench", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"collbench {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    run = sub.add_parser("run", help="measure collectives (nccl-tests flags)",
+                         description="Sweep collectives over sizes; prints nccl-tests-style tables "
+                         "and writes a JSON Lines results file. Sizes take binary K/M/G suffixes.")
+    run.add_argument("collectives", nargs="*", metavar="COLLECTIVE",
+                     help="allreduce, allgather, reduce_scatter (or reduce-scatter), broadcast, "
+                     "reduce; default: allreduce allgather reduce_scatter")
+    g = run.add_argument_group("sweep (nccl-tests flags)")
+    g.add_argument("-b", "--minbytes", default="8", help="smallest size (default 8)")
+    g.add_argument("-e", "--maxbytes", default="16M", help="largest size (default 16M)")
+    g.add_argument("-f", "--stepfactor", type=_positive_int, default=None,
+                   help="multiply the size by this factor (default 4, unless -i is given)")
+    g.add_argument("-i", "--stepbytes", default=None, help="add this many bytes per step (when -f is 1)")
+    g.add_argument("-n", "--iters", type=_positive_int, default=None,
+                   help="timed iterations per size (default: automatic, ~--target-time per size)")
+    g.add_argument("-w", "--warmup_iters", "--warmup-iters", dest="warmup", type=_non_negative_int,
+                   default=20, help="warm-up iterations per size (default 20: MPICH switches collective paths after its first few calls; at least 1 is run)")
+    g.add_argument("-c", "--check", type=_non_negative_int, default=1,
+                   help="validation rounds per size, outside the timed loop (0 = off; default 1)")
+    g.add_argument("-d", "--datatype", default="float32",
+                   help="int8 uint8 int32 uint32 int64 uint64 float16 bfloat16 float32 float64, "
+                   "a comma list, or all (nccl-tests names half/float/double accepted)")
+    g.add_argument("-o", "--op", default="sum", help="sum prod max min avg, a comma list, or all")
+    g.add_argument("-a", "--average", type=int, choices=[0, 1, 2, 3], default=3,
+                   help="combine per-rank times: 0 rank 0, 1 mean, 2 min, 3 max (default 3: a "
+                   "collective ends when its slowest rank does)")
+    g.add_argument("-T", "--timeout", type=_non_negative_float, default=60.0,
+                   help="seconds before a stuck operation or a missing rank aborts the job (0 = off)")
+    g.add_argument("-I", "--per-iter", "--per_iter_timing", dest="per_iter", nargs="?", const=1,
+                   type=int, choices=[0, 1], default=0,
+                   help="time every iteration: min/p50/p99/max/stdev columns and samples in the file")
+    g.add_argument("-r", "--root", type=_non_negative_int, default=0, help="root of broadcast/reduce")
+    g.add_argument("--placement", choices=["both", "out-of-place", "in-place"], default="both")
+    g.add_argument("--target-time", type=_non_negative_float, default=0.05,
+                   help="seconds the timed loop aims for when -n is not given (default 0.05)")
+    x = run.add_argument_group("execution")
+    x.add_argument("-np", "--nprocs", type=_positive_int, default=4,
+                   help="ranks to launch with the bundled mpiexec when not already in an MPI job (default 4)")
+    x.add_argument("--backend", default="mpi", help="mpi (default)")
+    x.add_argument("--algo", default="native", help="algorithm(s), comma separated (default native)")
+    x.add_argument("--mpi-thread-level", choices=["single", "funneled", "serialized", "multiple"],
+                   default="single", help="MPI thread level to request (default single; mpi4py's "
+                   "own default is multiple, which changes MPICH's latency and algorithm choice)")
+    x.add_argument("--ranks-per-node", type=_positive_int, default=None,
+                   help="treat consecutive blocks of K ranks as nodes (emulation for tests and labs)")
+    x.add_argument("--out", default=None, help="results file (default results/collbench-<time>.jsonl); "
+                   "never overwritten")
+
+    report = sub.add_parser("report", help="re-print tables from results files",
+                            description="Print the tables of results files (or directories of them).")
+    report.add_argument("paths", nargs="+", metavar="FILE")
+    report.add_argument("--format", choices=["text", "csv", "markdown", "json"], default="text")
+    return parser
+
+
+def build_spec(args: argparse.Namespace) -> RunSpec:
+    """Turn parsed ``run`` arguments into a RunSpec, validating everything up front."""
+    names = args.collectives or list(DEFAULT_COLLECTIVES)
+    collectives = []
+    for name in (n for part in names for n in part.split(",") if n):
+        try:
+            collectives.append(Collective.parse(name))
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    minbytes = parse_size(args.minbytes, "minbytes (-b)")
+    maxbytes = parse_size(args.maxbytes, "maxbytes (-e)")
+    stepbytes = parse_size(args.stepbytes, "stepbytes (-i)") if args.stepbytes is not None else None
+    stepfactor = args.stepfactor if args.stepfactor is not None else (None if stepbytes else 4)
+    sizes = size_sweep(minbytes, maxbytes, stepfactor, stepbytes if stepbytes else 1 << 20)
+    placements = {"both": (Placement.OUT_OF_PLACE, Placement.IN_PLACE),
+                  "out-of-place": (Placement.OUT_OF_PLACE,),
+                  "in-place": (Placement.IN_PLACE,)}[args.placement]
+    algorithms = tuple(dict.fromkeys(a.strip() for a in args.algo.split(",") if a.strip()))
+    if not algorithms:
+        raise UsageError("--algo needs at least one algorithm name")
+    if args.backend != "mpi":
+        raise UsageError(f"unknown backend {args.backend!r} (known: mpi)")
+    return RunSpec(
+        collectives=tuple(dict.fromkeys(collectives)), sizes=tuple(sizes),
+        dtypes=parse_dtypes(args.datatype), ops=parse_ops(args.op), algorithms=algorithms,
+        backend=args.backend, placements=placements, iterations=args.iters, warmup=args.warmup,
+        check=args.check, aggregation=Aggregation(args.average), per_iteration=bool(args.per_iter),
+        timeout=args.timeout, root=args.root, target_seconds=args.target_time,
+        strict_dtypes=args.datatype.strip().lower() != "all",
+        strict_ops=args.op.strip().lower() != "all")
+
+
+def default_results_path(spec: RunSpec) -> Path:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    what = "-".join(c.value for c in spec.collectives) if len(spec.collectives) <= 3 else "sweep"
+    return DEFAULT_RESULTS_DIR / f"collbench-{stamp}-{what}-{os.getpid()}.jsonl"
+
+
+def command_run(args: argparse.Namespace, argv: list[str]) -> int:
+    spec = build_spec(args)
+    if spec.root >= args.nprocs and not inside_mpi_job():
+        raise UsageError(f"root {spec.root} is not a rank of a {args.nprocs}-rank job")
+    if not inside_mpi_job():
+        out = Path(args.out) if args.out else default_results_path(spec)
+        ResultsWriter.check_path(out)
+        problem = memory_problem(spec.max_bytes, spec.check > 0, args.nprocs)
+        if problem:
+            raise UsageError(problem)
+        warning = oversubscription_warning(args.nprocs)
+        if warning:
+            sys.stderr.write(f"collbench: {warning}\n")
+        child_argv = list(argv) if args.out else [*argv, "--out", str(out)]
+        return relaunch(args.nprocs, child_argv)
+    from .runner import run_in_job
+
+    out = Path(args.out) if args.out else _agreed_default_path(spec)
+    return run_in_job(spec, argv, out, args.mpi_thread_level, args.ranks_per_node)
+
+
+def _agreed_default_path(spec: RunSpec) -> Path:
+    """The default results name inside a job started by srun/mpiexec directly (only rank 0
+    opens it); under Slurm it is named after the job step so sweeps are easy to find."""
+    job = os.environ.get("SLURM_JOB_ID")
+    step = os.environ.get("SLURM_STEP_ID")
+    if job:
+        return DEFAULT_RESULTS_DIR / f"collbench-slurm{job}.{step or 0}.jsonl"
+    return default_results_path(spec)  # only rank 0 opens it, so the others' names do not matter
+
+
+def command_report(args: argparse.Namespace) -> int:
+    from .report import report
+
+    text = report(args.paths, args.format)
+    sys.stdout.write(text + ("" if text.endswith("\n") else "\n"))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    quiet = env_rank() != 0  # inside a job only rank 0 explains mistakes
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command == "run":
+            return command_run(args, argv)
+        if args.command == "report":
+            return command_report(args)
+        build_parser().print_help()
+        return EXIT_USAGE
+    except UsageError as exc:
+        if not quiet:
+            sys.stderr.write(f"collbench: error: {exc}\n")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,51 @@
+"""Fault injection for testing the failure paths (watchdog, abort) with real MPI jobs.
+
+``COLLBENCH_INJECT_FAULT=KIND:RANK[:BYTES]`` makes rank RANK misbehave at its first measurement
+(or the first one of BYTES bytes):
+  * ``absent``: never arrive at the measurement (the rendezvous must name this rank);
+  * ``stall``:  arrive, then get stuck inside the operation (the deadline thread must fire);
+  * ``raise``:  raise an exception (every rank must be aborted, none may hang).
+It is read once; an unset variable costs nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+from .errors import UsageError
+
+ENV = "COLLBENCH_INJECT_FAULT"
+KINDS = ("absent", "stall", "raise")
+
+
+@dataclass(frozen=True)
+class Fault:
+    kind: str
+    rank: int
+    nbytes: int | None = None
+
+    def matches(self, rank: int, nbytes: int) -> bool:
+        return rank == self.rank and (self.nbytes is None or nbytes == self.nbytes)
+
+    def trigger(self) -> None:
+        if self.kind == "raise":
+            raise RuntimeError(f"fault injected by {ENV}")
+        while True:  # absent / stall: never return
+            time.sleep(3600)
+
+
+def from_environment() -> Fault | None:
+    text = os.environ.get(ENV)
+    if not text:
+        return None
+    parts = text.split(":")
+    try:
+        kind, rank = parts[0], int(parts[1])
+        nbytes = int(parts[2]) if len(parts) > 2 else None
+    except (IndexError, ValueError):
+        raise UsageError(f"{ENV}={text!r}: expected KIND:RANK[:BYTES] with KIND in {', '.join(KINDS)}") from None
+    if kind not in KINDS:
+        raise UsageError(f"{ENV}: unknown fault kind {kind!r} (known: {', '.join(KINDS)})")
+    return Fault(kind, rank, nbytes)

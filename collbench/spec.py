@@ -1,0 +1,58 @@
+"""RunSpec: everything a sweep measures, fixed before the first measurement."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from .algorithms import Collective
+from .backends.base import Placement
+from .dtypes import DType
+
+
+class Aggregation(enum.Enum):
+    """How per-rank times become one number (nccl-tests ``-a``)."""
+
+    RANK0 = 0
+    MEAN = 1
+    MIN = 2
+    MAX = 3
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """A sweep: collectives × algorithms × dtypes × ops × sizes × placements on one backend.
+
+    ``iterations`` None means automatic: rank 0 picks a count per size so the timed loop lasts
+    about ``target_seconds`` (between ``min_iterations`` and ``max_iterations``) and broadcasts it.
+    """
+
+    collectives: tuple[Collective, ...]
+    sizes: tuple[int, ...]
+    dtypes: tuple[DType, ...]
+    ops: tuple[str, ...]
+    algorithms: tuple[str, ...] = ("native",)
+    backend: str = "mpi"
+    placements: tuple[Placement, ...] = (Placement.OUT_OF_PLACE, Placement.IN_PLACE)
+    iterations: int | None = None
+    warmup: int = 20
+    check: int = 1
+    aggregation: Aggregation = Aggregation.MAX
+    per_iteration: bool = False
+    timeout: float = 60.0
+    root: int = 0
+    target_seconds: float = 0.05
+    min_iterations: int = 5
+    max_iterations: int = 100000
+    # explicit dtype/op names make unsupported combinations an error instead of a skip
+    strict_dtypes: bool = False
+    strict_ops: bool = False
+    algorithm_options: tuple[tuple[str, str], ...] = field(default=())
+
+    @property
+    def max_bytes(self) -> int:
+        return max(self.sizes) if self.sizes else 0
