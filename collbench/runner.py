@@ -76,6 +76,8 @@ def _run(spec: RunSpec, argv: list[str], out_path: Path | None, thread_level: st
     else:
         nodes = discover(ctrl)
     local_ranks = nodes.ranks_per_node[nodes.node_of_rank[rank]]
+    if spec.root >= nranks:
+        raise UsageError(f"root {spec.root} is not a rank of this {nranks}-rank job")
     agree(ctrl, lambda: _check_memory(spec, local_ranks))
 
     backend = make_backend(spec.backend, world)

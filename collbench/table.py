@@ -95,7 +95,7 @@ def table_title(row: Row, nnodes: int | None = None) -> str:
     nodes = f" on {nnodes} node{'s' if nnodes != 1 else ''}" if nnodes else ""
     executor = f" ({row.executor} executor)" if row.executor not in ("library",) else ""
     return (f"{row.collective} · algorithm {row.algorithm}{executor} · backend {row.backend} · "
-            f"{row.nranks} ranks{nodes} · time = {row.aggregation} over ranks, {row.timing} timing")
+            f"{row.nranks} rank{'s' if row.nranks != 1 else ''}{nodes} · time = {row.aggregation} over ranks, {row.timing} timing")
 
 
 def render(rows: Sequence[Row], nnodes: int | None = None) -> str:

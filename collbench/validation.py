@@ -19,6 +19,7 @@ does; integer avg is the truncated quotient and exact. Comparison is bitwise eve
 
 from __future__ import annotations
 
+import ml_dtypes
 import numpy as np
 
 from .algorithms import Collective
@@ -127,8 +128,8 @@ def count_wrong(actual: np.ndarray, expected: np.ndarray, dtype: DType, op: str 
     if op == "avg" and dtype.is_float:
         got = actual.astype(np.float64)
         want = expected.astype(np.float64)
-        eps = float(np.finfo(dtype.numpy).eps)
-        tolerance = 2 * eps * np.abs(want) + np.finfo(dtype.numpy).tiny
+        info = ml_dtypes.finfo(dtype.numpy)  # numpy's finfo does not know bfloat16
+        tolerance = 2 * float(info.eps) * np.abs(want) + float(info.tiny)
         return int(np.count_nonzero(~(np.abs(got - want) <= tolerance)))
     bits = np.dtype(f"u{dtype.itemsize}")
     return int(np.count_nonzero(actual.view(bits) != expected.view(bits)))

@@ -1,0 +1,95 @@
+"""The text table, produced by the real harness with a fake timer, against a golden file.
+
+Run with UPDATE_GOLDEN=1 to rewrite the golden file after an intended format change.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from collbench import table
+from collbench.algorithms import Collective
+from collbench.backends.base import Timer
+from collbench.backends.mpi import MpiBackend
+from collbench.dtypes import DTYPES
+from collbench.harness import Harness, make_plan
+from collbench.results import Row
+from collbench.spec import RunSpec
+from collbench.watchdog import Activity, Watchdog
+
+GOLDEN = Path(__file__).parent / "golden" / "table_fake_timer.txt"
+
+
+class FakeTimer(Timer):
+    """Deterministic 'time': 2 µs plus 1 ns per byte of the output buffer, ±iteration jitter."""
+
+    def __init__(self) -> None:
+        self.nbytes = 0
+
+    def _seconds(self) -> float:
+        return 2e-6 + self.nbytes * 1e-9
+
+    def batch(self, run, iterations):
+        for _ in range(iterations):
+            run()
+        return self._seconds()
+
+    def per_iteration(self, run, iterations):
+        for _ in range(iterations):
+            run()
+        return self._seconds() * (1 + 0.01 * np.arange(iterations) / iterations)
+
+
+class FakeTimedBackend(MpiBackend):
+    """The real MPI backend on one rank, with the fake timer (real calls, fake clock)."""
+
+    def __init__(self, comm):
+        super().__init__(comm)
+        self._fake = FakeTimer()
+
+    @property
+    def timer(self):
+        return self._fake
+
+    def prepare(self, request):
+        prepared = super().prepare(request)
+        self._fake.nbytes = prepared.output.nbytes
+        return prepared
+
+
+def _rows(per_iteration: bool) -> list[Row]:
+    from mpi4py import MPI
+
+    spec = RunSpec(collectives=(Collective.ALLREDUCE, Collective.BROADCAST), sizes=(8, 1024, 1 << 20),
+                   dtypes=(DTYPES["float32"], DTYPES["int32"]), ops=("sum", "max"), iterations=4,
+                   warmup=1, per_iteration=per_iteration, timeout=0)
+    comm = MPI.COMM_SELF.Dup()
+    backend = FakeTimedBackend(comm)
+    backend.reserve(spec.max_bytes, list(spec.dtypes))
+    activity = Activity()
+    harness = Harness(spec, backend, comm, Watchdog(comm, 0, activity, False), activity)
+    plan = make_plan(spec, backend)
+    rows = [row for group in plan.groups for _, by_placement in harness.run_group(group, plan.measurements)
+            for row in by_placement.values()]
+    backend.close()
+    return rows
+
+
+def test_table_matches_golden():
+    text = table.render(_rows(False), nnodes=1) + "\n" + table.render(_rows(True), nnodes=1) + "\n"
+    if os.environ.get("UPDATE_GOLDEN"):
+        GOLDEN.write_text(text)
+    assert text == GOLDEN.read_text()
+
+
+def test_rows_carry_exact_fake_times():
+    rows = _rows(False)
+    big = [r for r in rows if r.bytes == 1 << 20 and r.collective == "allreduce"]
+    assert big and all(r.time_us == pytest.approx(2 + (1 << 20) * 1e-3) for r in big)
+    assert all(r.wrong == 0 for r in rows)
+    # MPI_Bcast is in place only: the out-of-place half is absent, not faked
+    assert {r.placement for r in rows if r.collective == "broadcast"} == {"in_place"}
