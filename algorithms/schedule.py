@@ -34,6 +34,10 @@ class Collective(enum.Enum):
     BROADCAST = "broadcast"
     REDUCE = "reduce"
 
+    # Members are singletons compared by identity: hash them by identity in C too (Enum's
+    # default hashes the name in Python, which dominates dict lookups in the verifier).
+    __hash__ = object.__hash__
+
     @property
     def reduces(self) -> bool:
         """Whether the collective combines data with a reduction operator."""
@@ -64,6 +68,8 @@ class Buf(enum.Enum):
     INPUT = "in"
     OUTPUT = "out"
     SCRATCH = "scratch"
+
+    __hash__ = object.__hash__  # identity hash in C, as for Collective
 
 
 @dataclass(frozen=True)
