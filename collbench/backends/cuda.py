@@ -1,0 +1,211 @@
+"""The ``cuda`` backend: our own intra-node kernels over CUDA IPC peer pointers.
+
+Algorithms (``--algo``): allreduce ``one_shot`` (every rank reads every input; latency-optimal)
+and ``two_shot`` (reduce-scatter by reads, barrier, allgather by reads; bandwidth-optimal);
+allgather and reduce_scatter ``direct`` (each rank reads its blocks from every peer);
+``native`` picks one_shot / direct. ``hierarchical`` allreduce runs the IPC reduce-scatter
+inside each node, NCCL allreduce among the ranks with the same local index across nodes, and
+the IPC allgather inside the node. Each is one kernel launch (plus NCCL for hierarchical) on the
+backend's stream, so it can be captured in a CUDA graph (``-G``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..algorithms import Collective, Layout
+from ..dtypes import DType
+from ..errors import UsageError
+from ..gpu import device as gpu_device
+from .base import Backend, OpRequest, Placement, PreparedOp, Timer
+
+# --algo name -> IPC kernel family, per collective
+KERNEL_ALGORITHMS = {
+    Collective.ALLREDUCE: {"native": "one_shot", "one_shot": "one_shot", "two_shot": "two_shot"},
+    Collective.ALLGATHER: {"native": "allgather", "direct": "allgather"},
+    Collective.REDUCE_SCATTER: {"native": "reduce_scatter", "direct": "reduce_scatter"},
+}
+BACKEND_ALGORITHMS = ("one_shot", "two_shot")  # names only this backend knows
+
+
+class CudaIpcBackend(Backend):
+    name = "cuda"
+
+    def __init__(self, comm: Any, layout: Layout | None = None,
+                 algorithm_options: dict[str, Any] | None = None, graph_replays: int = 0,
+                 gpu_map: tuple[int, ...] | None = None) -> None:
+        from mpi4py import MPI
+
+        try:
+            import cupy
+        except ImportError as exc:
+            raise UsageError(f"the cuda backend needs CuPy: pip install 'collbench[cuda12]' ({exc})") from None
+        from ..gpu.timer import CudaEventTimer
+
+        self._cupy = cupy
+        self.comm = comm
+        self.rank, self.size = comm.Get_rank(), comm.Get_size()
+        self.node_comm = comm.Split_type(MPI.COMM_TYPE_SHARED, key=self.rank)
+        self.local_rank, self.local_size = self.node_comm.Get_rank(), self.node_comm.Get_size()
+        # ranks with the same local index on every node: the inter-node stage of hierarchical
+        self.cross_comm = comm.Split(self.local_rank, self.rank)
+        error = None
+        try:
+            self.device = gpu_device.choose_device(self.local_rank, cupy.cuda.runtime.getDeviceCount(), gpu_map)
+        except (UsageError, cupy.cuda.runtime.CUDARuntimeError) as exc:
+            error, self.device = str(exc), -1
+        sizes = comm.allgather((self.local_size, error))
+        errors = [e for _, e in sizes if e]
+        if errors:
+            raise UsageError(errors[0])
+        self.uniform = len({s for s, _ in sizes}) == 1
+        cupy.cuda.Device(self.device).use()
+        self.stream = cupy.cuda.Stream(non_blocking=True)
+        self._timer = CudaEventTimer(self.stream, graph_replays)
+        self.graph_replays = graph_replays
+        self.ipc = None
+        self._nccl_cross = None
+
+    # -- capabilities -------------------------------------------------------------------------
+
+    def algorithm_names(self, collective: Collective) -> list[str]:
+        names = list(dict.fromkeys(KERNEL_ALGORITHMS.get(collective, {})))
+        return names + (["hierarchical"] if collective is Collective.ALLREDUCE else [])
+
+    def implements(self, algorithm: str, collective: Collective) -> bool:
+        return algorithm in self.algorithm_names(collective)
+
+    def unsupported_reason(self, request: OpRequest) -> str | None:
+        coll, algo = request.collective, request.algorithm
+        if coll not in KERNEL_ALGORITHMS:
+            return f"the cuda backend has no kernels for {coll.value} (allreduce, allgather, reduce_scatter)"
+        if algo == "hierarchical":
+            if coll is not Collective.ALLREDUCE:
+                return "hierarchical on the cuda backend is an allreduce"
+            if request.placement is Placement.IN_PLACE:
+                return "hierarchical on the cuda backend runs out of place only"
+            if not self.uniform:
+                return "hierarchical needs the same number of ranks on every node"
+            if request.count % self.local_size:
+                return (f"hierarchical splits the buffer evenly over the {self.local_size} ranks of a node; "
+                        f"count {request.count} is not a multiple")
+            return None
+        if algo not in KERNEL_ALGORITHMS[coll]:
+            known = ", ".join(sorted(set(KERNEL_ALGORITHMS[coll]) | {"hierarchical"}))
+            return f"the cuda backend runs {coll.value} with: {known}"
+        if self.size != self.local_size:
+            return "IPC kernels work inside one node; use hierarchical (allreduce) or the nccl backend across nodes"
+        return None
+
+    def reserve(self, max_bytes: int, dtypes: list[DType]) -> None:
+        from ..gpu.ipc import IpcCommunicator, IpcError
+
+        if self.ipc is None or self.ipc.max_bytes < max_bytes:
+            if self.ipc is not None:
+                self.ipc.close()
+            try:
+                self.ipc = IpcCommunicator(self.node_comm, max(max_bytes, 256))
+            except IpcError as exc:
+                raise UsageError(str(exc)) from None
+
+    def _cross_nccl(self) -> Any:
+        """NCCL among the ranks with the same local index (created on first hierarchical use)."""
+        if self._nccl_cross is None:
+            from cupy.cuda import nccl
+
+            uid = nccl.get_unique_id() if self.cross_comm.Get_rank() == 0 else None
+            uid = self.cross_comm.bcast(uid, root=0)
+            self._nccl_cross = nccl.NcclCommunicator(self.cross_comm.Get_size(), uid, self.cross_comm.Get_rank())
+        return self._nccl_cross
+
+    # -- data -----------------------------------------------------------------------------------
+
+    def write(self, view: Any, data: Any) -> None:
+        import numpy as np
+
+        view.set(np.ascontiguousarray(data).view(view.dtype), stream=self.stream)
+        self.stream.synchronize()
+
+    def read(self, view: Any) -> Any:
+        self.ipc.check_error(self.stream)  # a barrier timeout inside a kernel becomes an error here
+        host = view.get(stream=self.stream)
+        self.stream.synchronize()
+        return gpu_device.host_view(host)
+
+    @property
+    def timer(self) -> Timer:
+        return self._timer
+
+    # -- operations -----------------------------------------------------------------------------
+
+    def prepare(self, request: OpRequest) -> PreparedOp:
+        reason = self.unsupported_reason(request)
+        if reason:
+            raise ValueError(reason)
+        if request.algorithm == "hierarchical":
+            return self._prepare_hierarchical(request)
+        ipc, stream = self.ipc, self.stream
+        coll, count, dtype, op = request.collective, request.count, request.dtype.name, request.op
+        kind = KERNEL_ALGORITHMS[coll][request.algorithm]
+        in_place = request.placement is Placement.IN_PLACE
+        inp = ipc.send_view(coll.value, count, dtype, in_place)
+        out = ipc.recv_view(coll.value, count, dtype, in_place)
+        launch = ipc.launch
+
+        def run() -> None:
+            launch(kind, count, dtype, op, inplace=in_place, stream=stream)
+
+        return PreparedOp(run, inp, out, executor="cuda-ipc", teardown=lambda: ipc.check_error(stream))
+
+    def _prepare_hierarchical(self, request: OpRequest) -> PreparedOp:
+        from ..gpu.nccl_lib import NCCL_DTYPES, NCCL_OPS
+
+        ipc, stream, g = self.ipc, self.stream, self.local_size
+        count, dtype, op = request.count, request.dtype.name, request.op
+        chunk = count // g
+        inp = ipc.send_view("allreduce", count, dtype)                 # the input buffer
+        shard = ipc.recv_view("reduce_scatter", chunk, dtype, True)    # in[rank*chunk], after RS in place
+        gathered_slot = ipc.send_view("allgather", chunk, dtype, True)  # out[rank*chunk]
+        out = ipc.recv_view("allgather", chunk, dtype, True)           # out[0:count]
+        cross = self._cross_nccl()
+        nccl_dtype, nccl_op = NCCL_DTYPES[dtype], NCCL_OPS["sum" if op == "avg" else op]
+        memcpy = self._cupy.cuda.runtime.memcpyAsync
+        d2d = self._cupy.cuda.runtime.memcpyDeviceToDevice
+        launch, sptr = ipc.launch, stream.ptr
+        # avg cannot be composed stage by stage (each stage would divide by its own rank count):
+        # sum through every stage and divide by the total rank count once at the end.
+        finalize = None
+        if op == "avg":
+            from ..gpu import kernels
+
+            def finalize() -> None:
+                kernels.finalize_avg(out, self.size, dtype=dtype, stream=stream)
+        inner_op = "sum" if op == "avg" else op
+
+        def run() -> None:
+            if chunk == 0:
+                return
+            launch("reduce_scatter", chunk, dtype, inner_op, inplace=True, stream=stream)
+            cross.allReduce(shard.data.ptr, shard.data.ptr, chunk, nccl_dtype, nccl_op, sptr)
+            memcpy(gathered_slot.data.ptr, shard.data.ptr, shard.nbytes, d2d, sptr)
+            launch("allgather", chunk, dtype, None, inplace=True, stream=stream)
+            if finalize is not None:
+                finalize()
+
+        return PreparedOp(run, inp, out, executor="cuda-ipc+nccl", teardown=lambda: ipc.check_error(stream))
+
+    def metadata(self) -> dict[str, Any]:
+        devices = self.comm.gather(gpu_device.device_facts(self.device) | {"local_rank": self.local_rank},
+                                   root=0)
+        shared = self.ipc.same_device if self.ipc is not None else None
+        return {"backend": self.name, "cuda": gpu_device.runtime_facts(), "devices": devices,
+                "graph_replays": self.graph_replays, "ranks_share_one_gpu": shared,
+                "note": "ranks sharing one GPU are time-sliced: correctness only, not performance"
+                if shared and self.local_size > 1 else None}
+
+    def close(self) -> None:
+        self.stream.synchronize()
+        if self.ipc is not None:
+            self.ipc.close()
+        if self._nccl_cross is not None:
+            self._nccl_cross.destroy()

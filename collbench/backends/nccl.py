@@ -1,0 +1,242 @@
+"""The NCCL backend: NCCL's collectives, and custom schedules over grouped NCCL send/recv, on
+device buffers. One rank per GPU; NCCL is bootstrapped over MPI (rank 0 creates the unique id
+and broadcasts it). CuPy is imported here only, never on the CPU path."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ..algorithms import Buf, Collective, Layout, Problem
+from ..dtypes import DType
+from ..errors import UsageError
+from ..gpu import device as gpu_device
+from ..gpu.nccl_lib import NCCL_DTYPES, NCCL_OPS, version_string
+from ..lowering import lower, nccl_calls
+from ..schedules import algorithm_unsupported_reason, build_program
+from .base import Backend, OpRequest, Placement, PreparedOp, Timer
+
+# NCCL's own knobs that collbench passes through and records (--nccl-algo, --nccl-proto).
+NCCL_ENV_PREFIX = "NCCL_"
+
+
+def device_bytes_needed(max_bytes: int) -> int:
+    """Send + receive buffers of the largest size (scratch is at most one more)."""
+    return 3 * max_bytes
+
+
+class CudaBuffers:
+    """Two device byte buffers sized for the largest message, and typed views into them."""
+
+    def __init__(self, cupy: Any) -> None:
+        self.cupy = cupy
+        self.send = cupy.empty(0, dtype=cupy.uint8)
+        self.recv = cupy.empty(0, dtype=cupy.uint8)
+
+    def reserve(self, max_bytes: int, device: int) -> None:
+        cupy = self.cupy
+        free, total = cupy.cuda.runtime.memGetInfo()
+        need = device_bytes_needed(max_bytes)
+        # keep 1 GiB for NCCL's channels, CUDA graphs and the context
+        if need > free - (1 << 30):
+            raise UsageError(f"maxbytes {max_bytes} needs about {need / 2**30:.1f} GiB on GPU {device} "
+                             f"but {free / 2**30:.1f} GiB of {total / 2**30:.1f} GiB is free; lower -e/--maxbytes")
+        if self.send.nbytes < max_bytes:
+            self.send = cupy.empty(max_bytes, dtype=cupy.uint8)
+            self.recv = cupy.empty(max_bytes, dtype=cupy.uint8)
+
+    @staticmethod
+    def device_dtype(dtype: DType) -> str:
+        """CuPy has no bfloat16: such buffers are uint16 on the device, bfloat16 on the host."""
+        return "uint16" if dtype.name == "bfloat16" else dtype.numpy.str
+
+    def typed(self, buffer: Any, dtype: DType, count: int, offset: int = 0) -> Any:
+        start = offset * dtype.itemsize
+        return buffer[start:start + count * dtype.itemsize].view(self.device_dtype(dtype))
+
+
+class NcclBackend(Backend):
+    """NCCL collectives on CuPy buffers.
+
+    Args:
+        comm: MPI communicator for bootstrap (its ranks become NCCL ranks).
+        layout: node structure for hierarchical schedules.
+        algorithm_options: options for custom algorithms.
+        graph_replays: CUDA-graph mode (``-G``): replay the captured loop this many times.
+        gpu_map: device index per local rank (default: local rank modulo visible devices).
+    """
+
+    name = "nccl"
+
+    def __init__(self, comm: Any, layout: Layout | None = None,
+                 algorithm_options: dict[str, str] | None = None, graph_replays: int = 0,
+                 gpu_map: tuple[int, ...] | None = None) -> None:
+        from mpi4py import MPI
+
+        try:
+            import cupy
+            from cupy.cuda import nccl
+        except ImportError as exc:
+            raise UsageError(f"the nccl backend needs CuPy and NCCL: pip install 'collbench[cuda12]' "
+                             f"(or [cuda13]) ({exc})") from None
+        if not nccl.available:
+            raise UsageError("CuPy cannot load NCCL: install nvidia-nccl-cu12/-cu13 or set NCCL_HOME")
+        from ..gpu.timer import CudaEventTimer
+
+        self._cupy, self._nccl = cupy, nccl
+        self.comm = comm
+        self.rank, self.size = comm.Get_rank(), comm.Get_size()
+        local = comm.Split_type(MPI.COMM_TYPE_SHARED, key=self.rank)
+        self.local_rank = local.Get_rank()
+        local.Free()
+        # Device choice can fail on one rank only (a bad --gpu-map on one node): decide it
+        # everywhere first and share the verdict, so no rank is left waiting in a collective.
+        error = None
+        try:
+            visible = cupy.cuda.runtime.getDeviceCount()
+            self.device = gpu_device.choose_device(self.local_rank, visible, gpu_map)
+        except (UsageError, cupy.cuda.runtime.CUDARuntimeError) as exc:
+            error, self.device = str(exc), -1
+        devices = comm.allgather((gpu_device.node_name_for_map(), self.device, error))
+        errors = [e for _, _, e in devices if e]
+        if errors:
+            raise UsageError(errors[0])
+        mine = devices[self.rank][:2]
+        sharing = [r for r, d in enumerate(devices) if d[:2] == mine]
+        if len(sharing) > 1:
+            raise UsageError(f"NCCL needs one GPU per rank, but ranks {', '.join(map(str, sharing))} "
+                             f"would share GPU {self.device} on {mine[0]} (use as many ranks per node as GPUs)")
+        cupy.cuda.Device(self.device).use()
+        unique_id = nccl.get_unique_id() if self.rank == 0 else None
+        unique_id = comm.bcast(unique_id, root=0)
+        self.nccl_comm = nccl.NcclCommunicator(self.size, unique_id, self.rank)
+        self.stream = cupy.cuda.Stream(non_blocking=True)
+        self.buffers = CudaBuffers(cupy)
+        self._timer = CudaEventTimer(self.stream, graph_replays)
+        self.layout = layout
+        self.algorithm_options = dict(algorithm_options or {})
+        self.graph_replays = graph_replays
+
+    # -- capabilities -------------------------------------------------------------------------
+
+    def problem(self, request: OpRequest) -> Problem:
+        return Problem(request.collective, self.size, request.count, request.root, self.layout)
+
+    def unsupported_reason(self, request: OpRequest) -> str | None:
+        if request.algorithm != "native":
+            return algorithm_unsupported_reason(request.algorithm, self.problem(request), request.op,
+                                                self.algorithm_options)
+        if request.op == "avg" and self._nccl.get_version() < 21000:
+            return "ncclAvg needs NCCL 2.10 or newer"
+        return None
+
+    def reserve(self, max_bytes: int, dtypes: list[DType]) -> None:
+        self.buffers.reserve(max_bytes, self.device)
+
+    def write(self, view: Any, data: Any) -> None:
+        import numpy as np
+
+        view.set(np.ascontiguousarray(data).view(view.dtype), stream=self.stream)
+        self.stream.synchronize()
+
+    def read(self, view: Any) -> Any:
+        host = view.get(stream=self.stream)
+        self.stream.synchronize()
+        return gpu_device.host_view(host)
+
+    @property
+    def timer(self) -> Timer:
+        return self._timer
+
+    # -- native collectives ---------------------------------------------------------------------
+
+    def prepare(self, request: OpRequest) -> PreparedOp:
+        reason = self.unsupported_reason(request)
+        if reason:
+            raise ValueError(reason)
+        if request.algorithm != "native":
+            return self._prepare_schedule(request)
+        comm, p, rank, stream = self.nccl_comm, self.size, self.rank, self.stream.ptr
+        dtype, count, coll = request.dtype, request.count, request.collective
+        nccl_dtype = NCCL_DTYPES[dtype.name]
+        op = NCCL_OPS[request.op] if coll.reduces else None
+        in_place = request.placement is Placement.IN_PLACE
+        buffers, root = self.buffers, request.root
+        n_out = count * p if coll is Collective.ALLGATHER else count
+        n_in = count * p if coll is Collective.REDUCE_SCATTER else count
+        if in_place:
+            if coll is Collective.ALLGATHER:
+                out = buffers.typed(buffers.recv, dtype, n_out)
+                inp = buffers.typed(buffers.recv, dtype, count, rank * count)
+            elif coll is Collective.REDUCE_SCATTER:
+                inp = buffers.typed(buffers.recv, dtype, n_in)
+                out = buffers.typed(buffers.recv, dtype, count, rank * count)
+            else:
+                inp = out = buffers.typed(buffers.recv, dtype, count)
+        else:
+            inp = buffers.typed(buffers.send, dtype, n_in)
+            out = buffers.typed(buffers.recv, dtype, n_out)
+        sptr, rptr = inp.data.ptr, out.data.ptr
+        if coll is Collective.ALLREDUCE:
+            call = lambda: comm.allReduce(sptr, rptr, count, nccl_dtype, op, stream)  # noqa: E731
+        elif coll is Collective.ALLGATHER:
+            call = lambda: comm.allGather(sptr, rptr, count, nccl_dtype, stream)  # noqa: E731
+        elif coll is Collective.REDUCE_SCATTER:
+            call = lambda: comm.reduceScatter(sptr, rptr, count, nccl_dtype, op, stream)  # noqa: E731
+        elif coll is Collective.BROADCAST:
+            call = lambda: comm.broadcast(sptr, rptr, count, nccl_dtype, root, stream)  # noqa: E731
+        else:
+            call = lambda: comm.reduce(sptr, rptr, count, nccl_dtype, op, root, stream)  # noqa: E731
+        return PreparedOp(call, inp, out)
+
+    # -- custom schedules over NCCL send/recv -------------------------------------------------
+
+    def _prepare_schedule(self, request: OpRequest) -> PreparedOp:
+        from ..gpu.nccl_executor import NcclScheduleRun
+
+        problem = self.problem(request)
+        in_place = request.placement is Placement.IN_PLACE
+        program = build_program(request.algorithm, problem, self.rank, self.algorithm_options)
+        lowered = lower(problem, program, in_place, request.op)
+        buffers = self.buffers
+        n_in, n_out = problem.input_len(self.rank), problem.output_len(self.rank)
+        if not in_place:
+            inp = buffers.typed(buffers.send, request.dtype, n_in)
+            out = buffers.typed(buffers.recv, request.dtype, n_out)
+            bufs = {Buf.INPUT: inp, Buf.OUTPUT: out}
+        else:
+            from ..algorithms import inplace_input_offset
+
+            host, offset = inplace_input_offset(problem, self.rank)
+            if host is Buf.OUTPUT:
+                out = buffers.typed(buffers.recv, request.dtype, n_out)
+                inp = out[offset:offset + n_in]
+                bufs = {Buf.OUTPUT: out}
+            else:
+                inp = buffers.typed(buffers.recv, request.dtype, n_in)
+                out = inp[offset:offset + n_out]
+                bufs = {Buf.INPUT: inp}
+        runner = NcclScheduleRun(self.nccl_comm, self.stream, nccl_calls(lowered), bufs,
+                                 lowered.scratch_len, request.dtype, request.op, self.size)
+        return PreparedOp(runner.run, inp, out, executor="nccl-p2p", teardown=runner.free)
+
+    # -- metadata -------------------------------------------------------------------------------
+
+    def metadata(self) -> dict[str, Any]:
+        code = self._nccl.get_version()
+        devices = self.comm.gather(gpu_device.device_facts(self.device) | {"local_rank": self.local_rank,
+                                                                              "host": gpu_device.node_name_for_map()},
+                                   root=0)
+        return {
+            "backend": self.name,
+            "nccl_version": version_string(code),
+            "nccl_version_code": code,
+            "cuda": gpu_device.runtime_facts(),
+            "devices": devices,
+            "graph_replays": self.graph_replays,
+            "nccl_env": {k: v for k, v in os.environ.items() if k.startswith(NCCL_ENV_PREFIX)},
+        }
+
+    def close(self) -> None:
+        self.stream.synchronize()
+        self.nccl_comm.destroy()

@@ -1,0 +1,85 @@
+"""Which GPU each rank uses, and the facts about it that go into the results metadata."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ..errors import UsageError
+
+
+def parse_gpu_map(text: str | None) -> tuple[int, ...] | None:
+    """``--gpu-map 3,2,1,0``: device index (among visible devices) for local rank 0, 1, …."""
+    if not text:
+        return None
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise UsageError(f"--gpu-map {text!r}: expected comma-separated device indices, e.g. 3,2,1,0") from None
+    if any(v < 0 for v in values):
+        raise UsageError("--gpu-map indices must be non-negative")
+    return values
+
+
+def choose_device(local_rank: int, visible: int, gpu_map: tuple[int, ...] | None) -> int:
+    """Device index for this local rank. Without a map, local rank r uses device r mod visible
+    (several ranks share a GPU only when there are more ranks than GPUs)."""
+    if visible < 1:
+        raise UsageError("no CUDA device is visible to this rank (check CUDA_VISIBLE_DEVICES "
+                         "and the job's GPU allocation)")
+    if gpu_map is not None:
+        if local_rank >= len(gpu_map):
+            raise UsageError(f"--gpu-map lists {len(gpu_map)} devices but this node runs local rank {local_rank}")
+        device = gpu_map[local_rank]
+    else:
+        device = local_rank % visible
+    if device >= visible:
+        raise UsageError(f"device {device} requested for local rank {local_rank}, but only {visible} "
+                         f"are visible (CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})")
+    return device
+
+
+def device_facts(device: int) -> dict[str, Any]:
+    """Name, UUID, PCI id and memory of a device (CuPy runtime API)."""
+    import cupy
+
+    props = cupy.cuda.runtime.getDeviceProperties(device)
+    name = props["name"]
+    name = name.decode() if isinstance(name, bytes) else str(name)
+    uuid = props.get("uuid", b"")
+    uuid_text = ("GPU-" + bytes(uuid).hex()) if uuid else None
+    pci = f"{props.get('pciDomainID', 0):04x}:{props.get('pciBusID', 0):02x}:{props.get('pciDeviceID', 0):02x}"
+    return {"index": device, "name": name, "uuid": uuid_text, "pci": pci,
+            "memory_bytes": int(props.get("totalGlobalMem", 0)),
+            "compute_capability": f"{props.get('major', 0)}.{props.get('minor', 0)}"}
+
+
+def runtime_facts() -> dict[str, Any]:
+    import cupy
+
+    runtime = cupy.cuda.runtime
+
+    def dotted(code: int) -> str:
+        return f"{code // 1000}.{code % 1000 // 10}"
+
+    return {"driver_version": dotted(runtime.driverGetVersion()),
+            "runtime_version": dotted(runtime.runtimeGetVersion()),
+            "cupy_version": cupy.__version__,
+            "visible_devices": runtime.getDeviceCount(),
+            "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES")}
+
+
+def node_name_for_map() -> str:
+    """The node name used to detect ranks sharing a GPU (same host, same device index)."""
+    from ..topology import node_name
+
+    return node_name()
+
+
+def host_view(host: Any) -> Any:
+    """A device buffer copied to the host, viewed with collbench's dtype: device buffers of
+    bfloat16 are uint16 (CuPy has no bfloat16), and no collbench dtype is uint16."""
+    import ml_dtypes
+    import numpy as np
+
+    return host.view(ml_dtypes.bfloat16) if host.dtype == np.uint16 else host

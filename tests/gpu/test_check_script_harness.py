@@ -1,0 +1,176 @@
+"""The GPU check script's own bookkeeping, run on the CPU with a numpy stand-in for CuPy.
+
+GPU time is scarce, so a wrong expectation in scripts/gpu_kernels_check.py (a poison window, a
+view offset, an in-place convention) must not first show up on the GPU as a false failure.
+Here the "device" is numpy memory behind fake pointers, the kernels are replaced by the numpy
+reference, ranks are threads, and the script's checks must pass; deliberately broken stand-ins
+must be caught. The real IpcCommunicator view logic (send/recv views) runs unchanged.
+"""
+
+from __future__ import annotations
+
+import threading
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from _fakes import FakeNode, Heap, fake_cupy  # tests/gpu/_fakes.py
+
+from _gpu_helpers import load_check_script
+from collbench.gpu import _layout, ipc, kernels
+
+
+# -- reduce section ---------------------------------------------------------------------------
+
+
+check_script = load_check_script()  # the check script's numpy reference, as a module
+
+def _install_fake_reduce(monkeypatch, script, cp, corrupt: str = "") -> None:
+    def compute(op, dst, ins, dtype):
+        info, n = kernels.validate_elementwise(kernels.describe(dst), [kernels.describe(a) for a in ins], dtype)
+        if n == 0:
+            return
+        res = script.ref_reduce("sum" if op == "avg" else op, info, [a.get() for a in ins])
+        if corrupt == "value" and n > 5:
+            res = res.copy()
+            res.view(np.uint8)[5 * info.itemsize] ^= 0x40
+        dst.np[...] = res
+        if corrupt == "overrun":
+            dst.buf[dst.offset + n * info.itemsize] ^= 0xFF
+
+    def finalize(dst, nranks, *, dtype=None, stream=None):
+        info, n = kernels.validate_elementwise(kernels.describe(dst), [kernels.describe(dst)], dtype)
+        if n:
+            dst.np[...] = script.ref_finalize(info, dst.get(), kernels.validate_nranks(nranks))
+
+    monkeypatch.setattr(kernels, "reduce", lambda op, d, a, b, *, dtype=None, stream=None: compute(op, d, [a, b], dtype))
+    monkeypatch.setattr(kernels, "reduce_many", lambda op, d, ins, *, dtype=None, stream=None: compute(op, d, ins, dtype))
+    monkeypatch.setattr(kernels, "finalize_avg", finalize)
+    monkeypatch.setattr(script, "reduce_sizes", lambda info: [0, 1, 3, 17, 1000, 4097])
+
+
+def test_reduce_section_passes_with_correct_kernels(monkeypatch) -> None:
+    cp = fake_cupy(Heap())
+    _install_fake_reduce(monkeypatch, check_script, cp)
+    rep = check_script.Report(echo=False)
+    check_script.check_reduce(rep, cp, seed=123)
+    failed = [c for c in rep.checks if c["status"] != "pass"]
+    assert not failed, failed[:3]
+    assert len(rep.checks) == 2 * len(_layout.dtypes()) * 5
+
+
+@pytest.mark.parametrize("corrupt,pattern", [("value", "wrong of"), ("overrun", "guard bytes")])
+def test_reduce_section_catches_broken_kernels(monkeypatch, corrupt, pattern) -> None:
+    cp = fake_cupy(Heap())
+    _install_fake_reduce(monkeypatch, check_script, cp, corrupt)
+    rep = check_script.Report(echo=False)
+    check_script.check_reduce(rep, cp, seed=5)
+    failed = [c for c in rep.checks if c["status"] == "fail"]
+    assert len(failed) == len(rep.checks)
+    assert all(pattern in c["detail"] for c in failed), failed[0]["detail"]
+
+
+# -- IPC section: ranks as threads --------------------------------------------------------------
+
+
+def make_comm(cp, heap: Heap, rank: int, n: int, max_bytes: int, shared: dict, mode: str) -> ipc.IpcCommunicator:
+    comm = object.__new__(ipc.IpcCommunicator)  # the real view logic, fake memory and kernels
+    comm._closed, comm._cp, comm._c = False, cp, _layout.header_constants()
+    comm.rank, comm.nranks, comm.max_bytes = rank, n, max_bytes
+    for name in ("_in", "_out"):
+        base, buf = heap.alloc(max_bytes)
+        setattr(comm, name, SimpleNamespace(base=base, buf=buf))
+    comms = shared["comms"]
+    comms[rank] = comm
+    script = shared["script"]
+
+    def launch(kind, count, dtype, op, *, inplace=False, stream=None):
+        if mode == "raise":  # the last rank's kernel timed out; the others' kernels returned
+            if rank == n - 1:
+                raise ipc.IpcTimeoutError("simulated barrier timeout")
+            return
+        info = _layout.dtype_info(dtype)
+        coll = {"one_shot": "allreduce", "two_shot": "allreduce"}.get(kind, kind)
+        shared["barrier"].wait(timeout=20)  # every rank has placed its data
+        if kind == "allgather":
+            parts = [c.send_view(coll, count, dtype, inplace).get() for c in comms]
+            res = np.concatenate(parts) if count else np.empty(0, info.storage)
+        else:
+            srcs = [c.send_view(coll, count, dtype, inplace).get() for c in comms]
+            if kind == "reduce_scatter":
+                srcs = [x[rank * count:(rank + 1) * count] for x in srcs]
+            res = script.ref_reduce(op, info, srcs, n if op == "avg" else 0)
+        shared["barrier"].wait(timeout=20)  # every rank has read
+        if count:
+            out = comm.recv_view(coll, count, dtype, inplace)
+            out.set(res)
+            if mode == "overrun" and not inplace:
+                out.buf[out.offset + out.size * info.itemsize] ^= 1
+            if mode == "clobber_send" and not inplace:
+                comm.send_view(coll, count, dtype, inplace).np.view(np.uint8)[0] ^= 1
+        shared["barrier"].wait(timeout=20)
+
+    comm.launch = launch
+    comm.check_error = lambda stream=None: None
+    return comm
+
+
+def run_ipc_matrix(script, n: int, mode: str = "") -> list[list]:
+    heap = Heap()
+    cp = fake_cupy(heap)
+    small = lambda kind, itemsize, nranks: [0, 1, 17, 4096 + 3, 1000 + 5, 2048 // nranks + 3]  # noqa: E731
+    orig = script.ipc_counts
+    script.ipc_counts = small
+    try:
+        cases = script.ipc_cases(n)
+        max_bytes = max(ipc.required_bytes(k, c, _layout.dtype_info(d).itemsize, n) for k, d, _, c, _ in cases) + 4096
+        shared = {"n": n, "slots": [None] * n, "barrier": threading.Barrier(n), "comms": [None] * n,
+                  "script": script}
+        comms = [make_comm(cp, heap, r, n, max_bytes, shared, mode) for r in range(n)]
+        results: list[list] = [[] for _ in range(n)]
+        stream = SimpleNamespace(synchronize=lambda: None)
+
+        def rank_main(r: int) -> None:
+            node = FakeNode(r, shared)
+            for case_id, (kind, dt, op, count, inplace) in enumerate(cases):
+                err, fatal = script.run_ipc_case(cp, comms[r], node, stream, 77, case_id, kind, dt, op, count, inplace)
+                results[r].append((kind, dt, op, count, inplace, err))
+                if fatal:
+                    break
+
+        threads = [threading.Thread(target=rank_main, args=(r,)) for r in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert not any(t.is_alive() for t in threads), "ranks hung"
+        return results
+    finally:
+        script.ipc_counts = orig
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4])
+def test_ipc_cases_pass_with_correct_collectives(n) -> None:
+    results = run_ipc_matrix(check_script, n)
+    errors = [r for rank in results for r in rank if r[-1]]
+    assert not errors, errors[:3]
+    assert len(results[0]) == len(check_script.ipc_cases(n))
+
+
+@pytest.mark.parametrize("mode,pattern", [("overrun", "outside the result"),
+                                          ("clobber_send", "send buffer was modified")])
+def test_ipc_cases_catch_broken_collectives(mode, pattern) -> None:
+    results = run_ipc_matrix(check_script, 2, mode)
+    bad = [r for r in results[0] if r[-1]]
+    assert bad and all(pattern in r[-1] for r in bad), bad[:2]
+    assert all(r[-1] for r in results[0] if not r[4] and r[3] > 0)  # every out-of-place case with data
+
+
+def test_kernel_error_on_one_rank_stops_all_ranks_together() -> None:
+    results = run_ipc_matrix(check_script, 3, "raise")
+    for r, rank_results in enumerate(results):
+        assert len(rank_results) == 1  # every rank stopped after the first case, none hung
+        assert rank_results[0][-1]
+    assert "simulated barrier timeout" in results[2][0][-1]
+    assert "another rank failed" in results[0][0][-1]

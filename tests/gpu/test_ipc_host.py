@@ -1,0 +1,189 @@
+"""IpcCommunicator's host side without a GPU: setup, handle exchange, agreed failures, launch
+arguments, error decoding and close, with ranks as threads and a fake CUDA runtime."""
+
+from __future__ import annotations
+
+import ctypes
+import sys
+import threading
+from types import ModuleType, SimpleNamespace
+
+import numpy as np
+import pytest
+from _fakes import FakeNode, Heap, fake_cupy  # tests/gpu/_fakes.py
+
+from collbench.gpu import _layout, ipc
+
+MAPPED = 0x100000000000  # fake peer mappings live at own address + MAPPED
+
+
+def fake_runtime_cupy(heap: Heap, log: list, fail_open_on_rank: int = -1, free_bytes: int = 1 << 34) -> SimpleNamespace:
+    cp = fake_cupy(heap)
+    local = threading.local()
+
+    class Memory:
+        def __init__(self, size: int) -> None:
+            self.ptr, self.buf = heap.alloc(size)
+            self.base = self.ptr
+            self.size = size
+
+    def write(ptr: int, data: bytes) -> None:
+        buf, off = heap.find(ptr)
+        buf[off:off + len(data)] = np.frombuffer(data, np.uint8)
+
+    def memcpy(dst: int, src: int, n: int, kind: int) -> None:
+        if kind == 1:  # host to device
+            write(dst, ctypes.string_at(src, n))
+        else:  # device to host
+            buf, off = heap.find(src)
+            ctypes.memmove(dst, buf[off:off + n].tobytes(), n)
+
+    def ipc_open(handle: bytes, flags: int) -> int:
+        if local.rank == fail_open_on_rank:
+            raise RuntimeError("cudaErrorPeerAccessUnsupported")
+        ptr = int.from_bytes(handle[:8], "little")
+        log.append(("open", local.rank, ptr))
+        return ptr + MAPPED
+
+    rt = cp.cuda.runtime
+    rt.memGetInfo = lambda: (free_bytes, 1 << 35)
+    rt.deviceSynchronize = lambda: None
+    rt.ipcGetMemHandle = lambda ptr: int(ptr).to_bytes(8, "little") + bytes(56)
+    rt.ipcOpenMemHandle = ipc_open
+    rt.ipcCloseMemHandle = lambda p: log.append(("close", local.rank, p))
+    rt.memcpy = memcpy
+    rt.memcpyHostToDevice, rt.memcpyDeviceToHost = 1, 2
+    rt.cudaIpcMemLazyEnablePeerAccess = 1
+    cp.cuda.memory = SimpleNamespace(Memory=Memory)
+    cp.cuda.Device = lambda *a: SimpleNamespace(id=0, pci_bus_id="0000:19:00.0", synchronize=lambda: None)
+    cp.local = local
+    return cp
+
+
+@pytest.fixture
+def fake_env(monkeypatch):
+    mpi = ModuleType("mpi4py")
+    mpi.MPI = SimpleNamespace(Get_processor_name=lambda: "node1")
+    monkeypatch.setitem(sys.modules, "mpi4py", mpi)
+    monkeypatch.setattr(ipc, "sm_count", lambda: 132)
+    launches: list = []
+
+    def fake_get_kernel(filename, name, dtype):
+        return lambda grid, block, args: launches.append((name, grid, block, args))
+
+    monkeypatch.setattr(ipc, "get_kernel", fake_get_kernel)
+    return monkeypatch, launches
+
+
+def run_ranks(n: int, body, cp) -> list:
+    shared = {"n": n, "slots": [None] * n, "barrier": threading.Barrier(n)}
+    out: list = [None] * n
+
+    def main(r: int) -> None:
+        cp.local.rank = r
+        try:
+            out[r] = body(r, FakeNode(r, shared))
+        except Exception as exc:  # noqa: BLE001
+            out[r] = exc
+
+    threads = [threading.Thread(target=main, args=(r,)) for r in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not any(t.is_alive() for t in threads), "ranks hung"
+    return out
+
+
+def test_setup_exchanges_handles_and_builds_the_descriptor(fake_env) -> None:
+    monkeypatch, launches = fake_env
+    heap, log = Heap(), []
+    cp = fake_runtime_cupy(heap, log)
+    monkeypatch.setattr(ipc, "cupy_module", lambda: cp)
+    c = _layout.header_constants()
+
+    def body(r, node):
+        comm = ipc.IpcCommunicator(node, 1000, timeout_s=2.5, max_blocks=300)
+        desc = np.zeros(c["DESC_BYTES"] // 8, np.uint64)
+        cp.cuda.runtime.memcpy(desc.ctypes.data, comm._desc.ptr, desc.nbytes, 2)
+        own = [comm._in.ptr, comm._out.ptr, comm._scratch.ptr, comm._sig.ptr]
+        assert comm.max_blocks == 132  # capped by the SM count (and MAX_BLOCKS)
+        assert comm.same_device
+        comm.allreduce_one_shot(17, "bfloat16", "avg", inplace=True)
+        comm.allgather(0, "float32")  # nothing to do: no launch
+        rec = comm.error_record()
+        comm.close()
+        return desc, own, rec
+
+    res = run_ranks(3, body, cp)
+    for r in res:
+        assert not isinstance(r, Exception), r
+    m = c["MAX_RANKS"]
+    owns = [own for _, own, _ in res]
+    for rank, (desc, own, rec) in enumerate(res):
+        assert rec is None
+        tail = desc.view(np.int32)
+        assert (tail[8 * m], tail[8 * m + 1]) == (rank, 3)
+        for i in range(4):  # in, out, scratch, sig: own pointer locally, mapped pointers for peers
+            for peer in range(3):
+                expected = owns[peer][i] if peer == rank else owns[peer][i] + MAPPED
+                assert desc[i * m + peer] == expected
+    opens = [e for e in log if e[0] == "open"]
+    closes = [e for e in log if e[0] == "close"]
+    assert len(opens) == 3 * 2 * 4 and len(closes) == len(opens)
+    assert len(launches) == 3
+    name, grid, block, args = launches[0]
+    assert name == "ipc_one_shot_avg_bfloat16" and grid == (1,) and block == (c["IPC_THREADS"],)
+    assert args[1] == np.uint64(17) and args[2] == np.uint64(2_500_000_000) and args[3] == np.int32(1)
+    assert args[1].dtype == np.uint64 and args[3].dtype == np.int32  # the C parameter types
+
+
+def test_setup_failure_on_one_rank_raises_on_every_rank(fake_env) -> None:
+    monkeypatch, _ = fake_env
+    cp = fake_runtime_cupy(Heap(), [], fail_open_on_rank=1)
+    monkeypatch.setattr(ipc, "cupy_module", lambda: cp)
+    res = run_ranks(3, lambda r, node: ipc.IpcCommunicator(node, 1000), cp)
+    for r in res:
+        assert isinstance(r, ipc.IpcError)
+        assert "rank 1: cudaIpcOpenMemHandle" in str(r) and "PeerAccessUnsupported" in str(r)
+
+
+def test_not_enough_memory_is_a_clear_agreed_error(fake_env) -> None:
+    monkeypatch, _ = fake_env
+    cp = fake_runtime_cupy(Heap(), [], free_bytes=10 << 20)
+    monkeypatch.setattr(ipc, "cupy_module", lambda: cp)
+    res = run_ranks(2, lambda r, node: ipc.IpcCommunicator(node, 100 << 20), cp)
+    assert all(isinstance(r, ipc.IpcError) and "MiB free" in str(r) for r in res)
+
+
+def test_argument_errors_and_timeout_record(fake_env) -> None:
+    monkeypatch, _ = fake_env
+    heap = Heap()
+    cp = fake_runtime_cupy(heap, [])
+    monkeypatch.setattr(ipc, "cupy_module", lambda: cp)
+    c = _layout.header_constants()
+
+    def body(r, node):
+        comm = ipc.IpcCommunicator(node, 64)
+        with pytest.raises(ValueError, match="max_bytes=64"):
+            comm.allgather(16, "float32")  # 2 ranks x 16 x 4 bytes > 64
+        with pytest.raises(ValueError, match="unknown reduction op"):
+            comm.reduce_scatter(1, "float32", "xor")
+        with pytest.raises(ValueError, match="unknown dtype"):
+            comm.allreduce_two_shot(1, "float8", "sum")
+        with pytest.raises(ValueError, match="count"):
+            comm.allreduce_one_shot(-1, "float32", "sum")
+        assert comm.recv_view("reduce_scatter", 4, "int32", inplace=True).data.ptr == comm._in.ptr + 16 * r
+        assert comm.send_view("allgather", 4, "int32", inplace=True).data.ptr == comm._out.ptr + 16 * r
+        # a kernel's timeout record becomes an IpcTimeoutError naming the peer
+        words = np.zeros(c["ERR_WORDS"], np.uint32)
+        words[:10] = [c["ERR_TIMEOUT"], c["KID_ONE_SHOT"], 0, 1 - r, 1, 5, 4, r, 2_000_000, 1]
+        cp.cuda.runtime.memcpy(comm._sig.ptr + 4 * c["SIG_ERROR_WORD"], words.ctypes.data, words.nbytes, 1)
+        with pytest.raises(ipc.IpcTimeoutError, match=f"waiting for rank {1 - r}"):
+            comm.check_error()
+        comm.close()
+        with pytest.raises(ipc.IpcError, match="closed"):
+            comm.allgather(1, "int8")
+        return True
+
+    assert run_ranks(2, body, cp) == [True, True]
