@@ -104,20 +104,56 @@ def build_parser() -> argparse.ArgumentParser:
     x = run.add_argument_group("execution")
     x.add_argument("-np", "--nprocs", type=_positive_int, default=4,
                    help="ranks to launch with the bundled mpiexec when not already in an MPI job (default 4)")
-    x.add_argument("--backend", default="mpi", help="mpi (default)")
-    x.add_argument("--algo", default="native", help="algorithm(s), comma separated (default native)")
+    x.add_argument("--backend", default="mpi", help="mpi (default), nccl (GPU), cuda (our IPC kernels, GPU)")
+    x.add_argument("--algo", default="native",
+                   help="algorithm(s), comma separated, or all: native (the library's own), ring, "
+                   "recursive_doubling, rabenseifner, tree, double_binary_tree, direct, hierarchical, "
+                   "bruck, recursive_halving (see `collbench list`)")
+    x.add_argument("-O", "--algo-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="algorithm option, e.g. -O inner=ring -O outer=recursive_doubling for hierarchical")
     x.add_argument("--mpi-thread-level", choices=["single", "funneled", "serialized", "multiple"],
                    default="single", help="MPI thread level to request (default single; mpi4py's "
                    "own default is multiple, which changes MPICH's latency and algorithm choice)")
     x.add_argument("--ranks-per-node", type=_positive_int, default=None,
                    help="treat consecutive blocks of K ranks as nodes (emulation for tests and labs)")
+    gpu = run.add_argument_group("GPU")
+    gpu.add_argument("-G", "--cudagraph", type=_non_negative_int, default=0,
+                     help="CUDA-graph mode: capture the timed loop and replay it N times (nccl, cuda)")
+    gpu.add_argument("--gpu-map", default=None,
+                     help="device index per local rank, e.g. 3,2,1,0 (Perlmutter: local rank r is "
+                     "nearest GPU 3-r); default: local rank modulo visible devices")
+    gpu.add_argument("--nccl-algo", default=None, help="sets NCCL_ALGO (e.g. Ring, Tree) and records it")
+    gpu.add_argument("--nccl-proto", default=None, help="sets NCCL_PROTO (e.g. Simple, LL, LL128)")
+    gpu.add_argument("--device", choices=["host", "cuda"], default="host",
+                     help="where the mpi backend's buffers live (cuda needs a CUDA-aware MPI or --stage-host)")
+    gpu.add_argument("--stage-host", action="store_true",
+                     help="with --device cuda: copy through host memory around each MPI call")
     x.add_argument("--out", default=None, help="results file (default results/collbench-<time>.jsonl); "
                    "never overwritten")
+
+    listing = sub.add_parser("list", help="what can run here: collectives × algorithms × backends",
+                             description="Every collective × algorithm × backend combination, and "
+                             "why the ones that cannot run here cannot.")
+    listing.add_argument("--ranks", type=_positive_int, default=4, help="rank count to check preconditions for")
+    listing.add_argument("--ranks-per-node", type=_positive_int, default=None)
+
+    verify = sub.add_parser("verify", help="prove every algorithm correct symbolically (no MPI needed)",
+                            description="Symbolically execute every registered schedule for every rank "
+                            "count up to --max-ranks and a spread of element counts, in both placements.")
+    verify.add_argument("--max-ranks", type=_positive_int, default=64)
+    verify.add_argument("--algo", default=None, help="only these algorithms (comma separated)")
+    verify.add_argument("--extra-ranks", default="128,1000",
+                        help="larger rank counts for the logarithmic algorithms (comma list, or none)")
+    verify.add_argument("-j", "--jobs", type=_positive_int, default=None,
+                        help="worker processes (default: every core)")
 
     report = sub.add_parser("report", help="re-print tables from results files",
                             description="Print the tables of results files (or directories of them).")
     report.add_argument("paths", nargs="+", metavar="FILE")
     report.add_argument("--format", choices=["text", "csv", "markdown", "json"], default="text")
+    from .slurm import add_parser as add_slurm_parser  # `collbench slurm`: sbatch sweep scripts
+
+    add_slurm_parser(sub)
     return parser
 
 
@@ -141,8 +177,28 @@ def build_spec(args: argparse.Namespace) -> RunSpec:
     algorithms = tuple(dict.fromkeys(a.strip() for a in args.algo.split(",") if a.strip()))
     if not algorithms:
         raise UsageError("--algo needs at least one algorithm name")
-    if args.backend != "mpi":
-        raise UsageError(f"unknown backend {args.backend!r} (known: mpi)")
+    from .backends import BACKENDS
+    from .schedules import check_algorithm_names, parse_option_value
+
+    if args.backend not in BACKENDS:
+        raise UsageError(f"unknown backend {args.backend!r} (known: {', '.join(BACKENDS)})")
+    from .backends.cuda import BACKEND_ALGORITHMS
+
+    algorithms = check_algorithm_names(algorithms, BACKEND_ALGORITHMS if args.backend == "cuda" else ())
+    options = []
+    for item in args.algo_option:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise UsageError(f"-O/--algo-option {item!r}: expected KEY=VALUE, e.g. inner=ring")
+        options.append((key.strip(), parse_option_value(value.strip())))
+    if args.cudagraph and args.backend == "mpi":
+        raise UsageError("-G (CUDA graphs) needs a GPU backend: --backend nccl or cuda")
+    if args.cudagraph and args.per_iter:
+        raise UsageError("-I cannot be combined with -G: a graph replays all iterations at once")
+    if args.device == "cuda" and args.backend != "mpi":
+        raise UsageError("--device cuda applies to the mpi backend (nccl and cuda always use the GPU)")
+    if args.stage_host and args.device != "cuda":
+        raise UsageError("--stage-host only makes sense with --device cuda")
     return RunSpec(
         collectives=tuple(dict.fromkeys(collectives)), sizes=tuple(sizes),
         dtypes=parse_dtypes(args.datatype), ops=parse_ops(args.op), algorithms=algorithms,
@@ -150,7 +206,8 @@ def build_spec(args: argparse.Namespace) -> RunSpec:
         check=args.check, aggregation=Aggregation(args.average), per_iteration=bool(args.per_iter),
         timeout=args.timeout, root=args.root, target_seconds=args.target_time,
         strict_dtypes=args.datatype.strip().lower() != "all",
-        strict_ops=args.op.strip().lower() != "all")
+        strict_ops=args.op.strip().lower() != "all", algorithm_options=tuple(options),
+        graph_replays=args.cudagraph, device=args.device, stage_host=args.stage_host)
 
 
 def default_results_path(spec: RunSpec) -> Path:
@@ -161,6 +218,15 @@ def default_results_path(spec: RunSpec) -> Path:
 
 def command_run(args: argparse.Namespace, argv: list[str]) -> int:
     spec = build_spec(args)
+    from .gpu.device import parse_gpu_map
+
+    gpu_map = parse_gpu_map(args.gpu_map)
+    # NCCL reads these when its communicator is created: set them before anything starts, in
+    # the launcher (children inherit them) and in every rank (when launched by srun directly).
+    if args.nccl_algo:
+        os.environ["NCCL_ALGO"] = args.nccl_algo
+    if args.nccl_proto:
+        os.environ["NCCL_PROTO"] = args.nccl_proto
     if spec.root >= args.nprocs and not inside_mpi_job():
         raise UsageError(f"root {spec.root} is not a rank of a {args.nprocs}-rank job")
     if not inside_mpi_job():
@@ -177,7 +243,7 @@ def command_run(args: argparse.Namespace, argv: list[str]) -> int:
     from .runner import run_in_job
 
     out = Path(args.out) if args.out else _agreed_default_path(spec)
-    return run_in_job(spec, argv, out, args.mpi_thread_level, args.ranks_per_node)
+    return run_in_job(spec, argv, out, args.mpi_thread_level, args.ranks_per_node, gpu_map)
 
 
 def _agreed_default_path(spec: RunSpec) -> Path:
@@ -192,10 +258,36 @@ def _agreed_default_path(spec: RunSpec) -> Path:
 
 def command_report(args: argparse.Namespace) -> int:
     from .report import report
+    from .sweep_report import report_paths
 
-    text = report(args.paths, args.format)
+    # a Slurm sweep directory (results/<cluster>/<jobid>/) gets the node-count table
+    text = report_paths(args.paths, args.format) or report(args.paths, args.format)
     sys.stdout.write(text + ("" if text.endswith("\n") else "\n"))
     return 0
+
+
+def command_list(args: argparse.Namespace) -> int:
+    from .capabilities import format_capabilities
+
+    print(format_capabilities(args.ranks, args.ranks_per_node))
+    return 0
+
+
+def command_verify(args: argparse.Namespace) -> int:
+    from .algorithms.verify import format_verify_report
+    from .schedules import check_algorithm_names
+    from .verify_parallel import verify_everything
+
+    names = check_algorithm_names(a for a in args.algo.split(",") if a.strip()) if args.algo else None
+    try:
+        extra = () if args.extra_ranks.strip().lower() in ("", "none") else tuple(
+            _positive_int(v) for v in args.extra_ranks.split(","))
+    except argparse.ArgumentTypeError as exc:
+        raise UsageError(f"--extra-ranks: {exc}") from None
+    report = verify_everything(args.max_ranks, extra, names, workers=args.jobs)
+    print(format_verify_report(report))
+    print(f"(on {args.jobs or os.cpu_count()} processes; the time column is CPU seconds per line)")
+    return 0 if report.ok else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -207,6 +299,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return command_run(args, argv)
         if args.command == "report":
             return command_report(args)
+        if args.command == "list":
+            return command_list(args)
+        if args.command == "verify":
+            return command_verify(args)
+        if args.command == "slurm":
+            from .slurm import command as command_slurm
+
+            return command_slurm(args, argv)
         build_parser().print_help()
         return EXIT_USAGE
     except UsageError as exc:

@@ -57,9 +57,15 @@ def make_plan(spec: RunSpec, backend: Backend) -> Plan:
     """
     groups: list[Group] = []
     skipped: dict[str, list[str]] = {}
+    every_algorithm = "all" in spec.algorithms
     for collective in spec.collectives:
         ops: tuple[str | None, ...] = spec.ops if collective.reduces else (None,)
-        for algorithm in spec.algorithms:
+        algorithms = backend.algorithm_names(collective) if every_algorithm else spec.algorithms
+        for algorithm in algorithms:
+            if not backend.implements(algorithm, collective):
+                skipped.setdefault("no schedule for this collective", []).append(
+                    f"{algorithm} ({collective.value})")
+                continue
             for dtype in spec.dtypes:
                 for op in ops:
                     runnable, reasons = [], []
@@ -71,7 +77,8 @@ def make_plan(spec: RunSpec, backend: Backend) -> Plan:
                         groups.append(Group(collective, algorithm, dtype, op, tuple(runnable)))
                         continue
                     what = f"{collective.value} {algorithm} {dtype.name}{' ' + op if op else ''}"
-                    named = (spec.strict_dtypes or not collective.reduces) and (spec.strict_ops or op is None)
+                    named = (not every_algorithm and (spec.strict_dtypes or not collective.reduces)
+                             and (spec.strict_ops or op is None))
                     if named:
                         raise UnsupportedError(f"backend {backend.name} cannot run {what}: {reasons[0]}")
                     skipped.setdefault(reasons[0], []).append(what)
@@ -219,7 +226,7 @@ class Harness:
             self.backend.write(prepared.output, poison)
             self._fill_input(request, prepared, seed)
             self.watchdog.arm(self.spec.timeout)
-            self.backend.timer.batch(prepared.run, 1)
+            self.backend.timer.once(prepared.run)
             self.watchdog.disarm()
             expected = self._expected(request, seed)
             if expected is not None:

@@ -78,6 +78,9 @@ def spec_record(spec: RunSpec) -> dict[str, Any]:
         "per_iteration": spec.per_iteration,
         "timeout": spec.timeout,
         "root": spec.root,
+        "graph_replays": spec.graph_replays,
+        "device": spec.device,
+        "stage_host": spec.stage_host,
     }
 
 

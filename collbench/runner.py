@@ -40,7 +40,7 @@ def agree(comm: Any, action: Callable[[], Any]) -> Any:
 
 
 def run_in_job(spec: RunSpec, argv: list[str], out_path: Path | None, thread_level: str,
-               ranks_per_node: int | None) -> int:
+               ranks_per_node: int | None, gpu_map: tuple[int, ...] | None = None) -> int:
     """Entry point of every rank. Returns the process exit status."""
     import mpi4py
 
@@ -52,8 +52,8 @@ def run_in_job(spec: RunSpec, argv: list[str], out_path: Path | None, thread_lev
     activity = Activity(rank=world.Get_rank())
     thread_multiple = MPI.Query_thread() == MPI.THREAD_MULTIPLE
     try:
-        return _run(spec, argv, out_path, thread_level, ranks_per_node, world, ctrl, activity,
-                    thread_multiple)
+        return _run(spec, argv, out_path, thread_level, ranks_per_node, gpu_map, world, ctrl,
+                    activity, thread_multiple)
     except UsageError as exc:  # raised on every rank through agree()
         if world.Get_rank() == 0:
             sys.stderr.write(f"collbench: error: {exc}\n")
@@ -66,12 +66,11 @@ def run_in_job(spec: RunSpec, argv: list[str], out_path: Path | None, thread_lev
 
 
 def _run(spec: RunSpec, argv: list[str], out_path: Path | None, thread_level: str,
-         ranks_per_node: int | None, world: Any, ctrl: Any, activity: Activity,
-         thread_multiple: bool) -> int:
+         ranks_per_node: int | None, gpu_map: tuple[int, ...] | None, world: Any, ctrl: Any,
+         activity: Activity, thread_multiple: bool) -> int:
     rank, nranks = ctrl.Get_rank(), ctrl.Get_size()
     if ranks_per_node is not None:
-        if nranks % ranks_per_node:
-            raise UsageError(f"--ranks-per-node {ranks_per_node} does not divide the {nranks} ranks")
+        # the last emulated node may be smaller; algorithms that need uniform nodes say so
         nodes: NodeMap = emulated(nranks, ranks_per_node)
     else:
         nodes = discover(ctrl)
@@ -80,14 +79,18 @@ def _run(spec: RunSpec, argv: list[str], out_path: Path | None, thread_level: st
         raise UsageError(f"root {spec.root} is not a rank of this {nranks}-rank job")
     agree(ctrl, lambda: _check_memory(spec, local_ranks))
 
-    backend = make_backend(spec.backend, world)
+    activity.phase = f"{spec.backend} backend initialization"
+    backend = make_backend(spec.backend, world, layout=nodes.layout(),
+                           algorithm_options=dict(spec.algorithm_options),
+                           graph_replays=spec.graph_replays, gpu_map=gpu_map, device=spec.device,
+                           stage_host=spec.stage_host)
     plan = agree(ctrl, lambda: make_plan(spec, backend))
     writer = ResultsWriter(out_path) if (rank == 0 and out_path is not None) else None
     agree(ctrl, lambda: writer.open() if writer else None)
 
     watchdog = Watchdog(ctrl.Dup(), spec.timeout, activity, thread_multiple)
     activity.phase = "buffer allocation"
-    backend.reserve(spec.max_bytes, list(spec.dtypes))
+    agree(ctrl, lambda: backend.reserve(spec.max_bytes, list(spec.dtypes)))
     metadata = collect(ctrl, spec, argv, thread_level, nodes, backend.metadata())
     progress = Progress() if rank == 0 else None
     if rank == 0:

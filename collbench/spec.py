@@ -51,7 +51,10 @@ class RunSpec:
     # explicit dtype/op names make unsupported combinations an error instead of a skip
     strict_dtypes: bool = False
     strict_ops: bool = False
-    algorithm_options: tuple[tuple[str, str], ...] = field(default=())
+    algorithm_options: tuple[tuple[str, object], ...] = field(default=())
+    graph_replays: int = 0           # -G: CUDA-graph mode (GPU backends)
+    device: str = "host"             # where MPI's buffers live: host or cuda
+    stage_host: bool = False         # --device cuda with a non-CUDA-aware MPI: copy via the host
 
     @property
     def max_bytes(self) -> int:

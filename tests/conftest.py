@@ -1,31 +1,10 @@
-"""Shared test helpers: run the real CLI (under the real mpiexec) and read what it wrote."""
+"""Fixtures shared by the whole suite (helpers live in cbtest.py, importable everywhere)."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def run_cli(args: list[str], timeout: float = 120, env: dict[str, str] | None = None,
-            cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """Run ``python -m collbench ARGS`` as a user would (it launches mpiexec itself)."""
-    full_env = {k: v for k, v in os.environ.items() if k not in ("PMI_RANK", "PMIX_RANK",
-                                                                   "COLLBENCH_LAUNCHED")}
-    full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "collbench", *args], capture_output=True, text=True,
-                          timeout=timeout, env=full_env, cwd=cwd)
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
 @pytest.fixture

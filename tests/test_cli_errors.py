@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import run_cli
+from cbtest import run_cli
 
 
 @pytest.mark.parametrize("args, message", [

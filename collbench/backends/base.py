@@ -71,6 +71,10 @@ class Timer(abc.ABC):
     def per_iteration(self, run: Callable[[], None], iterations: int) -> np.ndarray:
         """Seconds of each of ``iterations`` calls (float64 array)."""
 
+    def once(self, run: Callable[[], None]) -> None:
+        """One call, completed (validation: never replayed, whatever the timing mode)."""
+        self.batch(run, 1)
+
 
 class Backend(abc.ABC):
     """A communication library (MPI, NCCL, our CUDA kernels) seen through one interface."""
@@ -101,6 +105,18 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def reserve(self, max_bytes: int, dtypes: list[DType]) -> None:
         """Allocate the largest buffers the sweep needs once, before any measurement."""
+
+    def algorithm_names(self, collective: Collective) -> list[str]:
+        """What ``--algo all`` means here: native plus every registered schedule."""
+        from ..schedules import algorithm_names
+
+        return algorithm_names(collective)
+
+    def implements(self, algorithm: str, collective: Collective) -> bool:
+        """Whether ``algorithm`` exists for ``collective`` on this backend (else it is skipped)."""
+        from ..schedules import implements
+
+        return implements(algorithm, collective)
 
     def metadata(self) -> dict[str, Any]:
         """Backend-specific facts for the results file (library versions, devices, env)."""

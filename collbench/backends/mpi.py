@@ -7,9 +7,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..algorithms import Collective
+from ..algorithms import Collective, Layout, Problem
 from ..dtypes import DType
+from ..lowering import lower
+from ..schedules import algorithm_unsupported_reason, build_program
 from .base import Backend, OpRequest, Placement, PreparedOp, Timer
+from .mpi_executor import MpiScheduleRun, host_buffers
 
 # MPI datatype attribute per dtype; 16-bit floats exist only in MPI 4.1+/MPICH 4+ libraries.
 _MPI_TYPE_NAMES = {"int8": "INT8_T", "uint8": "UINT8_T", "int32": "INT32_T", "uint32": "UINT32_T",
@@ -60,11 +63,14 @@ class MpiBackend(Backend):
     Args:
         comm: the communicator to measure on; it is duplicated so that collbench's own control
             traffic (iteration broadcasts, timing gathers) never matches a measured message.
+        layout: which ranks share a node (hierarchical algorithms); default one node.
+        algorithm_options: options for custom algorithms (e.g. hierarchical inner/outer).
     """
 
     name = "mpi"
 
-    def __init__(self, comm: Any) -> None:
+    def __init__(self, comm: Any, layout: Layout | None = None,
+                 algorithm_options: dict[str, str] | None = None) -> None:
         from mpi4py import MPI  # imported by the caller after choosing the thread level
 
         self._mpi = MPI
@@ -74,6 +80,8 @@ class MpiBackend(Backend):
         self._timer = HostTimer()
         self._send = aligned_bytes(0)
         self._recv = aligned_bytes(0)
+        self.layout = layout
+        self.algorithm_options = dict(algorithm_options or {})
 
     # -- capabilities -------------------------------------------------------------------------
 
@@ -85,9 +93,14 @@ class MpiBackend(Backend):
             datatype = getattr(self._mpi, _MOVE_TYPE_NAMES[dtype.itemsize])
         return datatype
 
+    def problem(self, request: OpRequest) -> Problem:
+        return Problem(request.collective, self.size, request.count, request.root, self.layout)
+
     def unsupported_reason(self, request: OpRequest) -> str | None:
         if request.algorithm != "native":
-            return f"algorithm {request.algorithm!r} needs the schedule executor (not available yet)"
+            # custom schedules reduce locally with numpy: every dtype and op works
+            return algorithm_unsupported_reason(request.algorithm, self.problem(request), request.op,
+                                                self.algorithm_options)
         coll = request.collective
         if coll.reduces:
             if request.op == "avg":
@@ -100,6 +113,9 @@ class MpiBackend(Backend):
         return None
 
     # -- buffers ------------------------------------------------------------------------------
+
+    def _typed(self, buffer: Any, dtype: DType, count: int, offset: int = 0) -> Any:
+        return typed(buffer, dtype, count, offset)
 
     def reserve(self, max_bytes: int, dtypes: list[DType]) -> None:
         if self._send.nbytes < max_bytes:
@@ -122,6 +138,8 @@ class MpiBackend(Backend):
         reason = self.unsupported_reason(request)
         if reason:
             raise ValueError(reason)
+        if request.algorithm != "native":
+            return self._prepare_schedule(request)
         MPI = self._mpi
         comm, p, rank = self.comm, self.size, self.rank
         dtype, count, coll = request.dtype, request.count, request.collective
@@ -134,35 +152,35 @@ class MpiBackend(Backend):
             return [view, view.size if n is None else n, datatype]
 
         if coll is Collective.ALLREDUCE:
-            recv = typed(self._recv, dtype, count)
-            send = recv if in_place else typed(self._send, dtype, count)
+            recv = self._typed(self._recv, dtype, count)
+            send = recv if in_place else self._typed(self._send, dtype, count)
             sspec, rspec = (MPI.IN_PLACE if in_place else spec(send)), spec(recv)
             call = comm.Allreduce
             return PreparedOp(lambda: call(sspec, rspec, op), send, recv)
         if coll is Collective.ALLGATHER:
-            recv = typed(self._recv, dtype, count * p)
-            send = typed(self._recv, dtype, count, rank * count) if in_place else typed(self._send, dtype, count)
+            recv = self._typed(self._recv, dtype, count * p)
+            send = self._typed(self._recv, dtype, count, rank * count) if in_place else self._typed(self._send, dtype, count)
             sspec, rspec = (MPI.IN_PLACE if in_place else spec(send)), spec(recv, count)
             call = comm.Allgather
             return PreparedOp(lambda: call(sspec, rspec), send, recv)
         if coll is Collective.REDUCE_SCATTER:
             if in_place:  # MPI leaves the result at the start of the receive buffer
-                buf = typed(self._recv, dtype, count * p)
+                buf = self._typed(self._recv, dtype, count * p)
                 sspec, rspec, send, recv = MPI.IN_PLACE, [buf, datatype], buf, buf[:count]
             else:
-                send = typed(self._send, dtype, count * p)
-                recv = typed(self._recv, dtype, count)
+                send = self._typed(self._send, dtype, count * p)
+                recv = self._typed(self._recv, dtype, count)
                 sspec, rspec = [send, datatype], [recv, datatype]
             call = comm.Reduce_scatter_block
             return PreparedOp(lambda: call(sspec, rspec, op), send, recv)
         if coll is Collective.BROADCAST:  # in place only (checked above)
-            buf = typed(self._recv, dtype, count)
+            buf = self._typed(self._recv, dtype, count)
             bspec = spec(buf)
             call = comm.Bcast
             return PreparedOp(lambda: call(bspec, root), buf, buf)
         if coll is Collective.REDUCE:
-            recv = typed(self._recv, dtype, count)
-            send = recv if in_place else typed(self._send, dtype, count)
+            recv = self._typed(self._recv, dtype, count)
+            send = recv if in_place else self._typed(self._send, dtype, count)
             if in_place and rank == root:
                 sspec = MPI.IN_PLACE
             else:
@@ -171,6 +189,19 @@ class MpiBackend(Backend):
             call = comm.Reduce
             return PreparedOp(lambda: call(sspec, rspec, op, root), send, recv)
         raise ValueError(f"unknown collective {coll}")
+
+    def _prepare_schedule(self, request: OpRequest) -> PreparedOp:
+        problem = self.problem(request)
+        in_place = request.placement is Placement.IN_PLACE
+        program = build_program(request.algorithm, problem, self.rank, self.algorithm_options)
+        lowered = lower(problem, program, in_place, request.op)
+        size = max(problem.input_len(self.rank), problem.output_len(self.rank))
+        send = self._typed(self._send, request.dtype, size)
+        recv = self._typed(self._recv, request.dtype, size)
+        buffers, inp, out = host_buffers(problem, self.rank, in_place, send, recv)
+        move_type = getattr(self._mpi, _MOVE_TYPE_NAMES[request.dtype.itemsize])
+        runner = MpiScheduleRun(self.comm, lowered, buffers, move_type, request.op, self.size)
+        return PreparedOp(runner.run, inp, out, executor="python", teardown=runner.free)
 
     def metadata(self) -> dict[str, Any]:
         return {"backend": self.name}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from collbench.results import read_results
-from conftest import run_cli
+from cbtest import run_cli
 
 pytestmark = pytest.mark.mpi
 

@@ -7,7 +7,7 @@ import itertools
 
 import pytest
 
-from conftest import read_jsonl, run_cli
+from cbtest import read_jsonl, run_cli
 
 pytestmark = pytest.mark.mpi
 
