@@ -14,7 +14,8 @@ from .algorithms import Collective
 from .backends.base import Placement
 from .dtypes import parse_dtypes, parse_ops
 from .errors import UsageError
-from .launcher import env_rank, inside_mpi_job, oversubscription_warning, relaunch
+from .launcher import (KEEP_SHM_VARIABLE, env_rank, inside_mpi_job, oversubscription_environment,
+                       oversubscription_warning, relaunch)
 from .resources import memory_problem
 from .results import ResultsWriter
 from .sizes import parse_size, size_sweep
@@ -238,8 +239,13 @@ def command_run(args: argparse.Namespace, argv: list[str]) -> int:
         warning = oversubscription_warning(args.nprocs)
         if warning:
             sys.stderr.write(f"collbench: {warning}\n")
+        extra_env = oversubscription_environment(args.nprocs)
+        if extra_env:
+            sys.stderr.write("collbench: MPICH's shared-memory collectives spin without yielding when "
+                             "oversubscribed; using its point-to-point algorithms (MPIR_CVAR_*_POSIX_INTRA_"
+                             f"ALGORITHM=mpir, recorded in the results; {KEEP_SHM_VARIABLE}=1 keeps them)\n")
         child_argv = list(argv) if args.out else [*argv, "--out", str(out)]
-        return relaunch(args.nprocs, child_argv)
+        return relaunch(args.nprocs, child_argv, extra_env)
     from .runner import run_in_job
 
     out = Path(args.out) if args.out else _agreed_default_path(spec)

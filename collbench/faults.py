@@ -4,7 +4,9 @@
 (or the first one of BYTES bytes):
   * ``absent``: never arrive at the measurement (the rendezvous must name this rank);
   * ``stall``:  arrive, then get stuck inside the operation (the deadline thread must fire);
-  * ``raise``:  raise an exception (every rank must be aborted, none may hang).
+  * ``raise``:  raise an exception (every rank must be aborted, none may hang);
+  * ``corrupt``: run the operation, then damage one output element (validation must count it,
+    and the exit status must say so).
 It is read once; an unset variable costs nothing.
 """
 
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 from .errors import UsageError
 
 ENV = "COLLBENCH_INJECT_FAULT"
-KINDS = ("absent", "stall", "raise")
+KINDS = ("absent", "stall", "raise", "corrupt")
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,15 @@ class Fault:
 
     def matches(self, rank: int, nbytes: int) -> bool:
         return rank == self.rank and (self.nbytes is None or nbytes == self.nbytes)
+
+    def corrupting(self, run, output):
+        """``run`` followed by flipping the bits of the first output element (host buffers)."""
+        def damaged() -> None:
+            run()
+            if output.size:
+                raw = output[:1].view("u1")
+                raw ^= 0xFF
+        return damaged
 
     def trigger(self) -> None:
         if self.kind == "raise":

@@ -148,14 +148,16 @@ class Harness:
         act.size, act.dtype, act.op = nbytes, request.dtype.name, request.op
         act.placement, act.phase = request.placement.label, "rendezvous"
         fault = self._fault if self._fault and self._fault.matches(self.rank, nbytes) else None
-        if fault and fault.kind != "stall":
+        if fault and fault.kind in ("absent", "raise"):
             fault.trigger()
         self.watchdog.rendezvous()
 
         act.phase = "buffer preparation"
         prepared = self.backend.prepare(request)
-        if fault:  # stall: this rank's operation never completes
+        if fault and fault.kind == "stall":  # this rank's operation never completes
             prepared.run = fault.trigger
+        elif fault and fault.kind == "corrupt":
+            prepared.run = fault.corrupting(prepared.run, prepared.output)
         try:
             self._fill_input(request, prepared, seed=0)
             act.phase = "warm-up"

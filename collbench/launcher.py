@@ -72,10 +72,30 @@ def oversubscription_warning(nprocs: int) -> str | None:
     return None
 
 
-def relaunch(nprocs: int, argv: list[str]) -> int:
+# MPICH's shared-memory ("posix") collectives wait for each other by spinning on flags without
+# yielding the core. With more ranks than cores a spinning rank keeps its core for a whole
+# scheduler slice, so an 8-byte allreduce on 4 ranks of 2 cores takes ~8 ms and a 2 MiB one ~2 s
+# (measured; docs/performance.md). MPICH's point-to-point algorithms ("mpir") do not have this
+# problem, so an oversubscribed local run uses them unless the user chose otherwise.
+OVERSUBSCRIBED_MPICH_ENV = {f"MPIR_CVAR_{name}_POSIX_INTRA_ALGORITHM": "mpir"
+                            for name in ("ALLREDUCE", "BCAST", "REDUCE", "BARRIER", "ALLGATHER",
+                                         "ALLGATHERV", "ALLTOALL")}
+KEEP_SHM_VARIABLE = "COLLBENCH_KEEP_MPICH_SHM_COLLECTIVES"
+
+
+def oversubscription_environment(nprocs: int) -> dict[str, str]:
+    """MPICH settings for an oversubscribed local run (empty when not oversubscribed, when the
+    user asked to keep MPICH's defaults, or for variables the user already set)."""
+    if nprocs <= usable_cores() or os.environ.get(KEEP_SHM_VARIABLE) == "1":
+        return {}
+    return {k: v for k, v in OVERSUBSCRIBED_MPICH_ENV.items() if k not in os.environ}
+
+
+def relaunch(nprocs: int, argv: list[str], extra_env: dict[str, str] | None = None) -> int:
     """Run ``python -m collbench ARGV`` under ``mpiexec -n NPROCS`` and return its exit status."""
     mpiexec = find_mpiexec()
     env = dict(os.environ)
+    env.update(extra_env or {})
     env[LAUNCHED_MARKER] = "1"
     if sys.stderr.isatty():
         env[TTY_MARKER] = "1"

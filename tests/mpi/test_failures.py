@@ -51,3 +51,14 @@ def test_thread_level_is_recorded(tmp_path):
     meta = read_results(out).metadata
     assert meta["mpi"]["thread_level"] == "multiple"
     assert meta["mpi"]["thread_level_requested"] == "multiple"
+
+
+def test_wrong_results_are_counted_and_fail_the_run(tmp_path):
+    out = tmp_path / "r.jsonl"
+    result = run_cli([*BASE, "-np", "3", "-T", "30", "--out", str(out)], timeout=60,
+                     env={"COLLBENCH_INJECT_FAULT": "corrupt:1:64"})
+    assert result.returncode == 1, result.stderr
+    assert "wrong values in total" in result.stderr
+    assert "Out of bounds values : 2 FAILED" in result.stdout   # one element, each placement
+    rows = read_results(out).rows
+    assert {(r.bytes, r.wrong) for r in rows} == {(8, 0), (64, 1)}
