@@ -70,7 +70,9 @@ def make_plan(spec: RunSpec, backend: Backend) -> Plan:
                 for op in ops:
                     runnable, reasons = [], []
                     for placement in spec.placements:
-                        request = OpRequest(collective, algorithm, dtype, op, 1, placement, spec.root)
+                        # count 0: what the backend supports at all; size-dependent limits are
+                        # checked per size in run_group
+                        request = OpRequest(collective, algorithm, dtype, op, 0, placement, spec.root)
                         reason = backend.unsupported_reason(request)
                         (reasons if reason else runnable).append(reason or placement)
                     if runnable:
@@ -117,6 +119,7 @@ class Harness:
         self._done = 0
         self._expected_cache: dict[tuple, np.ndarray | None] = {}
         self._fault = faults.from_environment()
+        self.size_skips: dict[str, list[str]] = {}  # reason -> what it skipped, for the summary
 
     # -- sweep --------------------------------------------------------------------------------
 
@@ -132,6 +135,12 @@ class Harness:
                                     count, placement, spec.root)
                 if self.on_progress is not None and self.rank == 0:
                     self.on_progress(self._done, total, self.activity)
+                reason = self.backend.unsupported_reason(request)
+                if reason:  # a limit of this size only (e.g. an uneven split): N/A in the table
+                    self.size_skips.setdefault(reason, []).append(
+                        f"{group.collective.value} {group.algorithm} {size} B {placement.label}")
+                    self._done += 1
+                    continue
                 row = self.measure(request)
                 self._done += 1
                 if row is not None:

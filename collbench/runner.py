@@ -136,9 +136,12 @@ def _run(spec: RunSpec, argv: list[str], out_path: Path | None, thread_level: st
     watchdog.close()
     backend.close()
     if rank == 0:
+        for reason, whats in harness.size_skips.items():
+            print(f"# N/A above ({reason}): {', '.join(whats)}", flush=True)
         if writer:
+            size_skips = [f"{reason}: {', '.join(whats)}" for reason, whats in harness.size_skips.items()]
             writer.write({"type": "summary", "end_time": now_iso(), "rows": row_count,
-                          "wrong_total": wrong_total, "skipped": list(plan.skipped),
+                          "wrong_total": wrong_total, "skipped": list(plan.skipped) + size_skips,
                           "status": "complete"})
             writer.close()
             print(f"# results written to {out_path}", flush=True)

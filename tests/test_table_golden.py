@@ -93,3 +93,31 @@ def test_rows_carry_exact_fake_times():
     assert all(r.wrong == 0 for r in rows)
     # MPI_Bcast is in place only: the out-of-place half is absent, not faked
     assert {r.placement for r in rows if r.collective == "broadcast"} == {"in_place"}
+
+
+class UnevenRefusingBackend(FakeTimedBackend):
+    """Refuses counts that are not multiples of 3 (like a kernel that splits evenly)."""
+
+    def unsupported_reason(self, request):
+        if request.count % 3:
+            return f"count {request.count} is not a multiple of 3"
+        return super().unsupported_reason(request)
+
+
+def test_size_dependent_limits_skip_only_those_sizes():
+    from mpi4py import MPI
+
+    spec = RunSpec(collectives=(Collective.ALLREDUCE,), sizes=(12, 16, 24), dtypes=(DTYPES["float32"],),
+                   ops=("sum",), iterations=2, warmup=1, timeout=0)
+    comm = MPI.COMM_SELF.Dup()
+    backend = UnevenRefusingBackend(comm)
+    backend.reserve(spec.max_bytes, list(spec.dtypes))
+    activity = Activity()
+    harness = Harness(spec, backend, comm, Watchdog(comm, 0, activity, False), activity)
+    plan = make_plan(spec, backend)   # planned: the limit depends on the size only
+    measured = {size: set(rows) for group in plan.groups for size, rows in harness.run_group(group, plan.measurements)}
+    backend.close()
+    assert {size for size, rows in measured.items() if rows} == {12, 24}   # counts 3 and 6
+    assert measured[16] == set()
+    assert list(harness.size_skips) == ["count 4 is not a multiple of 3"]
+    assert len(harness.size_skips["count 4 is not a multiple of 3"]) == 2   # both placements
