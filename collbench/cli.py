@@ -11,13 +11,16 @@ from typing import Any, Sequence
 
 from . import __version__
 from .algorithms import Collective
+from .backends import BACKENDS
 from .backends.base import Placement
+from .backends.cuda import BACKEND_ALGORITHMS
 from .dtypes import parse_dtypes, parse_ops
 from .errors import UsageError
 from .launcher import (KEEP_SHM_VARIABLE, env_rank, inside_mpi_job, oversubscription_environment,
                        oversubscription_warning, relaunch)
 from .resources import memory_problem
 from .results import ResultsWriter
+from .schedules import check_algorithm_names, parse_option_value
 from .sizes import parse_size, size_sweep
 from .spec import Aggregation, RunSpec
 
@@ -178,13 +181,8 @@ def build_spec(args: argparse.Namespace) -> RunSpec:
     algorithms = tuple(dict.fromkeys(a.strip() for a in args.algo.split(",") if a.strip()))
     if not algorithms:
         raise UsageError("--algo needs at least one algorithm name")
-    from .backends import BACKENDS
-    from .schedules import check_algorithm_names, parse_option_value
-
     if args.backend not in BACKENDS:
         raise UsageError(f"unknown backend {args.backend!r} (known: {', '.join(BACKENDS)})")
-    from .backends.cuda import BACKEND_ALGORITHMS
-
     algorithms = check_algorithm_names(algorithms, BACKEND_ALGORITHMS if args.backend == "cuda" else ())
     options = []
     for item in args.algo_option:
@@ -281,7 +279,6 @@ def command_list(args: argparse.Namespace) -> int:
 
 def command_verify(args: argparse.Namespace) -> int:
     from .algorithms.verify import format_verify_report
-    from .schedules import check_algorithm_names
     from .verify_parallel import verify_everything
 
     names = check_algorithm_names(a for a in args.algo.split(",") if a.strip()) if args.algo else None

@@ -10,7 +10,7 @@ from . import __version__, table
 from .backends import make_backend
 from .errors import UsageError
 from .harness import Harness, make_plan
-from .metadata import THREAD_LEVEL_NAMES, collect, now_iso
+from .metadata import collect, now_iso
 from .progress import Progress
 from .resources import memory_problem
 from .results import ResultsWriter, Row
@@ -69,12 +69,11 @@ def _run(spec: RunSpec, argv: list[str], out_path: Path | None, thread_level: st
          ranks_per_node: int | None, gpu_map: tuple[int, ...] | None, world: Any, ctrl: Any,
          activity: Activity, thread_multiple: bool) -> int:
     rank, nranks = ctrl.Get_rank(), ctrl.Get_size()
-    if ranks_per_node is not None:
-        # the last emulated node may be smaller; algorithms that need uniform nodes say so
-        nodes: NodeMap = emulated(nranks, ranks_per_node)
-    else:
-        nodes = discover(ctrl)
-    local_ranks = nodes.ranks_per_node[nodes.node_of_rank[rank]]
+    real_nodes = discover(ctrl)
+    # emulated nodes (the last may be smaller; algorithms that need uniform nodes say so) shape
+    # the algorithms; memory is still shared by the ranks of the real node
+    nodes: NodeMap = emulated(nranks, ranks_per_node) if ranks_per_node is not None else real_nodes
+    local_ranks = real_nodes.ranks_per_node[real_nodes.node_of_rank[rank]]
     if spec.root >= nranks:
         raise UsageError(f"root {spec.root} is not a rank of this {nranks}-rank job")
     agree(ctrl, lambda: _check_memory(spec, local_ranks))
@@ -100,55 +99,79 @@ def _run(spec: RunSpec, argv: list[str], out_path: Path | None, thread_level: st
 
     harness = Harness(spec, backend, ctrl, watchdog, activity,
                       on_progress=progress.update if progress else None)
-    wrong_total, row_count = 0, 0
-    table_rows: list[Row] = []
-    current_table: tuple[str, str] | None = None
-
-    def finish_table() -> None:
-        if rank == 0 and table_rows:
-            progress.clear()
-            print(table.footer(table_rows) + "\n#", flush=True)
-        table_rows.clear()
-
+    output = Rank0Output(writer, progress, spec.per_iteration, nodes.nnodes) if rank == 0 else None
     for group in plan.groups:
-        key = (group.collective.value, group.algorithm)
-        if key != current_table:
-            finish_table()
-            current_table = key
-            printed_header = False
+        if output:
+            output.start_group(group.collective.value, group.algorithm)
         for _size, rows in harness.run_group(group, plan.measurements):
-            if rank != 0 or not rows:
-                continue
-            for row in rows.values():
-                writer and writer.write(row.to_record())
-                wrong_total += row.wrong or 0
-                row_count += 1
-            table_rows.extend(rows.values())
-            progress.clear()
-            per_iteration = spec.per_iteration
-            if not printed_header:
-                first = next(iter(rows.values()))
-                print(table.header(table.table_title(first, nodes.nnodes), per_iteration), flush=True)
-                printed_header = True
-            print(table.line({p.value: r for p, r in rows.items()}, per_iteration), flush=True)
-    finish_table()
-
+            if output and rows:
+                output.add(rows)
     watchdog.close()
     backend.close()
-    if rank == 0:
-        for reason, whats in harness.size_skips.items():
-            print(f"# N/A above ({reason}): {', '.join(whats)}", flush=True)
-        if writer:
-            size_skips = [f"{reason}: {', '.join(whats)}" for reason, whats in harness.size_skips.items()]
-            writer.write({"type": "summary", "end_time": now_iso(), "rows": row_count,
-                          "wrong_total": wrong_total, "skipped": list(plan.skipped) + size_skips,
-                          "status": "complete"})
-            writer.close()
-            print(f"# results written to {out_path}", flush=True)
-        if wrong_total:
-            sys.stderr.write(f"collbench: {wrong_total} wrong values in total (see #wrong)\n")
+    wrong_total = output.finish(plan.skipped, harness.size_skips, out_path) if output else 0
     failed = ctrl.bcast(wrong_total > 0 if rank == 0 else None, root=0)
     return EXIT_WRONG if failed else 0
+
+
+class Rank0Output:
+    """Rank 0's side of a sweep: stream each size's rows to the file and the table as they
+    complete, close a table with its footer, and write the summary at the end."""
+
+    def __init__(self, writer: ResultsWriter | None, progress: Progress | None, per_iteration: bool,
+                 nnodes: int) -> None:
+        self.writer, self.progress = writer, progress
+        self.per_iteration, self.nnodes = per_iteration, nnodes
+        self.table_rows: list[Row] = []
+        self.current: tuple[str, str] | None = None
+        self.header_printed = False
+        self.wrong_total = self.row_count = 0
+
+    def start_group(self, collective: str, algorithm: str) -> None:
+        """One table per collective × algorithm; groups of other dtypes/ops extend it."""
+        if (collective, algorithm) != self.current:
+            self._close_table()
+            self.current, self.header_printed = (collective, algorithm), False
+
+    def add(self, rows: dict[Any, Row]) -> None:
+        for row in rows.values():
+            if self.writer:
+                self.writer.write(row.to_record())
+            self.wrong_total += row.wrong or 0
+            self.row_count += 1
+        self.table_rows.extend(rows.values())
+        self._clear_progress()
+        if not self.header_printed:
+            first = next(iter(rows.values()))
+            print(table.header(table.table_title(first, self.nnodes), self.per_iteration), flush=True)
+            self.header_printed = True
+        print(table.line({p.value: r for p, r in rows.items()}, self.per_iteration), flush=True)
+
+    def finish(self, skipped: tuple[str, ...], size_skips: dict[str, list[str]],
+               out_path: Path | None) -> int:
+        """Close the last table and the file; returns the total of wrong elements."""
+        self._close_table()
+        size_lines = [f"{reason}: {', '.join(whats)}" for reason, whats in size_skips.items()]
+        for line in size_lines:
+            print(f"# N/A above ({line})", flush=True)
+        if self.writer:
+            self.writer.write({"type": "summary", "end_time": now_iso(), "rows": self.row_count,
+                               "wrong_total": self.wrong_total, "skipped": list(skipped) + size_lines,
+                               "status": "complete"})
+            self.writer.close()
+            print(f"# results written to {out_path}", flush=True)
+        if self.wrong_total:
+            sys.stderr.write(f"collbench: {self.wrong_total} wrong values in total (see #wrong)\n")
+        return self.wrong_total
+
+    def _close_table(self) -> None:
+        if self.table_rows:
+            self._clear_progress()
+            print(table.footer(self.table_rows) + "\n#", flush=True)
+        self.table_rows = []
+
+    def _clear_progress(self) -> None:
+        if self.progress:
+            self.progress.clear()
 
 
 def _check_memory(spec: RunSpec, local_ranks: int) -> None:
@@ -184,5 +207,3 @@ def _preamble(spec: RunSpec, metadata: dict[str, Any], skipped: tuple[str, ...],
     lines.append("#")
     return "\n".join(lines)
 
-
-__all__ = ["run_in_job", "THREAD_LEVEL_NAMES"]
