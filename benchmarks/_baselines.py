@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import os
 import shutil
 import subprocess
 import sys
@@ -16,6 +17,15 @@ def mpi_tool(name: str) -> str:
     """mpicc/mpiexec of the MPI that mpi4py uses (the bundled MPICH installs them beside python)."""
     beside = Path(sys.executable).parent / name
     return str(beside) if beside.exists() else (shutil.which(name) or name)
+
+
+def launch_env(nranks: int) -> dict[str, str]:
+    """The environment `collbench run -np N` gives its ranks: MPICH's point-to-point collectives
+    when the ranks oversubscribe the cores (docs/performance.md §2), so C and collbench compare
+    like for like with what the CLI measures."""
+    from collbench.launcher import oversubscription_environment
+
+    return {**os.environ, **oversubscription_environment(nranks)}
 
 
 def build(workdir: Path) -> Path:

@@ -1,10 +1,13 @@
 """Every custom allreduce against the MPI library's own, side by side in one collbench run.
 
     python benchmarks/algorithms_vs_native.py --ranks 2 [--maxbytes 64M] [--keep results/x.jsonl]
+    python benchmarks/algorithms_vs_native.py --ranks 2 --algo native,recursive_doubling,ring,rabenseifner \
+        --executor native --maxbytes 4M
 
 Runs ``collbench run allreduce --algo all`` (one job: every algorithm measured at every size in
 turn, out of place, float32 sum, validated), then prints time per algorithm and its ratio to
-native per size, plus the number of steps each rank executes (the latency term).
+native per size, plus the number of steps each rank executes (the latency term). ``--executor``
+is passed through (default: collbench's default, native where it builds).
 """
 
 from __future__ import annotations
@@ -36,10 +39,13 @@ def main() -> int:
     parser.add_argument("--target-time", default="0.1")
     parser.add_argument("--iters", help="fixed timed iterations (oversubscribed runs: auto is slow)")
     parser.add_argument("--warmup", default="20")
+    parser.add_argument("--algo", default="all")
+    parser.add_argument("--executor", choices=["auto", "native", "python"], default="auto")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         out = args.keep or Path(tmp) / "algorithms.jsonl"
-        subprocess.run([sys.executable, "-m", "collbench", "run", "allreduce", "--algo", "all", "-b", "8",
+        subprocess.run([sys.executable, "-m", "collbench", "run", "allreduce", "--algo", args.algo,
+                        "--executor", args.executor, "-b", "8",
                         "-e", args.maxbytes, "-f", "4", "--placement", "out-of-place", "-np", str(args.ranks),
                         "--target-time", args.target_time, "-w", args.warmup,
                         *(["-n", args.iters] if args.iters else []), "--out", str(out)], check=True,
@@ -49,8 +55,11 @@ def main() -> int:
     algorithms = list(dict.fromkeys(r.algorithm for r in rows))
     sizes = sorted({r.bytes for r in rows})
     time_of = {(r.algorithm, r.bytes): r.time_us for r in rows}
+    executors = ", ".join(sorted({f"{r.algorithm}: {r.executor}" for r in rows if r.algorithm == "native"}
+                                 | {f"schedules: {r.executor}" for r in rows if r.algorithm != "native"}))
     print(f"# allreduce float32 sum, {args.ranks} ranks, out of place; time in us and ratio to native "
-          f"({results.metadata['mpi']['library_version']}, thread level {results.metadata['mpi']['thread_level']})")
+          f"({results.metadata['mpi']['library_version']}, thread level {results.metadata['mpi']['thread_level']}; "
+          f"executors {executors})")
     print(f"{'size (B)':>10} " + " ".join(f"{a[:18]:>18}" for a in algorithms))
     for size in sizes:
         native = time_of.get(("native", size))

@@ -1,9 +1,11 @@
 """Harness overhead: collbench's native MPI allreduce against a minimal C loop, side by side.
 
 The C loop (csrc/mpi_baselines.c) is built as a shared library with the mpicc of the MPI
-that mpi4py uses and loaded into the same MPI processes that run collbench's harness, so both
+that mpi4py uses and loaded into the same MPI processes that run collbench's harness, so all
 are timed alternately on the same ranks, cores, MPI state and thread level. For each size the
-script alternates C loop and collbench measurement for several rounds and reports medians.
+script alternates the C loop, collbench with the Python executor (mpi4py calls timed by a
+Python loop) and collbench with the native executor (the same MPI call timed by collbench's C
+loop, collbench/native.py) for several rounds and reports medians.
 
     python benchmarks/harness_overhead.py --ranks 2 --rounds 7 --thread-level single
 
@@ -13,14 +15,13 @@ script alternates C loop and collbench measurement for several rounds and report
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from _baselines import Baselines, build, mpi_tool
+from _baselines import Baselines, build, launch_env, mpi_tool
 
 SIZES = (8, 64 << 10, 4 << 20)
 
@@ -46,7 +47,8 @@ def worker(library: Path, rounds: int, level: str) -> None:
     comm = MPI.COMM_WORLD
     baselines = Baselines(library)
 
-    results = {size: {"c": [], "collbench": []} for size in SIZES}
+    executors = ("python", "native")
+    results = {size: {"c": [], **{e: [] for e in executors}} for size in SIZES}
     float32 = DTYPES["float32"]
     for size in SIZES:
         iters = iterations_for(size)
@@ -54,27 +56,34 @@ def worker(library: Path, rounds: int, level: str) -> None:
         spec = RunSpec(collectives=(Collective.ALLREDUCE,), sizes=(size,), dtypes=(float32,), ops=("sum",),
                        placements=(Placement.OUT_OF_PLACE,), iterations=iters, warmup=warmup, check=0,
                        timeout=0)
-        ctrl = comm.Dup()
-        backend = MpiBackend(comm)
-        backend.reserve(size, [float32])
-        activity = Activity(rank=comm.Get_rank())
-        harness = Harness(spec, backend, ctrl, Watchdog(ctrl, 0, activity, False), activity)
         request = OpRequest(Collective.ALLREDUCE, "native", float32, "sum", size // 4, Placement.OUT_OF_PLACE)
+        harnesses, cleanup = {}, []
+        for executor in executors:
+            ctrl = comm.Dup()
+            backend = MpiBackend(comm, executor=executor)
+            backend.reserve(size, [float32])
+            activity = Activity(rank=comm.Get_rank())
+            harnesses[executor] = Harness(spec, backend, ctrl, Watchdog(ctrl, 0, activity, False), activity)
+            cleanup += [backend.close, ctrl.Free]
         for _ in range(rounds):
             results[size]["c"].append(baselines.allreduce_loop(comm, size, iters, warmup))
-            row = harness.measure(request)
-            results[size]["collbench"].append(row.time_us if row else 0.0)
-        backend.close()
-        ctrl.Free()
+            for executor, harness in harnesses.items():
+                row = harness.measure(request)
+                results[size][executor].append(row.time_us if row else 0.0)
+        for step in cleanup:
+            step()
     if comm.Get_rank() == 0:
         provided = {0: "single", 1: "funneled", 2: "serialized", 3: "multiple"}[MPI.Query_thread()]
         print(f"# {comm.Get_size()} ranks, thread level {provided}, {rounds} alternating rounds in one job, "
-              "median per-op time (max over ranks)")
-        print(f"{'size (B)':>10} {'C loop (us)':>12} {'collbench (us)':>15} {'ratio':>7} {'gap (us)':>9}")
+              "median per-op time (max over ranks); executor python = mpi4py calls timed in Python, "
+              "native = the same MPI call timed by collbench's C loop")
+        print(f"{'size (B)':>10} {'C loop (us)':>12} {'python (us)':>12} {'ratio':>7} {'native (us)':>12} "
+              f"{'ratio':>7} {'gap (us)':>9}")
         for size in SIZES:
             c = statistics.median(results[size]["c"])
-            cb = statistics.median(results[size]["collbench"])
-            print(f"{size:>10} {c:>12.3f} {cb:>15.3f} {cb / c:>7.3f} {cb - c:>9.3f}")
+            py = statistics.median(results[size]["python"])
+            nat = statistics.median(results[size]["native"])
+            print(f"{size:>10} {c:>12.3f} {py:>12.3f} {py / c:>7.3f} {nat:>12.3f} {nat / c:>7.3f} {nat - c:>9.3f}")
 
 
 def main() -> int:
@@ -91,7 +100,7 @@ def main() -> int:
         library = build(Path(tmp))
         return subprocess.run([mpi_tool("mpiexec"), "-n", str(args.ranks), sys.executable, __file__,
                                "--worker", str(library), "--rounds", str(args.rounds),
-                               "--thread-level", args.thread_level], env=dict(os.environ)).returncode
+                               "--thread-level", args.thread_level], env=launch_env(args.ranks)).returncode
 
 
 if __name__ == "__main__":

@@ -81,6 +81,7 @@ def spec_record(spec: RunSpec) -> dict[str, Any]:
         "graph_replays": spec.graph_replays,
         "device": spec.device,
         "stage_host": spec.stage_host,
+        "executor": spec.executor,
     }
 
 

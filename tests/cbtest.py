@@ -25,3 +25,18 @@ def run_cli(args: list[str], timeout: float = 120, env: dict[str, str] | None = 
 
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def native_library_or_skip():
+    """collbench's native path (collbench/native.py), built or found in the cache; the test is
+    skipped where it cannot be built, except on CI, which must be able to build it."""
+    import pytest
+
+    from collbench import native
+
+    try:
+        return native.load()
+    except native.NativeUnavailable as exc:
+        if IN_CI:
+            raise
+        pytest.skip(f"native path unavailable here: {exc}")

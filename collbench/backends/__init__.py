@@ -27,7 +27,8 @@ def make_backend(name: str, comm: Any, **options: Any) -> Backend:
                                   stage_host=options.get("stage_host", False),
                                   gpu_map=options.get("gpu_map"))
         return MpiBackend(comm, layout=options.get("layout"),
-                          algorithm_options=options.get("algorithm_options"))
+                          algorithm_options=options.get("algorithm_options"),
+                          executor=options.get("executor", "python"))
     if name == "nccl":
         from .nccl import NcclBackend
 

@@ -48,9 +48,13 @@ class PreparedOp:
         run: performs one collective (asynchronously on devices; the timer synchronizes).
         input: where the harness writes this rank's input (a view into the backend's buffers).
         output: where this rank's result is read after ``run``.
-        executor: which code path runs it (``library`` for a native collective, ``python``
-            or ``native`` for schedule executors), recorded in every row.
+        executor: which code path runs it (``library`` for a native collective called from
+            Python, ``library+native`` for one called and timed by collbench's C loop,
+            ``python`` or ``native`` for schedule executors), recorded in every row.
         teardown: releases per-size resources (scratch, persistent requests), if any.
+        batch: when set, times ``iterations`` operations itself (a loop in C) and returns
+            seconds per operation; the harness then uses it instead of its timer's loop.
+        per_iteration: likewise, the seconds of each of ``iterations`` operations.
     """
 
     run: Callable[[], None]
@@ -58,6 +62,8 @@ class PreparedOp:
     output: Any
     executor: str = "library"
     teardown: Callable[[], None] | None = None
+    batch: Callable[[int], float] | None = None
+    per_iteration: Callable[[int], np.ndarray] | None = None
 
 
 class Timer(abc.ABC):

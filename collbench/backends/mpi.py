@@ -9,7 +9,9 @@ import numpy as np
 
 from ..algorithms import Collective, Layout, Problem
 from ..dtypes import DType
+from ..errors import UsageError
 from ..lowering import lower
+from ..native import EXECUTORS, NativeCollective, NativeScheduleRun, NativeUnavailable, load_agreed
 from ..schedules import algorithm_unsupported_reason, build_program
 from .base import Backend, OpRequest, Placement, PreparedOp, Timer
 from .mpi_executor import MpiScheduleRun, host_buffers
@@ -65,12 +67,15 @@ class MpiBackend(Backend):
             traffic (iteration broadcasts, timing gathers) never matches a measured message.
         layout: which ranks share a node (hierarchical algorithms); default one node.
         algorithm_options: options for custom algorithms (e.g. hierarchical inner/outer).
+        executor: ``python`` (mpi4py calls timed in Python, schedules run by MpiScheduleRun),
+            ``native`` (collbench's C loops, collbench/native.py; UsageError when they cannot be
+            built) or ``auto`` (native when it builds, else python). Collective over ``comm``.
     """
 
     name = "mpi"
 
     def __init__(self, comm: Any, layout: Layout | None = None,
-                 algorithm_options: dict[str, str] | None = None) -> None:
+                 algorithm_options: dict[str, str] | None = None, executor: str = "python") -> None:
         from mpi4py import MPI  # imported by the caller after choosing the thread level
 
         self._mpi = MPI
@@ -82,6 +87,14 @@ class MpiBackend(Backend):
         self._recv = aligned_bytes(0)
         self.layout = layout
         self.algorithm_options = dict(algorithm_options or {})
+        self.executor_requested = executor
+        self.native, self.native_reason = None, None
+        if executor in ("auto", "native"):
+            self.native, self.native_reason = load_agreed(self.comm)
+            if self.native is None and executor == "native":
+                raise UsageError(f"--executor native: the native path is unavailable: {self.native_reason}")
+        elif executor != "python":
+            raise UsageError(f"unknown executor {executor!r} (known: {', '.join(EXECUTORS)})")
 
     # -- capabilities -------------------------------------------------------------------------
 
@@ -156,13 +169,15 @@ class MpiBackend(Backend):
             send = recv if in_place else self._typed(self._send, dtype, count)
             sspec, rspec = (MPI.IN_PLACE if in_place else spec(send)), spec(recv)
             call = comm.Allreduce
-            return PreparedOp(lambda: call(sspec, rspec, op), send, recv)
+            return self._native_or(PreparedOp(lambda: call(sspec, rspec, op), send, recv), request,
+                                   send, recv, count, datatype, op, in_place)
         if coll is Collective.ALLGATHER:
             recv = self._typed(self._recv, dtype, count * p)
             send = self._typed(self._recv, dtype, count, rank * count) if in_place else self._typed(self._send, dtype, count)
             sspec, rspec = (MPI.IN_PLACE if in_place else spec(send)), spec(recv, count)
             call = comm.Allgather
-            return PreparedOp(lambda: call(sspec, rspec), send, recv)
+            return self._native_or(PreparedOp(lambda: call(sspec, rspec), send, recv), request,
+                                   send, recv, count, datatype, op, in_place)
         if coll is Collective.REDUCE_SCATTER:
             if in_place:  # MPI leaves the result at the start of the receive buffer
                 buf = self._typed(self._recv, dtype, count * p)
@@ -172,12 +187,14 @@ class MpiBackend(Backend):
                 recv = self._typed(self._recv, dtype, count)
                 sspec, rspec = [send, datatype], [recv, datatype]
             call = comm.Reduce_scatter_block
-            return PreparedOp(lambda: call(sspec, rspec, op), send, recv)
+            return self._native_or(PreparedOp(lambda: call(sspec, rspec, op), send, recv), request,
+                                   send, recv, count, datatype, op, in_place)
         if coll is Collective.BROADCAST:  # in place only (checked above)
             buf = self._typed(self._recv, dtype, count)
             bspec = spec(buf)
             call = comm.Bcast
-            return PreparedOp(lambda: call(bspec, root), buf, buf)
+            return self._native_or(PreparedOp(lambda: call(bspec, root), buf, buf), request,
+                                   buf, buf, count, datatype, op, False)
         if coll is Collective.REDUCE:
             recv = self._typed(self._recv, dtype, count)
             send = recv if in_place else self._typed(self._send, dtype, count)
@@ -187,8 +204,23 @@ class MpiBackend(Backend):
                 sspec = spec(send)
             rspec = spec(recv)
             call = comm.Reduce
-            return PreparedOp(lambda: call(sspec, rspec, op, root), send, recv)
+            return self._native_or(PreparedOp(lambda: call(sspec, rspec, op, root), send, recv),
+                                   request, send, recv, count, datatype, op, in_place and rank == root)
         raise ValueError(f"unknown collective {coll}")
+
+    def _native_or(self, python: PreparedOp, request: OpRequest, send: np.ndarray, recv: np.ndarray,
+                   count: int, datatype: Any, op: Any, mpi_in_place: bool) -> PreparedOp:
+        """The same MPI call, made and timed by the C loop when the native path is on.
+
+        ``send``/``recv`` are the buffers mpi4py gets (their data pointers go to C unchanged) and
+        ``mpi_in_place`` says where mpi4py passes MPI_IN_PLACE, so both paths make one call.
+        """
+        if self.native is None:
+            return python
+        loop = NativeCollective(self.native, request.collective.name, self.comm, send, recv, count,
+                                datatype, op, request.root, mpi_in_place)
+        return PreparedOp(loop.run, python.input, python.output, executor="library+native",
+                          batch=loop.batch, per_iteration=loop.per_iteration)
 
     def _prepare_schedule(self, request: OpRequest) -> PreparedOp:
         problem = self.problem(request)
@@ -200,11 +232,35 @@ class MpiBackend(Backend):
         recv = self._typed(self._recv, request.dtype, size)
         buffers, inp, out = host_buffers(problem, self.rank, in_place, send, recv)
         move_type = getattr(self._mpi, _MOVE_TYPE_NAMES[request.dtype.itemsize])
+        if self.native is not None:
+            try:
+                plan = NativeScheduleRun(self.native, self.comm, lowered, buffers, move_type,
+                                         request.dtype.name, request.op, self.size)
+            except NativeUnavailable:
+                pass  # a program the C executor refuses (see csrc/native_executor.c): Python runs it
+            else:
+                return PreparedOp(plan.run, inp, out, executor="native", teardown=plan.free,
+                                  batch=plan.batch, per_iteration=plan.per_iteration)
         runner = MpiScheduleRun(self.comm, lowered, buffers, move_type, request.op, self.size)
         return PreparedOp(runner.run, inp, out, executor="python", teardown=runner.free)
 
+    def executor_metadata(self) -> dict[str, Any]:
+        """Which path produced the rows, and (native) the library, its digest and compiler."""
+        path = "native" if self.native is not None else "python"
+        record: dict[str, Any] = {"requested": self.executor_requested, "path": path}
+        if self.native is not None:
+            record.update(self.native.metadata())
+            record["summary"] = (f"native (C loops; {self.native.path.name}, built with "
+                                 f"{self.native.compiler})")
+        else:
+            record["summary"] = "python" + (f" (native path unavailable: {self.native_reason})"
+                                            if self.native_reason else "")
+            if self.native_reason:
+                record["unavailable"] = self.native_reason
+        return record
+
     def metadata(self) -> dict[str, Any]:
-        return {"backend": self.name}
+        return {"backend": self.name, "executor": self.executor_metadata()}
 
     def close(self) -> None:
         self.comm.Free()
