@@ -1,4 +1,5 @@
-"""Command line: ``collbench run | report | list | verify``. Errors end as one line, never a traceback."""
+"""Command line: ``collbench run | report | list | verify | slurm | compare | plot | calibrate |
+model``. Errors end as one line, never a traceback."""
 
 from __future__ import annotations
 
@@ -112,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--algo", default="native",
                    help="algorithm(s), comma separated, or all: native (the library's own), ring, "
                    "recursive_doubling, rabenseifner, tree, double_binary_tree, direct, hierarchical, "
-                   "bruck, recursive_halving (see `collbench list`)")
+                   "bruck, recursive_halving (see `collbench list`); auto picks per size (--profile)")
     x.add_argument("-O", "--algo-option", action="append", default=[], metavar="KEY=VALUE",
                    help="algorithm option, e.g. -O inner=ring -O outer=recursive_doubling for hierarchical")
     x.add_argument("--mpi-thread-level", choices=["single", "funneled", "serialized", "multiple"],
@@ -120,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "own default is multiple, which changes MPICH's latency and algorithm choice)")
     x.add_argument("--ranks-per-node", type=_positive_int, default=None,
                    help="treat consecutive blocks of K ranks as nodes (emulation for tests and labs)")
+    x.add_argument("--executor", choices=["auto", "native", "python"], default="auto",
+                   help="mpi backend: time native collectives and run custom schedules in collbench's "
+                   "C loops (native, built with the MPI's mpicc at first use) or in Python; auto "
+                   "(default) is native when it builds, else python")
     gpu = run.add_argument_group("GPU")
     gpu.add_argument("-G", "--cudagraph", type=_non_negative_int, default=0,
                      help="CUDA-graph mode: capture the timed loop and replay it N times (nccl, cuda)")
@@ -134,6 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with --device cuda: copy through host memory around each MPI call")
     x.add_argument("--out", default=None, help="results file (default results/collbench-<time>.jsonl); "
                    "never overwritten")
+    auto = run.add_argument_group("--algo auto (per size, the algorithm the model or a sweep says is fastest)")
+    auto.add_argument("--profile", default=None, help="machine profile for the model: perlmutter, delta, "
+                      "generic, local or a file (default: this host's calibrated profile, else generic)")
+    auto.add_argument("--auto-from", default=None, metavar="FILE",
+                      help="choose from a previous sweep's results instead of the model")
 
     listing = sub.add_parser("list", help="what can run here: collectives × algorithms × backends",
                              description="Every collective × algorithm × backend combination, and "
@@ -158,6 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .slurm import add_parser as add_slurm_parser  # `collbench slurm`: sbatch sweep scripts
 
     add_slurm_parser(sub)
+    from .analysis.cli import add_parsers as add_analysis_parsers  # compare, plot, calibrate, model
+
+    add_analysis_parsers(sub)
     return parser
 
 
@@ -183,7 +196,12 @@ def build_spec(args: argparse.Namespace) -> RunSpec:
         raise UsageError("--algo needs at least one algorithm name")
     if args.backend not in BACKENDS:
         raise UsageError(f"unknown backend {args.backend!r} (known: {', '.join(BACKENDS)})")
-    algorithms = check_algorithm_names(algorithms, BACKEND_ALGORITHMS if args.backend == "cuda" else ())
+    algorithms = check_algorithm_names(algorithms, (BACKEND_ALGORITHMS if args.backend == "cuda" else ())
+                                       + ("auto",))
+    if (args.profile or args.auto_from) and "auto" not in algorithms:
+        raise UsageError("--profile and --auto-from choose for --algo auto; add auto to --algo")
+    if args.profile and args.auto_from:
+        raise UsageError("--algo auto uses either the model (--profile) or a sweep (--auto-from), not both")
     options = []
     for item in args.algo_option:
         key, sep, value = item.partition("=")
@@ -198,6 +216,8 @@ def build_spec(args: argparse.Namespace) -> RunSpec:
         raise UsageError("--device cuda applies to the mpi backend (nccl and cuda always use the GPU)")
     if args.stage_host and args.device != "cuda":
         raise UsageError("--stage-host only makes sense with --device cuda")
+    if args.executor == "native" and (args.backend != "mpi" or args.device != "host"):
+        raise UsageError("--executor native applies to the mpi backend on host buffers")
     return RunSpec(
         collectives=tuple(dict.fromkeys(collectives)), sizes=tuple(sizes),
         dtypes=parse_dtypes(args.datatype), ops=parse_ops(args.op), algorithms=algorithms,
@@ -206,7 +226,8 @@ def build_spec(args: argparse.Namespace) -> RunSpec:
         timeout=args.timeout, root=args.root, target_seconds=args.target_time,
         strict_dtypes=args.datatype.strip().lower() != "all",
         strict_ops=args.op.strip().lower() != "all", algorithm_options=tuple(options),
-        graph_replays=args.cudagraph, device=args.device, stage_host=args.stage_host)
+        graph_replays=args.cudagraph, device=args.device, stage_host=args.stage_host,
+        executor=args.executor, auto_profile=args.profile, auto_from=args.auto_from)
 
 
 def default_results_path(spec: RunSpec) -> Path:
@@ -310,6 +331,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .slurm import command as command_slurm
 
             return command_slurm(args, argv)
+        from .analysis.cli import COMMANDS as ANALYSIS_COMMANDS, dispatch as analysis_dispatch
+
+        if args.command in ANALYSIS_COMMANDS:
+            return analysis_dispatch(args, argv)
         build_parser().print_help()
         return EXIT_USAGE
     except UsageError as exc:

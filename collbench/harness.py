@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -58,10 +58,18 @@ def make_plan(spec: RunSpec, backend: Backend) -> Plan:
     groups: list[Group] = []
     skipped: dict[str, list[str]] = {}
     every_algorithm = "all" in spec.algorithms
+    if "auto" in spec.algorithms:  # the profile or --auto-from file must be usable everywhere
+        from .analysis.select import check_auto
+
+        check_auto(spec.auto_profile, spec.auto_from)
     for collective in spec.collectives:
         ops: tuple[str | None, ...] = spec.ops if collective.reduces else (None,)
         algorithms = backend.algorithm_names(collective) if every_algorithm else spec.algorithms
         for algorithm in algorithms:
+            if algorithm == "auto":  # --algo auto: chosen per size in run_group (analysis/select.py)
+                groups += [Group(collective, algorithm, dtype, op, spec.placements)
+                           for dtype in spec.dtypes for op in ops]
+                continue
             if not backend.implements(algorithm, collective):
                 skipped.setdefault("no schedule for this collective", []).append(
                     f"{algorithm} ({collective.value})")
@@ -117,6 +125,7 @@ class Harness:
         self.activity = activity
         self.on_progress = on_progress
         self._done = 0
+        self._selector: Any = None  # --algo auto (analysis/select.py), built on rank 0 when needed
         self._expected_cache: dict[tuple, np.ndarray | None] = {}
         self._fault = faults.from_environment()
         self.size_skips: dict[str, list[str]] = {}  # reason -> what it skipped, for the summary
@@ -130,8 +139,11 @@ class Harness:
             count = count_for_size(group.collective, size, group.dtype.itemsize, self.nranks)
             self._expected_cache.clear()
             rows: dict[Placement, Row] = {}
+            algorithm, selected_by = group.algorithm, None
+            if algorithm == "auto":
+                algorithm, selected_by = self._auto_choice(group, size, count)
             for placement in group.placements:
-                request = OpRequest(group.collective, group.algorithm, group.dtype, group.op,
+                request = OpRequest(group.collective, algorithm, group.dtype, group.op,
                                     count, placement, spec.root)
                 if self.on_progress is not None and self.rank == 0:
                     self.on_progress(self._done, total, self.activity)
@@ -144,8 +156,25 @@ class Harness:
                 row = self.measure(request)
                 self._done += 1
                 if row is not None:
-                    rows[placement] = row
+                    rows[placement] = row if selected_by is None else replace(row, selected_by=selected_by)
             yield size, rows
+
+    def _auto_choice(self, group: Group, size: int, count: int) -> tuple[str, str]:
+        """--algo auto: the algorithm for this size (rank 0 decides, every rank gets it)."""
+        from .analysis.select import Selector, agreed_choice
+
+        self._auto_at = (group, count)  # what `runnable` checks the backend against
+        if self._selector is None and self.rank == 0:
+            def runnable(coll: Collective, name: str, dtype: str, op: str | None) -> bool:
+                at, n = self._auto_at
+                return all(self.backend.unsupported_reason(OpRequest(
+                    coll, name, at.dtype, op, n, p, self.spec.root)) is None for p in at.placements)
+
+            self._selector = Selector(self.nranks, getattr(self.backend, "layout", None), runnable,
+                                      self.spec.auto_profile, self.spec.auto_from,
+                                      dict(self.spec.algorithm_options))
+        return agreed_choice(self.ctrl, self._selector, group.collective, size, group.dtype.name,
+                             group.op, group.placements == (Placement.IN_PLACE,))
 
     # -- one measurement ------------------------------------------------------------------------
 
@@ -165,6 +194,8 @@ class Harness:
         prepared = self.backend.prepare(request)
         if fault and fault.kind == "stall":  # this rank's operation never completes
             prepared.run = fault.trigger
+            # a self-timing (C) loop would never reach the stall: time this rank's run instead
+            prepared.batch = prepared.per_iteration = None
         elif fault and fault.kind == "corrupt":
             prepared.run = fault.corrupting(prepared.run, prepared.output)
         try:
@@ -192,12 +223,12 @@ class Harness:
     def _warm_up(self, prepared: PreparedOp) -> float:
         """Run the warm-up under the per-operation deadline; returns seconds per op (max over
         ranks is not needed: the slowest rank's waiting shows up in everyone's time)."""
-        timer, timeout = self.backend.timer, self.spec.timeout
+        timeout = self.spec.timeout
         warmup = max(1, self.spec.warmup)  # at least one: it also estimates the op time
         elapsed = 0.0
         for _ in range(warmup):
             self.watchdog.arm(timeout)
-            elapsed += timer.batch(prepared.run, 1)
+            elapsed += self._batch(prepared, 1)
         self.watchdog.disarm()
         return elapsed / warmup
 
@@ -211,18 +242,29 @@ class Harness:
             iterations = int(min(spec.max_iterations, max(spec.min_iterations, math.ceil(wanted))))
         return self.ctrl.bcast(iterations, root=0)
 
+    def _batch(self, prepared: PreparedOp, iterations: int) -> float:
+        """Seconds per op: the prepared op's own (C) loop when it has one, else the timer's."""
+        if prepared.batch is not None:
+            return prepared.batch(iterations)
+        return self.backend.timer.batch(prepared.run, iterations)
+
+    def _per_iteration(self, prepared: PreparedOp, iterations: int) -> np.ndarray:
+        if prepared.per_iteration is not None:
+            return prepared.per_iteration(iterations)
+        return self.backend.timer.per_iteration(prepared.run, iterations)
+
     def _time(self, prepared: PreparedOp, iterations: int, per_op_estimate: float) -> dict[str, Any]:
-        spec, timer = self.spec, self.backend.timer
+        spec = self.spec
         self.ctrl.Barrier()
         # A hang shows up as no completion long after the expected loop time: allow the -T limit
         # on top of four times the loop's estimated length.
         self.watchdog.arm(spec.timeout + 4 * iterations * per_op_estimate)
         if spec.per_iteration:
-            samples = timer.per_iteration(prepared.run, iterations)
+            samples = self._per_iteration(prepared, iterations)
             mine = float(samples.mean())
         else:
             samples = None
-            mine = timer.batch(prepared.run, iterations)
+            mine = self._batch(prepared, iterations)
         self.watchdog.disarm()
         return {"mine": mine, "samples": samples}
 

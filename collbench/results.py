@@ -47,6 +47,7 @@ class Row:
     stats_us: dict[str, float] | None = None   # min p50 p99 max mean stdev (per_iteration only)
     samples_us: list[float] | None = None      # aggregated per-iteration samples
     options: dict[str, str] | None = None      # algorithm options (hierarchical inner/outer, …)
+    selected_by: str | None = None             # --algo auto: model:<profile> or results:<file>
 
     def to_record(self) -> dict[str, Any]:
         record = {"type": "row", **dataclasses.asdict(self)}

@@ -82,7 +82,7 @@ def _run(spec: RunSpec, argv: list[str], out_path: Path | None, thread_level: st
     backend = make_backend(spec.backend, world, layout=nodes.layout(),
                            algorithm_options=dict(spec.algorithm_options),
                            graph_replays=spec.graph_replays, gpu_map=gpu_map, device=spec.device,
-                           stage_host=spec.stage_host)
+                           stage_host=spec.stage_host, executor=spec.executor)
     plan = agree(ctrl, lambda: make_plan(spec, backend))
     writer = ResultsWriter(out_path) if (rank == 0 and out_path is not None) else None
     agree(ctrl, lambda: writer.open() if writer else None)
@@ -140,11 +140,16 @@ class Rank0Output:
             self.row_count += 1
         self.table_rows.extend(rows.values())
         self._clear_progress()
+        first = next(iter(rows.values()))
         if not self.header_printed:
-            first = next(iter(rows.values()))
-            print(table.header(table.table_title(first, self.nnodes), self.per_iteration), flush=True)
+            title = table.table_title(first, self.nnodes)
+            if first.selected_by:  # --algo auto: say so; each line ends with the algorithm chosen
+                title = title.replace(f"algorithm {first.algorithm}",
+                                      f"algorithm auto ({first.selected_by}; choice ends each line)")
+            print(table.header(title, self.per_iteration), flush=True)
             self.header_printed = True
-        print(table.line({p.value: r for p, r in rows.items()}, self.per_iteration), flush=True)
+        text = table.line({p.value: r for p, r in rows.items()}, self.per_iteration)
+        print(text + (f"  {first.algorithm}" if first.selected_by else ""), flush=True)
 
     def finish(self, skipped: tuple[str, ...], size_skips: dict[str, list[str]],
                out_path: Path | None) -> int:
@@ -197,6 +202,9 @@ def _preamble(spec: RunSpec, metadata: dict[str, Any], skipped: tuple[str, ...],
         f"{max(1, spec.warmup)} · iterations {iterations} · check {spec.check} · "
         f"time = {spec.aggregation.label} over ranks · timeout {spec.timeout:g} s",
     ]
+    executor = metadata["backend"].get("executor")
+    if executor:  # which path times the rows (and why not native, when it is unavailable)
+        lines.append(f"# executor: {executor['summary']}")
     processes = metadata["processes"]
     if processes and len(processes) <= 64:
         lines += [f"#  Rank {r:2d} Pid {p['pid']:7d} on {p['host']:>12}" for r, p in enumerate(processes)]

@@ -55,6 +55,9 @@ class RunSpec:
     graph_replays: int = 0           # -G: CUDA-graph mode (GPU backends)
     device: str = "host"             # where MPI's buffers live: host or cuda
     stage_host: bool = False         # --device cuda with a non-CUDA-aware MPI: copy via the host
+    executor: str = "auto"           # mpi on host buffers: auto | native (C loops) | python
+    auto_profile: str | None = None  # --algo auto: the model's machine profile (--profile)
+    auto_from: str | None = None     # --algo auto: choose from a previous sweep (--auto-from)
 
     @property
     def max_bytes(self) -> int:

@@ -1,0 +1,217 @@
+"""Command-line wiring of the analysis commands: compare, plot, calibrate, model predict/check.
+
+``collbench.cli`` calls :func:`add_parsers` while building its parser and hands these commands
+to :func:`dispatch`; the argparse parser class comes from there, so mistakes end as one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from ..errors import UsageError
+
+COMMANDS = ("compare", "plot", "calibrate", "model")
+EXIT_REGRESSION = 1
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    from .compare import parse_fraction
+
+    try:
+        return parse_fraction(text)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc).split(": ", 1)[-1]) from None
+
+
+def _size(text: str) -> int:
+    from ..sizes import parse_size
+
+    try:
+        return parse_size(text)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_parsers(sub: Any) -> None:
+    formats = ["text", "markdown", "csv", "json"]
+    cmp = sub.add_parser("compare", help="B relative to A, row by row, with significance",
+                         description="Compare two results files: time and busbw ratios per matching "
+                         "row, a Mann-Whitney U test on per-iteration samples (-I runs), the geometric "
+                         "mean, and an exit status for regression checks.")
+    cmp.add_argument("a", metavar="A.jsonl", help="the baseline")
+    cmp.add_argument("b", metavar="B.jsonl", help="the candidate")
+    cmp.add_argument("--fail-above", type=_fraction, default=None, metavar="PCT",
+                     help="exit 1 when B is slower than A by more than PCT (e.g. 5%%) in the geometric "
+                     "mean, or significantly in any row")
+    cmp.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+    cmp.add_argument("--force", action="store_true",
+                     help="compare runs whose metadata differ (rank count, MPI library, ...)")
+    cmp.add_argument("--format", choices=formats, default="text")
+
+    plt = sub.add_parser("plot", help="figures: busbw, latency, busbw vs nodes, measured vs model",
+                         description="Plot results files (or Slurm sweep directories for --kind nodes) "
+                         "to PNG, SVG or PDF. Needs matplotlib (pip install 'collbench[plot]').")
+    plt.add_argument("paths", nargs="+", metavar="FILE")
+    plt.add_argument("-o", "--out", required=True, help="output file: .png, .svg or .pdf")
+    plt.add_argument("--kind", choices=["busbw", "latency", "nodes", "model"], default="busbw")
+    plt.add_argument("--placement", choices=["out-of-place", "in-place"], default=None,
+                     help="only this placement (default: both; the model plot uses out-of-place)")
+    plt.add_argument("--size", type=_size, default=None,
+                     help="--kind nodes: the message size (default: the largest at every node count)")
+    plt.add_argument("--profile", default=None, help="--kind model: machine profile (default: this "
+                     "host's calibrated one, else generic)")
+
+    cal = sub.add_parser("calibrate", help="measure this machine's α, β, γ into a profile",
+                         description="Point-to-point (intra- and inter-node) and local reduction/copy "
+                         "sweeps through collbench's schedule executor, fitted by least squares; writes "
+                         "a machine profile for the cost model and --algo auto.")
+    cal.add_argument("-np", "--nprocs", type=_positive_int, default=2,
+                     help="ranks to launch when not already in an MPI job (default 2)")
+    cal.add_argument("--out", default=None, help="profile file (default ~/.config/collbench/profiles/"
+                     "<host>.json, which the model uses by default)")
+    cal.add_argument("--name", default=None, help="profile name (default: the host name)")
+    cal.add_argument("--max-bytes", type=_size, default=16 << 20, help="largest size (default 16M)")
+    cal.add_argument("--dtypes", default="float32,float64,int32,int64,int8,bfloat16,float16",
+                     help="reduction data types to time (comma list)")
+    cal.add_argument("--repeats", type=_positive_int, default=5, help="timed repeats per size (median)")
+    cal.add_argument("--target-time", type=float, default=0.02,
+                     help="seconds each timed repeat aims for (default 0.02)")
+    cal.add_argument("--nics-per-node", type=_positive_int, default=1,
+                     help="NICs per node to record (calibrate cannot count them)")
+    cal.add_argument("--ranks-per-node", type=_positive_int, default=None,
+                     help="treat consecutive blocks of K ranks as nodes (tests)")
+    cal.add_argument("--concurrent", action="store_true",
+                     help="intra-node pairs all exchange at once (0-1, 2-3, ...), as ranks do in a "
+                     "collective step; default: one pair while the others sleep")
+    cal.add_argument("--single-regime", action="store_true",
+                     help="fit one α, β line to all message sizes (default: two lines when the MPI "
+                     "library visibly switches protocol)")
+    cal.add_argument("--executor", choices=["auto", "native", "python"], default="auto",
+                     help="which schedule executor to time (default: the one `run` would use)")
+
+    model = sub.add_parser("model", help="the α-β-γ cost model: predict, check",
+                           description="Predict collective times from a machine profile, or check "
+                           "predictions against results files.")
+    msub = model.add_subparsers(dest="model_command", metavar="ACTION", parser_class=type(model))
+    pred = msub.add_parser("predict", help="time, busbw and the best algorithm per size and node count")
+    pred.add_argument("--profile", default=None, help="perlmutter, delta, generic, local or a file "
+                      "(default: this host's calibrated profile, else generic)")
+    pred.add_argument("--collective", default="allreduce")
+    pred.add_argument("--nodes", default="1", help="node counts: 1..1024 (powers of two), a list, or N")
+    pred.add_argument("--gpus-per-node", "--ranks-per-node", dest="per_node", type=_positive_int,
+                      default=None, help="ranks per node (default: the profile's, else 1)")
+    pred.add_argument("--sizes", default=None, help="comma list of sizes (K/M/G binary)")
+    pred.add_argument("-b", "--minbytes", default="8")
+    pred.add_argument("-e", "--maxbytes", default="1G")
+    pred.add_argument("-f", "--stepfactor", type=_positive_int, default=4)
+    pred.add_argument("--algo", default=None, help="only these algorithms (comma list)")
+    pred.add_argument("-d", "--datatype", default="float32")
+    pred.add_argument("--format", choices=formats, default="text")
+    chk = msub.add_parser("check", help="predicted vs measured for every row of results files")
+    chk.add_argument("paths", nargs="+", metavar="RESULTS")
+    chk.add_argument("--profile", default=None)
+    chk.add_argument("--tolerance", type=_fraction, default=0.25, help="ok within this (default 25%%)")
+    chk.add_argument("--rank-margin", type=_fraction, default=0.20,
+                     help="ranking check: pairs that differ by more than this (default 20%%)")
+    chk.add_argument("--min-bytes", type=_size, default=0, help="only rows at least this large")
+    chk.add_argument("--format", choices=formats, default="text")
+
+
+def dispatch(args: argparse.Namespace, argv: list[str]) -> int:
+    if args.command == "compare":
+        return _compare(args)
+    if args.command == "plot":
+        from .plot import plot
+
+        placement = args.placement.replace("-", "_") if args.placement else None
+        out = plot(args.paths, args.out, args.kind, placement, args.size, args.profile)
+        print(f"# plot written to {out}")
+        return 0
+    if args.command == "calibrate":
+        from .calibrate import command_calibrate
+
+        return command_calibrate(args, argv)
+    if args.command == "model":
+        if args.model_command == "predict":
+            return _predict(args)
+        if args.model_command == "check":
+            return _check(args)
+        raise UsageError("model needs an action: predict or check (see `collbench model --help`)")
+    raise UsageError(f"unknown command {args.command}")
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from .compare import compare, format_comparison
+
+    result = compare(args.a, args.b, force=args.force)
+    sys.stdout.write(format_comparison(result, args.alpha, args.format) + "\n")
+    if args.fail_above is not None:
+        why = result.regressions(args.fail_above, args.alpha)
+        if why:
+            sys.stderr.write(f"collbench: regression above {args.fail_above:.1%}: {'; '.join(why)}\n")
+            return EXIT_REGRESSION
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from ..algorithms import Collective
+    from ..algorithms.registry import get_algorithm
+    from ..dtypes import DTYPES
+    from ..sizes import parse_size, size_sweep
+    from .model.predict import Model, format_predictions, parse_counts, predict_tables
+    from .model.profile import load_profile
+
+    profile = load_profile(args.profile)
+    try:
+        collective = Collective.parse(args.collective)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if args.datatype not in DTYPES:
+        raise UsageError(f"unknown data type {args.datatype!r} (known: {', '.join(DTYPES)})")
+    nodes = parse_counts(args.nodes, "--nodes")
+    per_node = args.per_node or profile.ranks_per_node or 1
+    if args.sizes:
+        sizes = sorted({parse_size(s.strip(), "--sizes") for s in args.sizes.split(",") if s.strip()})
+    else:
+        sizes = size_sweep(parse_size(args.minbytes, "-b"), parse_size(args.maxbytes, "-e"),
+                           args.stepfactor, None)
+    sizes = [s for s in sizes if s > 0] or [8]
+    algos = None
+    if args.algo:
+        algos = []
+        for name in (n.strip() for n in args.algo.split(",") if n.strip()):
+            try:
+                algo = get_algorithm(name)
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
+            if not algo.implements(collective) or algo.native:
+                raise UsageError(f"{algo.name} has no {collective.value} schedule to model")
+            algos.append(algo.name)
+    if max(nodes) * per_node > 1 << 17:
+        raise UsageError(f"{max(nodes) * per_node} ranks is beyond what the model is checked for "
+                         f"(131072)")
+    tables = predict_tables(Model(profile), collective, nodes, per_node, sizes, algos, args.datatype)
+    sys.stdout.write(format_predictions(tables, profile, collective, args.datatype, args.format) + "\n")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from .model.check import check
+    from .model.profile import load_profile
+
+    profile = load_profile(args.profile)
+    text, _ = check(args.paths, profile, args.tolerance, args.rank_margin, args.min_bytes, args.format)
+    sys.stdout.write(text + "\n")
+    return 0

@@ -1,0 +1,163 @@
+"""``collbench model check``: predicted vs measured time for every row of results files.
+
+Each row is costed exactly for its collective, algorithm, rank count, node layout (from the
+file's ``node_of_rank``), dtype, placement and options. The error is (predicted - measured) /
+measured; the verdict is ``ok`` within the tolerance (default ±25 %), ``under``/``over``
+beyond it, ``no model`` for the library's own collective (``native``) and schedules the model
+cannot cost. The summary also checks *ranking*: for every size where two modelled algorithms
+differ by more than ``--rank-margin`` (20 %) in measured time, does the model put them in the
+same order?
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass
+from typing import Sequence
+
+from tabulate import tabulate
+
+from ...algorithms import Collective, Layout
+from ...dtypes import DTYPES
+from ...results import ResultsFile, Row, expand_paths, read_results
+from ...sizes import format_bytes
+from .predict import Model
+from .profile import Profile
+
+
+@dataclass(frozen=True)
+class Checked:
+    file: str
+    row: Row
+    predicted_us: float | None
+    method: str | None
+
+    @property
+    def error(self) -> float | None:
+        if self.predicted_us is None or self.row.time_us <= 0:
+            return None
+        return (self.predicted_us - self.row.time_us) / self.row.time_us
+
+    def verdict(self, tolerance: float) -> str:
+        err = self.error
+        if err is None:
+            return "no model"
+        if abs(err) <= tolerance:
+            return "ok"
+        return "over" if err > 0 else "under"
+
+
+def layout_of(results: ResultsFile) -> Layout | None:
+    """The node layout a results file was measured on (None: one node)."""
+    nodes = results.metadata.get("node_of_rank")
+    if not nodes or len(set(nodes)) <= 1:
+        return None
+    groups: dict[int, list[int]] = {}
+    for rank, node in enumerate(nodes):
+        groups.setdefault(int(node), []).append(rank)
+    return Layout(tuple(tuple(groups[k]) for k in sorted(groups)))
+
+
+def check_rows(model: Model, results: ResultsFile) -> list[Checked]:
+    layout = layout_of(results)
+    out = []
+    for row in results.rows:
+        predicted, method = None, None
+        try:
+            coll = Collective.parse(row.collective)
+            item = DTYPES[row.dtype].itemsize
+            result = model.cost(coll, row.algorithm, row.nranks, row.count, item, row.dtype,
+                                layout, row.placement == "in_place", row.options or {},
+                                row.root or 0, exact=True)
+        except (ValueError, KeyError):
+            result = None
+        if result is not None:
+            predicted, method = result[0].total * 1e6, result[1]
+        out.append(Checked(str(results.path), row, predicted, method))
+    return out
+
+
+def ranking(checked: Sequence[Checked], margin: float) -> tuple[int, int, list[str]]:
+    """(pairs ordered like the measurement, pairs compared, disagreements as text)."""
+    groups: dict[tuple, list[Checked]] = {}
+    for c in checked:
+        if c.predicted_us is None:
+            continue
+        r = c.row
+        groups.setdefault((c.file, r.collective, r.dtype, r.op, r.placement, r.nranks, r.bytes),
+                          []).append(c)
+    agree = total = 0
+    bad = []
+    for key, items in sorted(groups.items(), key=lambda kv: kv[0][-1]):
+        for i, a in enumerate(items):
+            for b in items[i + 1:]:
+                fast, slow = (a, b) if a.row.time_us <= b.row.time_us else (b, a)
+                if slow.row.time_us <= fast.row.time_us * (1 + margin):
+                    continue   # within the margin: no order to get right
+                total += 1
+                if fast.predicted_us <= slow.predicted_us:
+                    agree += 1
+                else:
+                    bad.append(f"{key[1]} {format_bytes(key[-1])} {key[5]} ranks {key[4]}: measured "
+                               f"{fast.row.algorithm} {fast.row.time_us:.4g} us < {slow.row.algorithm} "
+                               f"{slow.row.time_us:.4g} us, model says {fast.predicted_us:.4g} > "
+                               f"{slow.predicted_us:.4g} us")
+    return agree, total, bad
+
+
+def check(paths: Sequence[str], profile: Profile, tolerance: float = 0.25, margin: float = 0.2,
+          min_bytes: int = 0, fmt: str = "text") -> tuple[str, list[Checked]]:
+    """The report text and the checked rows."""
+    model = Model(profile)
+    checked: list[Checked] = []
+    notes: list[str] = []
+    for path in expand_paths(paths):
+        results = read_results(path)
+        notes += results.warnings
+        checked += [c for c in check_rows(model, results) if c.row.bytes >= min_bytes]
+    if fmt == "json":
+        return json.dumps([{"file": c.file, "collective": c.row.collective,
+                            "algorithm": c.row.algorithm, "nranks": c.row.nranks,
+                            "bytes": c.row.bytes, "dtype": c.row.dtype, "placement": c.row.placement,
+                            "measured_us": c.row.time_us, "predicted_us": c.predicted_us,
+                            "error": c.error, "verdict": c.verdict(tolerance), "method": c.method}
+                           for c in checked], indent=1), checked
+    tablefmt = "github" if fmt == "markdown" else "simple"
+    body = []
+    for c in checked:
+        r = c.row
+        body.append([r.collective, r.algorithm, r.nranks, format_bytes(r.bytes), r.dtype,
+                     r.placement.replace("_", "-"), f"{r.time_us:.4g}",
+                     "-" if c.predicted_us is None else f"{c.predicted_us:.4g}",
+                     "-" if c.error is None else f"{c.error:+.0%}", c.verdict(tolerance)])
+    lines = [f"# model check against profile {profile.label}; error = (predicted - measured) / "
+             f"measured; ok within ±{tolerance:.0%}"]
+    calibrated = (profile.record.get("metadata") or {}).get("executor")
+    measured_with = sorted({c.row.executor for c in checked if c.predicted_us is not None})
+    if calibrated and measured_with and measured_with != [calibrated]:
+        notes.append(f"the profile was calibrated with the {calibrated} executor, the rows ran on "
+                     f"{', '.join(measured_with)}: per-step costs differ between executors")
+    lines += [f"# warning: {n}" for n in notes]
+    lines.append(tabulate(body, headers=["collective", "algorithm", "ranks", "size", "dtype",
+                                         "placement", "measured us", "predicted us", "error",
+                                         "verdict"], tablefmt=tablefmt, disable_numparse=True))
+    modelled = [c for c in checked if c.error is not None]
+    if modelled:
+        errors = [abs(c.error) for c in modelled]  # type: ignore[arg-type]
+        ok = sum(1 for e in errors if e <= tolerance)
+        lines.append(f"# {ok} of {len(modelled)} modelled rows within ±{tolerance:.0%}; median |error| "
+                     f"{statistics.median(errors):.0%}, worst {max(errors):.0%}")
+    skipped = len(checked) - len(modelled)
+    if skipped:
+        lines.append(f"# {skipped} rows have no model (native collectives, or schedules the model "
+                     f"cannot cost)")
+    agree, total, bad = ranking(checked, margin)
+    if total:
+        lines.append(f"# ranking: {agree} of {total} algorithm pairs that differ by more than "
+                     f"{margin:.0%} in measured time are in the measured order")
+        lines += [f"#   disagrees: {b}" for b in bad]
+    return "\n".join(lines), checked
+
+
+__all__ = ["check", "check_rows", "ranking", "layout_of", "Checked"]

@@ -1,0 +1,855 @@
+"""Closed-form costs of every algorithm in the suite, in the model of :mod:`.cost`.
+
+Each function returns the algorithm's *phases* (a step, or a run of identical steps, with the
+signatures of the ranks that can be slowest in it), built from formulas for the step count and
+the bytes each rank sends, receives, reduces and copies -- never from the schedule. Evaluating
+the phases under a :class:`~.cost.Machine` gives the time; the textbook formulas are what the
+phases sum to (n bytes, p ranks, p' = 2^floor(lg p), no NIC sharing, one link class):
+
+================================  ============================================================
+allreduce ring                    2(p-1)α + 2(p-1)/p·nβ + (p-1)/p·nγ
+allreduce recursive doubling      (lg p')α + n·lg p'(β+γ)  [+2α + 2nβ + nγ when p ≠ p']
+allreduce Rabenseifner            2 lg p'·α + 2(p'-1)/p'·nβ + (p'-1)/p'·nγ  [+2α + 2nβ + nγ]
+allreduce binomial tree           2⌈lg p⌉(α + nβ) + ⌈lg p⌉nγ
+allreduce double binary tree      (k + 2H - 1) pipeline steps of n/(2k) per tree, H = height
+allreduce direct (one-shot)       (p-1)α + max(1, (p-1)/ports)·nβ + (p-1)nγ
+allgather ring / direct           (p-1)α + (p-1)/p·nβ          / (p-1)α + (p-1)/p·n/ports·β
+allgather recursive doubling      lg p'·α + (p'-1)/p'·nβ  [fold: +2α + (1/p + 1)nβ]
+allgather Bruck                   ⌈lg p⌉α + (p-1)/p·nβ  (+1 α for steps whose range wraps)
+reduce_scatter ring / pairwise    (p-1)α + (p-1)/p·n(β+γ)
+reduce_scatter recursive halving  lg p'·α + (p'-1)/p'·n(β+γ)  [fold: +2α + n(β+γ) + nβ/p]
+broadcast/reduce binomial         ⌈lg p⌉(α + nβ) [+ ⌈lg p⌉nγ]
+broadcast/reduce chain, k chunks  (p-2+k)(α + nβ/k) [+ (p-2+k) nγ/k]
+hierarchical (P nodes × g)        inner RS(g) + outer algorithm on n/g over P nodes, with the
+                                  node's g ranks sharing its NICs + inner AG(g)
+================================  ============================================================
+
+Thakur, Rabenseifner & Gropp 2005 (MPICH's algorithms and their costs), Chan et al. 2007
+(lower bounds, bucket/MST building blocks), Sanders, Speck & Träff 2009 (two-tree pipelining);
+the non-power-of-two fold is MPICH's (an extra step before and after, one more vector transfer).
+
+Link classes: which messages cross nodes (and how many ranks of a node use the NICs at once)
+follows from the layout. For the logarithmic algorithms it is computed with a vectorized pass
+over the ranks of each step's pattern (O(p) per step, any layout); for the linear ones (ring,
+pairwise, chain, direct) from the pattern's invariance, which needs a *contiguous* layout (each
+node a block of consecutive ranks, as Slurm's block distribution and ``--ranks-per-node`` give).
+:func:`phases` returns None where no closed form applies (other layouts for those algorithms,
+hierarchical on a layout that is not blocked, user-registered algorithms): callers then walk the
+schedule (:mod:`.walk`).
+
+Exactness: with a *regular* count -- one that splits evenly at every level (see
+:func:`regular_count`) -- the phases give exactly the schedule walk's cost (tests/analysis
+check every algorithm for p = 1..64). Otherwise the linear algorithms charge every message the
+largest block (an upper bound, at most one element per message too high) and the logarithmic
+ones stay exact; counts smaller than the number of blocks (empty messages, which schedules
+drop) are the one case where a closed form can be far off, and only at a few bytes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ...algorithms import Collective, Layout, Problem
+from ...algorithms._build import Fold, default_chunks, log2_ceil
+from ...algorithms.double_binary_tree import trees
+from .cost import EMPTY, Phase, PhaseList, Side, Sig
+
+
+def ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+# -- where ranks live ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Topo:
+    """Node of every member of a group, for classifying its messages.
+
+    Attributes:
+        node: node index per member (numpy int array).
+        mult: ranks of a node that play each member's role at once (the hierarchical outer
+            phase runs g identical groups, so a member's inter-node traffic shares the NICs
+            with g-1 others); multiplies NIC sharing counts.
+    """
+
+    node: np.ndarray
+    mult: int = 1
+    rows: np.ndarray | None = None    # evaluate only these members (whole nodes); None: all
+
+    @property
+    def size(self) -> int:
+        return len(self.node)
+
+    @property
+    def single(self) -> bool:
+        return bool(self.size == 0 or self.node.min() == self.node.max())
+
+    @property
+    def contiguous(self) -> bool:
+        """Each node is one block of consecutive members."""
+        n = self.node
+        return bool(np.all(n[1:] >= n[:-1])) if self.size > 1 else True
+
+    def nnodes(self) -> int:
+        return int(self.node.max()) + 1 if self.size else 0
+
+    @property
+    def me(self) -> np.ndarray:
+        """Node of every evaluated member."""
+        return self.node if self.rows is None else self.node[self.rows]
+
+
+def single_node(g: int) -> Topo:
+    return Topo(np.zeros(g, dtype=np.int64))
+
+
+def own_nodes(g: int, mult: int = 1) -> Topo:
+    """Every member on its own node (the outer level of a hierarchical algorithm)."""
+    return Topo(np.arange(g, dtype=np.int64), mult)
+
+
+def topo_of(layout: Layout | None, nranks: int) -> Topo:
+    node = np.zeros(nranks, dtype=np.int64)
+    if layout is not None:
+        for k, members in enumerate(layout.nodes):
+            node[list(members)] = k
+    return Topo(node)
+
+
+# -- one step, vectorized over ranks ---------------------------------------------------------------
+
+Msgs = Sequence[tuple]   # (peer per rank or -1, bytes per rank or scalar[, messages they travel as])
+
+
+def _side_columns(topo: Topo, msgs: Msgs) -> list[np.ndarray]:
+    """Per rank: intra msgs, max, total, inter msgs, max, total, share (7 column arrays)."""
+    me = topo.me
+    zero = np.zeros(len(me), dtype=np.int64)
+    im, imax, itot, em, emax, etot = zero, zero, zero, zero, zero, zero
+    for spec in msgs:
+        peer = np.asarray(spec[0], dtype=np.int64)
+        nb = np.asarray(spec[1], dtype=np.int64)
+        # optional third item: the bytes travel as that many equal messages (strided runs)
+        k = np.asarray(spec[2] if len(spec) > 2 else 1, dtype=np.int64)
+        has = peer >= 0
+        valid = has & (nb > 0)
+        if not valid.any():
+            continue
+        inter = valid & (topo.node[np.where(has, peer, 0)] != me)
+        intra = valid & ~inter
+        each = nb // np.maximum(k, 1)
+        im = im + np.where(intra, k, 0)
+        imax = np.maximum(imax, np.where(intra, each, 0))
+        itot = itot + np.where(intra, nb, 0)
+        em = em + np.where(inter, k, 0)
+        emax = np.maximum(emax, np.where(inter, each, 0))
+        etot = etot + np.where(inter, nb, 0)
+    share = zero
+    using = em > 0
+    if using.any():
+        counts = np.bincount(me[using], minlength=topo.nnodes())
+        share = np.where(using, counts[me] * topo.mult, 0)
+    return [im, imax, itot, em, emax, etot, share]
+
+
+def vstep(topo: Topo, sends: Msgs = (), recvs: Msgs = (), reduce: Any = 0,
+          copy: Any = 0) -> tuple[Sig, ...]:
+    """Distinct signatures of one step given every rank's messages (peer -1: no message)."""
+    g = len(topo.me)
+    cols = _side_columns(topo, sends) + _side_columns(topo, recvs)
+    cols.append(np.broadcast_to(np.asarray(reduce, dtype=np.int64), (g,)))
+    cols.append(np.broadcast_to(np.asarray(copy, dtype=np.int64), (g,)))
+    return tuple(_sig(row) for row in _unique_rows(cols))
+
+
+_MIX = np.int64(0x9E3779B97F4A7C15 - (1 << 64))   # odd 64-bit constant (golden ratio)
+
+
+def _unique_rows(cols: list[np.ndarray]) -> list[list[int]]:
+    """Distinct non-zero rows of the column arrays, sorted. Rows are grouped by a 64-bit
+    hash and the grouping is then checked exactly (np.unique(axis=0) sorts void records and
+    is 50x slower at 16k ranks)."""
+    with np.errstate(over="ignore"):
+        key = np.zeros(len(cols[0]), dtype=np.int64)
+        for col in cols:
+            key = (key ^ col) * _MIX + np.int64(0x632BE59BD9B4E019)
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    if all(np.array_equal(col[first][inverse], col) for col in cols):
+        rows = np.stack([col[first] for col in cols], axis=1).tolist()
+    else:   # a hash collision: fall back to the exact (slow) way
+        rows = np.unique(np.stack(cols, axis=1), axis=0).tolist()
+    return sorted(row for row in rows if any(row))
+
+
+def _sig(row: list[int]) -> Sig:
+    s = Side(*row[0:7]) if any(row[0:7]) else EMPTY
+    r = Side(*row[7:14]) if any(row[7:14]) else EMPTY
+    return Sig(s, r, row[14], row[15])
+
+
+NONE = -1
+
+
+def _peers(mask: np.ndarray, peer: np.ndarray) -> np.ndarray:
+    return np.where(mask, peer, NONE)
+
+
+def _fold_arrays(f: Fold, g: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(member acting as each new rank, new rank of each member or -1, bound of each new rank
+    0..pof2) of MPICH's fold, vectorized (:class:`~collbench.algorithms._build.Fold`)."""
+    n = np.arange(f.pof2, dtype=np.int64)
+    survivors = np.where(n < f.rem, 2 * n + 1, n + f.rem)
+    nr = np.full(g, -1, dtype=np.int64)
+    nr[survivors] = n
+    j = np.arange(f.pof2 + 1, dtype=np.int64)
+    bound = np.where(j <= f.rem, 2 * j, j + f.rem)
+    return survivors, nr, bound
+
+
+# -- building blocks: ring, pairwise, recursive doubling/halving, Bruck, direct, trees, chain ------
+
+def _ring_pattern(topo: Topo, nbytes: int, reduce: int, copy_first: int, steps: int) -> PhaseList:
+    """``steps`` ring steps (member i sends ``nbytes`` to i+1 and receives as much from i-1);
+    ``copy_first`` bytes copied locally in the first step."""
+    out = PhaseList()
+    g = topo.size
+    if steps <= 0:
+        if copy_first:
+            out.add(1, Sig(copy=copy_first))
+        return out
+    idx = np.arange(g)
+    nxt, prv = (idx + 1) % g, (idx - 1) % g
+    sends = [(nxt, nbytes)]
+    recvs = [(prv, nbytes)]
+    first = vstep(topo, sends, recvs, reduce, copy_first)
+    rest = vstep(topo, sends, recvs, reduce, 0)
+    out.add(1, *first)
+    out.add(steps - 1, *rest)
+    return out
+
+
+def _pairwise(topo: Topo, nbytes: int, reduce: int) -> PhaseList:
+    """Pairwise exchange: step s sends to i+s and receives from i-s, s = 1..g-1."""
+    g = topo.size
+    out = PhaseList()
+    idx = np.arange(g)
+    if topo.single:
+        out.add(g - 1, *vstep(topo, [((idx + 1) % g, nbytes)], [((idx - 1) % g, nbytes)], reduce))
+        return out
+    # for a contiguous uniform layout the shifts g..p-g all cross nodes for every member
+    sizes = np.bincount(topo.node)
+    uniform = topo.contiguous and len(set(sizes.tolist())) == 1
+    lo_hi = (int(sizes[0]), g - int(sizes[0])) if uniform else (g, 0)
+    for s in range(1, g):
+        if uniform and lo_hi[0] <= s <= lo_hi[1]:
+            if s == lo_hi[0]:
+                out.add(lo_hi[1] - lo_hi[0] + 1,
+                        *vstep(topo, [((idx + s) % g, nbytes)], [((idx - s) % g, nbytes)], reduce))
+            continue
+        out.add(1, *vstep(topo, [((idx + s) % g, nbytes)], [((idx - s) % g, nbytes)], reduce))
+    return out
+
+
+def _rd_allreduce(topo: Topo, n: int, s: int, copy_single: bool) -> PhaseList:
+    """Recursive doubling allreduce of n elements (MPICH fold for non-powers of two)."""
+    g = topo.size
+    out = PhaseList()
+    nb = n * s
+    if g == 1:
+        if copy_single and nb:
+            out.add(1, Sig(copy=nb))
+        return out
+    f = Fold.of(g)
+    idx = np.arange(g)
+    if f.rem:
+        pair = idx < 2 * f.rem
+        even, odd = pair & (idx % 2 == 0), pair & (idx % 2 == 1)
+        out.add(1, *vstep(topo, [(_peers(even, idx + 1), nb)], [(_peers(odd, idx - 1), nb)],
+                          np.where(odd, nb, 0)))
+    survivors, newrank, _ = _fold_arrays(f, g)
+    alive = newrank >= 0
+    for k in range(f.pof2.bit_length() - 1):
+        partner = np.where(alive, survivors[np.where(alive, newrank ^ (1 << k), 0)], NONE)
+        out.add(1, *vstep(topo, [(partner, nb)], [(partner, nb)], np.where(alive, nb, 0)))
+    if f.rem:
+        pair = idx < 2 * f.rem
+        even, odd = pair & (idx % 2 == 0), pair & (idx % 2 == 1)
+        out.add(1, *vstep(topo, [(_peers(odd, idx - 1), nb)], [(_peers(even, idx + 1), nb)]))
+    return out
+
+
+def _partition_offsets(n: int, k: int) -> np.ndarray:
+    """Block boundaries of :class:`~collbench.algorithms._build.Partition` (k + 1 offsets)."""
+    q, r = divmod(n, k)
+    i = np.arange(k + 1, dtype=np.int64)
+    return i * q + np.minimum(i, r)
+
+
+def _halving(topo: Topo, f: Fold, offs: np.ndarray, s: int) -> PhaseList:
+    """The power-of-two part of recursive halving over new ranks: level k exchanges ranges of
+    ``pof2 >> (k+1)`` new blocks (boundaries ``offs`` in elements)."""
+    g = topo.size
+    out = PhaseList()
+    levels = f.pof2.bit_length() - 1
+    survivors, nr, _ = _fold_arrays(f, g)
+    alive = nr >= 0
+    nra = np.where(alive, nr, 0)
+    for k in range(levels):
+        size = f.pof2 >> (k + 1)
+        keep_lo = nra & ~(size - 1)
+        give_lo = (nra ^ size) & ~(size - 1)
+        keep = (offs[keep_lo + size] - offs[keep_lo]) * s
+        give = (offs[give_lo + size] - offs[give_lo]) * s
+        partner = np.where(alive, survivors[nra ^ (1 << (levels - 1 - k))], NONE)
+        out.add(1, *vstep(topo, [(partner, np.where(alive, give, 0))],
+                          [(partner, np.where(alive, keep, 0))], np.where(alive, keep, 0)))
+    return out
+
+
+def _doubling_ag(topo: Topo, f: Fold, offs: np.ndarray, s: int) -> PhaseList:
+    """The power-of-two part of recursive-doubling allgather: level k exchanges 2^k new blocks."""
+    g = topo.size
+    out = PhaseList()
+    survivors, nr, _ = _fold_arrays(f, g)
+    alive = nr >= 0
+    nra = np.where(alive, nr, 0)
+    for k in range(f.pof2.bit_length() - 1):
+        m = 1 << k
+        mine_lo = nra & ~(m - 1)
+        theirs_lo = mine_lo ^ m
+        mine = (offs[mine_lo + m] - offs[mine_lo]) * s
+        theirs = (offs[theirs_lo + m] - offs[theirs_lo]) * s
+        partner = np.where(alive, survivors[nra ^ m], NONE)
+        out.add(1, *vstep(topo, [(partner, np.where(alive, mine, 0))],
+                          [(partner, np.where(alive, theirs, 0))]))
+    return out
+
+
+def _rabenseifner(topo: Topo, n: int, s: int, copy_single: bool) -> PhaseList:
+    g = topo.size
+    out = PhaseList()
+    if g == 1:
+        if copy_single and n:
+            out.add(1, Sig(copy=n * s))
+        return out
+    f = Fold.of(g)
+    nb = n * s
+    idx = np.arange(g)
+    pair = idx < 2 * f.rem
+    even, odd = pair & (idx % 2 == 0), pair & (idx % 2 == 1)
+    if f.rem:
+        out.add(1, *vstep(topo, [(_peers(even, idx + 1), nb)], [(_peers(odd, idx - 1), nb)],
+                          np.where(odd, nb, 0)))
+    offs = _partition_offsets(n, f.pof2)
+    out.extend(_halving(topo, f, offs, s).phases)
+    out.extend(_doubling_ag(topo, f, offs, s).phases)
+    if f.rem:
+        out.add(1, *vstep(topo, [(_peers(odd, idx - 1), nb)], [(_peers(even, idx + 1), nb)]))
+    return out
+
+
+def _binomial_reduce(topo: Topo, root: int, nb: int) -> list[tuple[Sig, ...]]:
+    g = topo.size
+    idx = np.arange(g)
+    v = (idx - root) % g
+    steps = []
+    m = 1
+    while m < g:
+        active = v % m == 0
+        sender = active & ((v & m) != 0)
+        receiver = active & ((v & m) == 0) & (v + m < g)
+        steps.append(vstep(topo, [(_peers(sender, (v - m + root) % g), nb)],
+                           [(_peers(receiver, (v + m + root) % g), nb)],
+                           np.where(receiver, nb, 0)))
+        m *= 2
+    return steps
+
+
+def _binomial_bcast(topo: Topo, root: int, nb: int, root_copy: int) -> list[tuple[Sig, ...]]:
+    g = topo.size
+    levels = log2_ceil(g)
+    idx = np.arange(g)
+    v = (idx - root) % g
+    steps = []
+    for t in range(levels):
+        m = 1 << (levels - 1 - t)   # distance used in step t
+        # v receives in step levels - bitlen(lowbit(v)); sends to v+m when m < lowbit(v) (root: any)
+        low = np.where(v == 0, 1 << levels, v & -v)
+        sender = (m < low) & (v + m < g)
+        receiver = (v != 0) & (low == m)
+        copy = np.where(v == 0, root_copy, 0) if t == 0 else 0
+        steps.append(vstep(topo, [(_peers(sender, (v + m + root) % g), nb)],
+                           [(_peers(receiver, (v - m + root) % g), nb)], 0, copy))
+    if not levels and root_copy:
+        steps.append((Sig(copy=root_copy),))
+    return steps
+
+
+def _one(cnt: Any) -> Any:
+    """Message count of a run of members' blocks in a flat allgather: one contiguous range."""
+    return np.ones_like(np.asarray(cnt))
+
+
+def _bruck(topo: Topo, mb: int, own_given: bool, own_copy: int, runs=_one) -> PhaseList:
+    """Bruck allgather of one block of ``mb`` bytes per member, each straight into its place:
+    a range of blocks that wraps past the last member travels as two parts; ``runs(cnt)`` is
+    how many messages a part of ``cnt`` members' blocks is (1 when contiguous)."""
+    g = topo.size
+    out = PhaseList()
+    idx = np.arange(g)
+    k, d = 0, 1
+    if g == 1:
+        if own_copy:
+            out.add(1, Sig(copy=own_copy))
+        return out
+
+    def parts(first: np.ndarray, n: int, peer: np.ndarray) -> Msgs:
+        head = np.minimum(n, g - first)            # members before the wrap
+        tail = n - head
+        return [(peer, head * mb, runs(head)), (peer, tail * mb, np.where(tail > 0, runs(tail), 0))]
+
+    while d < g:
+        n = min(d, g - d)
+        if k == 0:
+            sends = [((idx - d) % g, mb, 1 if own_given else runs(np.ones(g, dtype=np.int64)))]
+        else:
+            sends = parts(idx, n, (idx - d) % g)
+        recvs = parts((idx + d) % g, n, (idx + d) % g)
+        out.add(1, *vstep(topo, sends, recvs, 0, own_copy if k == 0 else 0))
+        k, d = k + 1, d * 2
+    return out
+
+
+def _chain(topo: Topo, root: int, k: int, seg: int, reduce: bool, root_copy: int) -> PhaseList:
+    """Pipelined chain along the ring from the root (broadcast) or to it (reduce)."""
+    g = topo.size
+    out = PhaseList()
+    if g == 1:
+        if root_copy:
+            out.add(1, Sig(copy=root_copy))
+        return out
+    # position i in chain order: broadcast i = rank - root (sends to rank + 1); reduce i = hops
+    # from the far end, root - 1 (sends to rank - 1), so the root is the last position
+    pos = np.arange(g)
+    if reduce:
+        rank_at = (root - 1 - pos) % g
+        nxt = (rank_at - 1) % g
+    else:
+        rank_at = (root + pos) % g
+        nxt = (rank_at + 1) % g
+    cross = topo.node[rank_at] != topo.node[nxt]   # position i -> i+1 crosses nodes
+    # prefix sums of the (send crosses, receive crosses) combinations over chain positions
+    es = np.append(cross[:-1], False)            # senders are positions 0..g-2
+    er = np.concatenate([[False], cross[:-1]])   # receivers 1..g-1 get from i-1
+    combos = [(a, b) for a in (False, True) for b in (False, True)]
+    prefix = {ab: np.concatenate([[0], np.cumsum((es == ab[0]) & (er == ab[1]))]) for ab in combos}
+    steps = k + g - 2
+    t = np.arange(steps, dtype=np.int64)
+    s_lo, s_hi = np.maximum(0, t - k + 1), np.minimum(t, g - 2)        # sending positions
+    r_lo, r_hi = np.maximum(1, t - k + 2), np.minimum(t + 1, g - 1)    # receiving positions
+
+    def present(ab: tuple[bool, bool], lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        ok = lo <= hi
+        lo_c, hi_c = np.clip(lo, 0, g - 1), np.clip(hi, 0, g - 1)
+        return ok & (prefix[ab][hi_c + 1] - prefix[ab][lo_c] > 0)
+
+    def side(inter: bool) -> Side:
+        return Side(0, 0, 0, 1, seg, seg, topo.mult) if inter else Side(1, seg, seg)
+
+    red = seg if reduce else 0
+    columns = []   # (presence per step, signature)
+    for ab in combos:
+        a, b = ab
+        both = present(ab, np.maximum(s_lo, r_lo), np.minimum(s_hi, r_hi))
+        only_s = present(ab, s_lo, np.minimum(s_hi, r_lo - 1)) | present(ab, np.maximum(s_lo, r_hi + 1), s_hi)
+        only_r = present(ab, r_lo, np.minimum(r_hi, s_lo - 1)) | present(ab, np.maximum(r_lo, s_hi + 1), r_hi)
+        columns.append((both, Sig(side(a), side(b), red)))
+        columns.append((only_s, Sig(side(a), EMPTY, 0)))
+        columns.append((only_r, Sig(EMPTY, side(b), red)))
+    mask = np.stack([c for c, _ in columns], axis=1)
+    # the root's first send also copies its input into its output (broadcast out of place)
+    plain = Sig(side(bool(es[0])), EMPTY, 0)
+    first_root = Sig(side(bool(es[0])), EMPTY, 0, root_copy) if root_copy and not reduce else None
+    # a collective's time is a sum over steps, so steps with the same set of signatures are
+    # counted together whatever their order (a chain over thousands of ranks has few kinds)
+    bits = mask.astype(np.int64) @ (1 << np.arange(mask.shape[1], dtype=np.int64))
+    start = 0
+    if first_root is not None:
+        cands = [sig for on, (_, sig) in zip(mask[0], columns) if on]
+        cands = [first_root if c == plain else c for c in cands]
+        out.add(1, *(cands if first_root in cands else [*cands, first_root]))
+        start = 1
+    kinds, counts = np.unique(bits[start:], return_counts=True)
+    for kind, count in zip(kinds.tolist(), counts.tolist()):
+        out.add(count, *[sig for j, (_, sig) in enumerate(columns) if kind >> j & 1])
+    return out
+
+
+# -- double binary tree: per-step vectorized over ranks -----------------------------------------------
+
+@lru_cache(maxsize=64)
+def _dbt_arrays(g: int) -> tuple:
+    out = []
+    for tree in trees(g):
+        parent = np.array(tree.parent, dtype=np.int64)
+        height = np.array(tree.height, dtype=np.int64)
+        depth = np.array(tree.depth, dtype=np.int64)
+        kids = np.full((g, 2), NONE, dtype=np.int64)
+        for r, ch in enumerate(tree.children):
+            for j, c in enumerate(sorted(ch, key=lambda c: tree.height[c])):
+                kids[r, j] = c
+        out.append((parent, height, depth, kids, int(tree.height[tree.root])))
+    return tuple(out)
+
+
+_DBT_ROWS: dict[tuple, np.ndarray | None] = {}
+
+
+def _dbt_representatives(topo: Topo, arrays: tuple) -> np.ndarray | None:
+    """For many ranks on uniform contiguous nodes: the members of one node of every kind.
+
+    A node's kind is what each of its ranks does in both trees (heights, depths, whether its
+    parent and children are on other nodes): nodes of one kind have identical signatures in
+    every step, NIC sharing included, so the slowest rank of a step is among these rows.
+    """
+    g = topo.size
+    sizes = np.bincount(topo.node)
+    if g < 256 or not topo.contiguous or len(set(sizes.tolist())) != 1:
+        return None
+    cols = []
+    for parent, height, depth, kids, top in arrays:
+        up = parent >= 0
+        cols += [height, depth, up, up & (topo.node[np.where(up, parent, 0)] != topo.node)]
+        for j in range(2):
+            kid = kids[:, j]
+            has = kid >= 0
+            cols += [np.where(has, height[np.where(has, kid, 0)], -1),
+                     has & (topo.node[np.where(has, kid, 0)] != topo.node)]
+    per_node = int(sizes[0])
+    node_cols = [np.asarray(c, dtype=np.int64).reshape(-1, per_node)[:, i]
+                 for c in cols for i in range(per_node)]
+    with np.errstate(over="ignore"):
+        key = np.zeros(len(sizes), dtype=np.int64)
+        for col in node_cols:
+            key = (key ^ col) * _MIX + np.int64(0x632BE59BD9B4E019)
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    if not all(np.array_equal(col[first][inverse], col) for col in node_cols):
+        return None
+    return (first[:, None] * per_node + np.arange(per_node)).reshape(-1)
+
+
+def _dbt(topo: Topo, n: int, s: int, k: int, copy_single: bool) -> PhaseList:
+    g = topo.size
+    out = PhaseList()
+    if g == 1:
+        if copy_single and n:
+            out.add(1, Sig(copy=n * s))
+        return out
+    halves = _partition_offsets(n, 2)
+    chunk = [ceil_div(int(halves[w + 1] - halves[w]), k) * s for w in (0, 1)]
+    arrays = _dbt_arrays(g)
+    key = (g, topo.mult, hash(topo.node.tobytes()))
+    if key not in _DBT_ROWS:
+        if len(_DBT_ROWS) > 32:
+            _DBT_ROWS.clear()
+        _DBT_ROWS[key] = _dbt_representatives(topo, arrays)
+    rows = _DBT_ROWS[key]
+    if rows is not None:
+        topo = Topo(topo.node, topo.mult, rows)
+        arrays = tuple((parent[rows], height, depth[rows], kids[rows], top, height[rows])
+                       for parent, height, depth, kids, top in arrays)
+    else:
+        arrays = tuple((*a, a[1]) for a in arrays)
+    g = len(topo.me)
+    steps = max(k + 2 * a[4] - 1 for a in arrays)
+    # every event runs for k consecutive steps from a fixed offset (a child's height, the
+    # node's height, top + depth, ...): steps between two offsets or offset + k are identical
+    offsets = set()
+    for parent, height, depth, kids, top, own_h in arrays:
+        offsets.update(own_h.tolist())
+        offsets.update((top + depth - 1).tolist())
+        offsets.update((top + depth).tolist())
+    marks = sorted({0, steps} | {a for a in offsets if 0 <= a < steps}
+                   | {a + k for a in offsets if 0 <= a + k < steps})
+    for t, t_next in zip(marks[:-1], marks[1:]):
+        sends: list = []
+        recvs: list = []
+        reduce = np.zeros(g, dtype=np.int64)
+        for w, (parent, height, depth, kids, top, own_h) in enumerate(arrays):
+            cb = chunk[w]
+            for j in range(2):
+                kid = kids[:, j]
+                has = kid >= 0
+                c = t - np.where(has, height[np.where(has, kid, 0)], 0)
+                on = has & (c >= 0) & (c < k)
+                recvs.append((_peers(on, kid), cb))
+                reduce += np.where(on, cb, 0)
+            up = parent >= 0
+            c_up = t - own_h
+            sends.append((_peers(up & (c_up >= 0) & (c_up < k), parent), cb))
+            c_down = t - top - depth + 1
+            recvs.append((_peers(up & (c_down >= 0) & (c_down < k), parent), cb))
+            c_kid = t - top - depth
+            for j in range(2):
+                kid = kids[:, j]
+                sends.append((_peers((kid >= 0) & (c_kid >= 0) & (c_kid < k), kid), cb))
+        out.add(t_next - t, *vstep(topo, sends, recvs, reduce))
+    return out
+
+
+# -- direct ---------------------------------------------------------------------------------------
+
+def _direct(topo: Topo, nb: int, reduce_per_msg: int, copy: int, send_k: int = 1,
+            recv_k: int = 1) -> PhaseList:
+    """One step: every member sends ``nb`` bytes to every other member and receives ``nb``
+    from each (as ``send_k`` / ``recv_k`` messages per peer)."""
+    g = topo.size
+    out = PhaseList()
+    if g == 1:
+        if copy:
+            out.add(1, Sig(copy=copy))
+        return out
+    sizes = np.bincount(topo.node)
+    cands = []
+    for size in sorted(set(sizes.tolist()) - {0}):
+        intra, inter = size - 1, g - size
+
+        def side(k: int) -> Side:
+            each = nb // k
+            return Side(intra * k, each if intra else 0, intra * nb, inter * k,
+                        each if inter else 0, inter * nb, size * topo.mult if inter else 0)
+
+        cands.append(Sig(side(send_k), side(recv_k), reduce_per_msg * (g - 1), copy))
+    out.add(1, *cands)
+    return out
+
+
+# -- cores shared by the flat algorithms and the hierarchical compositions ---------------------
+
+def _ag_ring(topo: Topo, mb: int, own_given: bool, own_copy: int, runs=_one) -> PhaseList:
+    """Ring allgather of one ``mb``-byte block per member (``runs(1)`` messages each)."""
+    g = topo.size
+    out = PhaseList()
+    if g == 1:
+        if own_copy:
+            out.add(1, Sig(copy=own_copy))
+        return out
+    idx = np.arange(g)
+    k = int(np.asarray(runs(np.ones(1, dtype=np.int64)))[0])
+    nxt, prv = (idx + 1) % g, (idx - 1) % g
+    out.add(1, *vstep(topo, [(nxt, mb, 1 if own_given else k)], [(prv, mb, k)], 0, own_copy))
+    out.add(g - 2, *vstep(topo, [(nxt, mb, k)], [(prv, mb, k)]))
+    return out
+
+
+def ag_core(kind: str, topo: Topo, mb: int, own_given: bool, own_copy: int,
+            runs=_one) -> PhaseList | None:
+    """Allgather of one ``mb``-byte block per member by ``kind`` (None: no closed form)."""
+    if kind == "ring":
+        return _ag_ring(topo, mb, own_given, own_copy, runs) if topo.contiguous else None
+    if kind == "direct":
+        k = int(np.asarray(runs(np.ones(1, dtype=np.int64)))[0])
+        return _direct(topo, mb, 0, own_copy, 1 if own_given else k, k)
+    if kind == "recursive_doubling":
+        return _rd_allgather(topo, mb, own_given, own_copy, runs)
+    if kind == "bruck":
+        return _bruck(topo, mb, own_given, own_copy, runs)
+    return None
+
+
+def rs_core(kind: str, topo: Topo, blk: int, s: int, copy_single: int) -> PhaseList | None:
+    """Reduce-scatter of one ``blk``-element block per member by ``kind``."""
+    g = topo.size
+    if g == 1:
+        out = PhaseList()
+        if copy_single:
+            out.add(1, Sig(copy=copy_single))
+        return out
+    if kind == "ring":
+        return _ring_pattern(topo, blk * s, blk * s, 0, g - 1) if topo.contiguous else None
+    if kind == "direct":
+        return _pairwise(topo, blk * s, blk * s) if topo.contiguous else None
+    if kind == "recursive_halving":
+        return _recursive_halving_rs(topo, blk, s)
+    return None
+
+
+def ar_core(kind: str, topo: Topo, n: int, s: int, copy_single: bool,
+            options: Mapping[str, Any]) -> PhaseList | None:
+    """Allreduce of ``n`` elements by ``kind``; ``copy_single``: a lone member copies its input."""
+    g = topo.size
+    if g == 1 and kind != "direct":
+        out = PhaseList()
+        if copy_single and n:
+            out.add(1, Sig(copy=n * s))
+        return out
+    if kind == "ring":
+        if not topo.contiguous:
+            return None
+        out = PhaseList()
+        blk = ceil_div(n, g) * s
+        out.extend(_ring_pattern(topo, blk, blk, 0, g - 1).phases)
+        out.extend(_ring_pattern(topo, blk, 0, 0, g - 1).phases)
+        return out
+    if kind == "recursive_doubling":
+        return _rd_allreduce(topo, n, s, copy_single)
+    if kind == "rabenseifner":
+        return _rabenseifner(topo, n, s, copy_single)
+    if kind == "tree":
+        out = PhaseList()
+        for sigs in _binomial_reduce(topo, 0, n * s) + _binomial_bcast(topo, 0, n * s, 0):
+            out.add(1, *sigs)
+        return out
+    if kind == "double_binary_tree":
+        return _dbt(topo, n, s, _chunks(options, n), copy_single)
+    if kind == "direct":
+        return _direct(topo, n * s, n * s, n * s if (g == 1 and copy_single) else 0)
+    return None
+
+
+# -- public: phases of an algorithm -----------------------------------------------------------------
+
+def regular_count(nranks: int, layout: Layout | None = None, chunks: int = 1) -> int:
+    """The smallest element count that splits evenly at every level of every algorithm for
+    ``nranks`` ranks (and the hierarchical algorithm's ``layout``), with ``chunks`` pipeline
+    chunks; multiply it by anything to get more."""
+    pof2 = 1 << (nranks.bit_length() - 1)
+    base = math.lcm(nranks, pof2, 2 * chunks)
+    if layout is not None:
+        g = len(layout.nodes[0])
+        P = len(layout.nodes)
+        base = math.lcm(base, g * (1 << (P.bit_length() - 1)) * P, g * 2 * chunks,
+                        g * (1 << (g.bit_length() - 1)))
+    return base
+
+
+def _chunks(options: Mapping[str, Any] | None, count: int) -> int:
+    k = options.get("chunks") if options else None
+    return int(k) if k is not None else default_chunks(count)
+
+
+def phases(algorithm: str, problem: Problem, itemsize: int, in_place: bool = False,
+           options: Mapping[str, Any] | None = None, topo: Topo | None = None) -> list[Phase] | None:
+    """The closed-form phases of ``algorithm`` on ``problem``, or None where none applies."""
+    from ...algorithms.registry import get_algorithm
+
+    name = get_algorithm(algorithm).name
+    coll = problem.collective
+    p, c, s = problem.nranks, problem.count, itemsize
+    opts = dict(options or {})
+    if name == "hierarchical":
+        from .hierarchical import hierarchical_phases
+
+        return hierarchical_phases(problem, itemsize, in_place, opts)
+    topo = topo if topo is not None else topo_of(problem.layout, p)
+    A, G, RS = Collective.ALLREDUCE, Collective.ALLGATHER, Collective.REDUCE_SCATTER
+    B, R = Collective.BROADCAST, Collective.REDUCE
+    result: PhaseList | None = None
+    if coll is A:
+        if name in ("ring", "recursive_doubling", "rabenseifner", "tree", "double_binary_tree",
+                    "direct"):
+            result = ar_core(name, topo, c, s, not in_place, opts)
+    elif coll is G:
+        if name in ("ring", "direct", "recursive_doubling", "bruck"):
+            result = ag_core(name, topo, c * s, True, 0 if in_place else c * s)
+    elif coll is RS:
+        kind = {"ring": "ring", "direct": "direct", "recursive_halving": "recursive_halving"}
+        if name in kind:
+            result = rs_core(kind[name], topo, c, s, 0 if in_place else c * s)
+    elif coll in (B, R):
+        root = problem.root
+        copy = 0 if in_place else c * s
+        if name == "tree":
+            result = PhaseList()
+            if p == 1:
+                result.add(1, Sig(copy=copy))
+            elif coll is B:
+                for sigs in _binomial_bcast(topo, root, c * s, copy):
+                    result.add(1, *sigs)
+            else:
+                for sigs in _binomial_reduce(topo, root, c * s):
+                    result.add(1, *sigs)
+        elif name == "ring":
+            k = _chunks(opts, c)
+            if p == 1:
+                result = PhaseList()
+                result.add(1, Sig(copy=copy))
+            elif topo.single or topo.contiguous:
+                result = _chain(topo, root, k, ceil_div(c, k) * s, coll is R,
+                                copy if coll is B else 0)
+    return None if result is None else result.phases
+
+
+def _rd_allgather(topo: Topo, mb: int, own_given: bool, own_copy: int, runs=_one) -> PhaseList:
+    """Recursive-doubling allgather of one block of ``mb`` bytes per member (fold for
+    non-powers of two); ``runs(cnt)``: messages a range of ``cnt`` members' blocks travels as.
+    A member whose data is still at its own input sends it from there (one message) and copies
+    it into place (``own_copy`` bytes) the first time it sends."""
+    g = topo.size
+    out = PhaseList()
+    if g == 1:
+        if own_copy:
+            out.add(1, Sig(copy=own_copy))
+        return out
+    f = Fold.of(g)
+    idx = np.arange(g)
+    pair = idx < 2 * f.rem
+    even, odd = pair & (idx % 2 == 0), pair & (idx % 2 == 1)
+    one = np.ones(g, dtype=np.int64)
+    if f.rem:
+        out.add(1, *vstep(topo, [(_peers(even, idx + 1), mb, 1 if own_given else runs(one))],
+                          [(_peers(odd, idx - 1), mb, runs(one))], 0,
+                          np.where(odd, own_copy, 0)))
+    survivors, nr, bound = _fold_arrays(f, g)
+    alive = nr >= 0
+    nra = np.where(alive, nr, 0)
+    pending = alive & (idx >= 2 * f.rem) & own_given
+    for k in range(f.pof2.bit_length() - 1):
+        m = 1 << k
+        mine_lo = nra & ~(m - 1)
+        theirs_lo = mine_lo ^ m
+        mine = bound[mine_lo + m] - bound[mine_lo]
+        theirs = bound[theirs_lo + m] - bound[theirs_lo]
+        partner = np.where(alive, survivors[nra ^ m], NONE)
+        if k == 0:
+            send_k = np.where(pending, 1, runs(mine))
+            copy = np.where(pending, own_copy, 0)
+        else:
+            send_k, copy = runs(mine), 0
+        out.add(1, *vstep(topo, [(partner, np.where(alive, mine * mb, 0), send_k)],
+                          [(partner, np.where(alive, theirs * mb, 0), runs(theirs))], 0, copy))
+    if f.rem:
+        total = g * mb
+        k_all = runs(np.full(g, g, dtype=np.int64))
+        out.add(1, *vstep(topo, [(_peers(odd, idx - 1), total, k_all)],
+                          [(_peers(even, idx + 1), total, k_all)]))
+    return out
+
+
+def _recursive_halving_rs(topo: Topo, c: int, s: int) -> PhaseList:
+    """Recursive-halving reduce_scatter of p blocks of c elements (fold, results sent back)."""
+    g = topo.size
+    out = PhaseList()
+    if g == 1:
+        return out
+    f = Fold.of(g)
+    n = c * g
+    nb = n * s
+    idx = np.arange(g)
+    pair = idx < 2 * f.rem
+    even, odd = pair & (idx % 2 == 0), pair & (idx % 2 == 1)
+    if f.rem:
+        out.add(1, *vstep(topo, [(_peers(even, idx + 1), nb)], [(_peers(odd, idx - 1), nb)],
+                          np.where(odd, nb, 0)))
+    offs = _fold_arrays(f, g)[2] * c
+    out.extend(_halving(topo, f, offs, s).phases)
+    if f.rem:
+        out.add(1, *vstep(topo, [(_peers(odd, idx - 1), c * s)], [(_peers(even, idx + 1), c * s)]))
+    return out

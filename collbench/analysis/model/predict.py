@@ -1,0 +1,353 @@
+"""Predictions: the time, bus bandwidth and dominant term of every algorithm, per size and node
+count, and the fastest one (``collbench model predict``); also the costing entry point that
+``model check`` and ``--algo auto`` use (:class:`Model`).
+
+Speed: phases are built once per (collective, algorithm, ranks, layout, chunk count) at a
+*reference* element count that splits evenly at every level (:func:`.closed.regular_count`)
+and scaled to each size -- exact for sizes that split evenly, within one element per message
+otherwise -- so a whole size sweep costs one closed-form evaluation. Up to
+:data:`EXACT_RANKS` ranks each size is costed exactly instead (used by ``model check``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, Sequence
+
+from tabulate import tabulate
+
+from ...algorithms import Collective, Layout, Problem
+from ...algorithms._build import default_chunks
+from ...algorithms.registry import algorithms_for, get_algorithm
+from ...dtypes import DTYPES
+from ...errors import UsageError
+from ...metrics import bus_factor, bytes_for_count, count_for_size
+from ...sizes import format_bytes
+from .closed import Topo, phases as closed_phases, regular_count, topo_of
+from .cost import Compiled, Cost, Phase, compile_phases, total
+from .profile import Profile
+from .walk import step_signatures
+
+EXACT_RANKS = 256      # cost every size exactly up to this many ranks
+WALK_RANKS = 1024      # walk schedules without a closed form up to this many ranks
+
+
+@dataclass(frozen=True)
+class Prediction:
+    collective: str
+    algorithm: str
+    nranks: int
+    nnodes: int
+    bytes: int
+    cost: Cost
+    method: str           # closed | walk
+
+    @property
+    def time_us(self) -> float:
+        return self.cost.total * 1e6
+
+    @property
+    def busbw_gbps(self) -> float:
+        t = self.cost.total
+        if t <= 0:
+            return 0.0
+        return self.bytes / t / 1e9 * bus_factor(Collective.parse(self.collective), self.nranks)
+
+
+def _layout_key(layout: Layout | None) -> Any:
+    return None if layout is None else layout.nodes
+
+
+class Model:
+    """Costs of schedules on one machine profile, with the structure cached across sizes."""
+
+    def __init__(self, profile: Profile) -> None:
+        self.profile = profile
+        self._cache: dict[tuple, tuple[int, list[Phase] | None, str]] = {}
+        self._topos: dict[tuple, Topo] = {}
+        self._preconditions: dict[tuple, bool] = {}
+        self._compiled: dict[tuple, Compiled] = {}
+
+    def _topo(self, layout: Layout | None, nranks: int) -> Topo:
+        key = (nranks, _layout_key(layout))
+        topo = self._topos.get(key)
+        if topo is None:
+            topo = self._topos[key] = topo_of(layout, nranks)
+        return topo
+
+    def cost(self, collective: Collective, algorithm: str, nranks: int, count: int, itemsize: int,
+             dtype: str | None = "float32", layout: Layout | None = None, in_place: bool = False,
+             options: Mapping[str, Any] | None = None, root: int = 0,
+             exact: bool | None = None) -> tuple[Cost, str] | None:
+        """(cost, method) of one algorithm for ``count`` elements, or None when the model has
+        nothing to say (``native``, a precondition fails, too many ranks to walk)."""
+        try:
+            algo = get_algorithm(algorithm)
+        except ValueError:
+            return None
+        if algo.native:
+            return None
+        if layout is not None and len(layout.nodes) == 1:
+            layout = None
+        opts = dict(options or {})
+        # preconditions do not depend on the count here (every algorithm takes any count):
+        # check once per shape (building a Problem validates the whole layout: O(ranks))
+        pre_key = (collective, algo.name, nranks, _layout_key(layout),
+                   json.dumps(opts, sort_keys=True, default=str), root % nranks)
+        ok = self._preconditions.get(pre_key)
+        if ok is None:
+            problem = Problem(collective, nranks, 1, root % nranks, layout)
+            ok = self._preconditions[pre_key] = algo.precondition(problem, op=None,
+                                                                  options=opts) is None
+        if not ok:
+            return None
+        if count == 0:
+            return Cost(0.0, 0.0, 0.0), "closed"
+        machine = self.profile.machine(dtype)
+        exact = nranks <= EXACT_RANKS if exact is None else exact
+        opts = self._fix_chunks(algo.name, collective, count, nranks, layout, opts)
+        if exact:
+            problem = Problem(collective, nranks, count, root % nranks, layout)
+            ph = closed_phases(algo.name, problem, itemsize, in_place, opts,
+                               self._topo(layout, nranks) if algo.name != "hierarchical" else None)
+            if ph is not None:
+                return total(ph, machine), "closed"
+            if nranks > WALK_RANKS:
+                return None
+            ph = [Phase(1, s) for _, s in step_signatures(algo.name, problem, itemsize, in_place, opts)]
+            return total(ph, machine), "walk"
+        key = (collective, algo.name, nranks, _layout_key(layout), itemsize, in_place,
+               json.dumps(opts, sort_keys=True, default=str), root % nranks)
+        entry = self._cache.get(key)
+        if entry is None:
+            chunks = int(opts.get("chunks") or 1)
+            ref = regular_count(nranks, layout, chunks) * 64
+            problem = Problem(collective, nranks, ref, root % nranks, layout)
+            ph = closed_phases(algo.name, problem, itemsize, in_place, opts,
+                               self._topo(layout, nranks) if algo.name != "hierarchical" else None)
+            method = "closed"
+            if ph is None and nranks <= WALK_RANKS:
+                ph = [Phase(1, s) for _, s in step_signatures(algo.name, problem, itemsize,
+                                                                in_place, opts)]
+                method = "walk"
+            entry = self._cache[key] = (ref, ph, method)
+        ref, ph, method = entry
+        if ph is None:
+            return None
+        ckey = (key, dtype)
+        compiled = self._compiled.get(ckey)
+        if compiled is None:
+            compiled = self._compiled[ckey] = compile_phases(ph, machine)
+        return compiled.cost(count / ref), method
+
+    @staticmethod
+    def _fix_chunks(name: str, collective: Collective, count: int, nranks: int,
+                    layout: Layout | None, opts: dict[str, Any]) -> dict[str, Any]:
+        """Make the pipeline chunk count explicit (the default depends on the count, and the
+        cached structure on the chunk count)."""
+        if name == "double_binary_tree" or (name == "ring" and collective.rooted):
+            if opts.get("chunks") is None:
+                opts = {**opts, "chunks": default_chunks(count)}
+        if name == "hierarchical" and str(opts.get("outer") or "") == "double_binary_tree":
+            outer = dict(opts.get("outer_options") or {})
+            if outer.get("chunks") is None:
+                g = len(layout.nodes[0]) if layout is not None else nranks
+                outer["chunks"] = default_chunks(-(-count // g))
+                opts = {**opts, "outer_options": outer}
+        return opts
+
+    def predict(self, collective: Collective, algorithm: str, nranks: int, nbytes: int,
+                dtype: str = "float32", layout: Layout | None = None, in_place: bool = False,
+                options: Mapping[str, Any] | None = None, root: int = 0,
+                exact: bool | None = None) -> Prediction | None:
+        """The prediction for one algorithm at a size in bytes (nccl-tests conventions)."""
+        item = DTYPES[dtype].itemsize
+        count = count_for_size(collective, nbytes, item, nranks)
+        result = self.cost(collective, algorithm, nranks, count, item, dtype, layout, in_place,
+                           options, root, exact)
+        if result is None:
+            return None
+        nnodes = len(layout.nodes) if layout is not None else 1
+        return Prediction(collective.value, get_algorithm(algorithm).name, nranks, nnodes,
+                          bytes_for_count(collective, count, item, nranks), result[0], result[1])
+
+
+# -- model predict ------------------------------------------------------------------------------------
+
+
+def parse_counts(text: str, what: str) -> list[int]:
+    """``1..1024`` (powers of two from 1 to 1024, 1024 included), ``1,2,3`` or ``16``."""
+    out: list[int] = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        try:
+            if ".." in part:
+                lo, hi = (int(x) for x in part.split("..", 1))
+                if lo < 1 or hi < lo:
+                    raise ValueError
+                v = lo
+                while v <= hi:
+                    out.append(v)
+                    v *= 2
+                if out[-1] != hi:
+                    out.append(hi)
+            else:
+                v = int(part)
+                if v < 1:
+                    raise ValueError
+                out.append(v)
+        except ValueError:
+            raise UsageError(f"{what}: expected positive whole numbers, a comma list or A..B "
+                             f"(powers of two from A to B), got {part!r}") from None
+    if not out:
+        raise UsageError(f"{what}: nothing given")
+    return sorted(set(out))
+
+
+@dataclass(frozen=True)
+class PredictTable:
+    """Predictions for one node count: ``cells[size][algorithm]``."""
+
+    nnodes: int
+    ranks_per_node: int
+    sizes: list[int]
+    algorithms: list[str]
+    cells: dict[int, dict[str, Prediction]]
+
+    def best(self, size: int) -> Prediction | None:
+        row = self.cells.get(size, {})
+        return min(row.values(), key=lambda p: p.cost.total, default=None)
+
+
+def predict_tables(model: Model, collective: Collective, node_counts: Sequence[int],
+                   ranks_per_node: int, sizes: Sequence[int], algorithms: Sequence[str] | None,
+                   dtype: str = "float32", options: Mapping[str, Mapping[str, Any]] | None = None,
+                   in_place: bool = False) -> list[PredictTable]:
+    """One table per node count: every algorithm (that applies) at every size."""
+    names = list(algorithms) if algorithms else [a.name for a in algorithms_for(collective, False)]
+    tables = []
+    for nnodes in node_counts:
+        p = nnodes * ranks_per_node
+        layout = Layout.blocked(p, ranks_per_node) if nnodes > 1 else None
+        cells: dict[int, dict[str, Prediction]] = {}
+        for size in sizes:
+            row = {}
+            for name in names:
+                pred = model.predict(collective, name, p, size, dtype, layout, in_place,
+                                     (options or {}).get(name))
+                if pred is not None:
+                    row[name] = pred
+            cells[size] = row
+        used = [n for n in names if any(n in cells[s] for s in sizes)]
+        tables.append(PredictTable(nnodes, ranks_per_node, list(sizes), used, cells))
+    return tables
+
+
+def _time(us: float) -> str:
+    if us >= 1e6:
+        return f"{us / 1e6:.3g} s"
+    if us >= 1e3:
+        return f"{us / 1e3:.3g} ms"
+    return f"{us:.3g} us"
+
+
+def _term(cost: Cost) -> str:
+    """Which term dominates, with its share: alpha 83%."""
+    t = cost.total
+    if t <= 0:
+        return "-"
+    name = {"alpha": "α", "beta": "β", "gamma": "γ"}[cost.dominant]
+    share = max(cost.alpha, cost.beta, cost.local) / t
+    return f"{name} {share:.0%}"
+
+
+def crossovers(table: PredictTable) -> list[tuple[int, int, str]]:
+    """(first size, last size, algorithm) runs of the fastest algorithm over the sizes."""
+    runs: list[tuple[int, int, str]] = []
+    for size in table.sizes:
+        best = table.best(size)
+        if best is None:
+            continue
+        if runs and runs[-1][2] == best.algorithm:
+            runs[-1] = (runs[-1][0], size, best.algorithm)
+        else:
+            runs.append((size, size, best.algorithm))
+    return runs
+
+
+def format_predictions(tables: list[PredictTable], profile: Profile, collective: Collective,
+                       dtype: str, fmt: str = "text") -> str:
+    """Tables of predicted time per algorithm, the best algorithm and its dominant term."""
+    if fmt == "json":
+        records = []
+        for t in tables:
+            for size in t.sizes:
+                best = t.best(size)
+                for name, pred in t.cells[size].items():
+                    records.append({"collective": collective.value, "nodes": t.nnodes,
+                                    "ranks_per_node": t.ranks_per_node, "nranks": pred.nranks,
+                                    "bytes": pred.bytes, "algorithm": name,
+                                    "time_us": pred.time_us, "busbw_gbps": pred.busbw_gbps,
+                                    "alpha_us": pred.cost.alpha * 1e6, "beta_us": pred.cost.beta * 1e6,
+                                    "gamma_us": pred.cost.local * 1e6, "steps": pred.cost.steps,
+                                    "dominant": pred.cost.dominant, "method": pred.method,
+                                    "best": best is not None and best.algorithm == name,
+                                    "profile": profile.name, "dtype": dtype})
+        return json.dumps(records, indent=1)
+    if fmt == "csv":
+        import csv
+        import io
+
+        buffer = io.StringIO()
+        fields = ["nodes", "nranks", "bytes", "algorithm", "time_us", "busbw_gbps", "alpha_us",
+                  "beta_us", "gamma_us", "dominant", "best"]
+        writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n", extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(json.loads(format_predictions(tables, profile, collective, dtype, "json")))
+        return buffer.getvalue()
+    tablefmt = "github" if fmt == "markdown" else "simple"
+    out = [f"# model: {collective.value} {dtype}, profile {profile.label}: "
+           f"intra α {profile.intra.alpha_us:g} us, {profile.intra.bandwidth_gbps:g} GB/s"
+           f"{f' x{profile.intra.ports} ports' if profile.intra.ports > 1 else ''}; "
+           f"inter α {profile.inter.alpha_us:g} us, {profile.inter.bandwidth_gbps:g} GB/s per NIC, "
+           f"{profile.nics_per_node} NIC(s)/node",
+           "# cells: predicted time (busbw GB/s); best: fastest algorithm and the term that "
+           "dominates its time (α latency, β bandwidth, γ local reduction)"]
+    for t in tables:
+        p = t.nnodes * t.ranks_per_node
+        out.append(f"\n## {t.nnodes} node{'s' if t.nnodes != 1 else ''} x {t.ranks_per_node} "
+                   f"rank{'s' if t.ranks_per_node != 1 else ''} per node = {p} ranks")
+        headers = ["size", *t.algorithms, "best", "bound by"]
+        body = []
+        for size in t.sizes:
+            row = [format_bytes(size)]
+            for name in t.algorithms:
+                pred = t.cells[size].get(name)
+                row.append("-" if pred is None else f"{_time(pred.time_us)} ({pred.busbw_gbps:.3g})")
+            best = t.best(size)
+            row += [best.algorithm if best else "-", _term(best.cost) if best else "-"]
+            body.append(row)
+        out.append(tabulate(body, headers=headers, tablefmt=tablefmt, disable_numparse=True))
+        runs = crossovers(t)
+        if runs:
+            out.append("crossovers: " + "; ".join(
+                f"{format_bytes(a)}{'' if a == b else ' - ' + format_bytes(b)}: {name}"
+                for a, b, name in runs))
+    return "\n".join(out)
+
+
+def size_list(values: Iterable[int]) -> list[int]:
+    return sorted(set(int(v) for v in values))
+
+
+def log_sizes(lo: int, hi: int, factor: int = 2) -> list[int]:
+    out, v = [], max(1, lo)
+    while v <= hi:
+        out.append(v)
+        v *= factor
+    return out
+
+
+__all__ = ["Model", "Prediction", "PredictTable", "predict_tables", "format_predictions",
+           "parse_counts", "crossovers", "log_sizes", "math"]
