@@ -10,11 +10,10 @@ messages instead (the same bytes, no extra copy, at most one more message per st
 
 from __future__ import annotations
 
-from typing import Any, Mapping
-
-from ._build import INPUT, OUTPUT, Builder, Group, Partition, Region, log2_ceil, unit_runs, world
-from .ring import UnitsOf, _place_own, flat_units
-from .schedule import Problem, Program, Slice
+from ._build import Builder, Group, Partition, Region, log2_ceil, unit_runs
+from ._flat import flat_allgather
+from .ring import UnitsOf, _place_own
+from .schedule import Slice
 
 
 def allgather_span(g: int) -> int:
@@ -48,9 +47,4 @@ def allgather_core(b: Builder, grp: Group, part: Partition, region: Region, unit
         k, d = k + 1, d * 2
 
 
-def allgather(problem: Problem, rank: int, options: Mapping[str, Any]) -> Program:
-    p, count = problem.nranks, problem.count
-    b = Builder(rank)
-    allgather_core(b, world(p, rank), Partition(count * p, p), OUTPUT, flat_units,
-                   INPUT.at(0, count), 0)
-    return b.build()
+allgather = flat_allgather(allgather_core)

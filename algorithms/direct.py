@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from ._build import INPUT, OUTPUT, Builder, Group, Partition, Region, make_slice, unit_runs, world
+from ._build import Builder, Group, Partition, Region, make_slice, unit_runs
+from ._flat import flat_allgather, flat_allreduce, flat_reduce_scatter
 from .ring import UnitsOf, _place_own, flat_units
-from .schedule import Buf, Problem, Program, Slice
+from .schedule import Buf, Slice
 
 
 def allreduce_span(g: int, n: int, options: Mapping[str, Any]) -> int:
@@ -90,22 +91,10 @@ def reduce_scatter_core(b: Builder, grp: Group, part: Partition, src: Region, ds
 
 # -- public generators -------------------------------------------------------------------------
 
-def allreduce(problem: Problem, rank: int, options: Mapping[str, Any]) -> Program:
-    b = Builder(rank)
-    allreduce_core(b, world(problem.nranks, rank), INPUT, OUTPUT, problem.count, 0, 0, options)
-    return b.build()
+allreduce = flat_allreduce(allreduce_core)
 
 
-def allgather(problem: Problem, rank: int, options: Mapping[str, Any]) -> Program:
-    p, count = problem.nranks, problem.count
-    b = Builder(rank)
-    allgather_core(b, world(p, rank), Partition(count * p, p), OUTPUT, flat_units,
-                   INPUT.at(0, count), 0)
-    return b.build()
+allgather = flat_allgather(allgather_core)
 
 
-def reduce_scatter(problem: Problem, rank: int, options: Mapping[str, Any]) -> Program:
-    p, count = problem.nranks, problem.count
-    b = Builder(rank)
-    reduce_scatter_core(b, world(p, rank), Partition(count * p, p), INPUT, OUTPUT, False, 0, 0)
-    return b.build()
+reduce_scatter = flat_reduce_scatter(reduce_scatter_core)

@@ -18,9 +18,9 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any, Mapping, NamedTuple
 
-from ._build import (INPUT, OUTPUT, Builder, Group, Partition, Region, default_chunks, make_slice,
-                     world)
-from .schedule import Buf, Problem, Program
+from ._build import (Builder, Group, Partition, Region, default_chunks, make_slice)
+from ._flat import flat_allreduce
+from .schedule import Buf
 
 
 class Tree(NamedTuple):
@@ -122,7 +122,4 @@ def allreduce_core(b: Builder, grp: Group, src: Region, dst: Region, n: int, t0:
                 b.send(t0 + c + top + d, grp.peer(kid), acc)
 
 
-def allreduce(problem: Problem, rank: int, options: Mapping[str, Any]) -> Program:
-    b = Builder(rank)
-    allreduce_core(b, world(problem.nranks, rank), INPUT, OUTPUT, problem.count, 0, 0, options)
-    return b.build()
+allreduce = flat_allreduce(allreduce_core)

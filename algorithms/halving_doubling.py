@@ -16,11 +16,11 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from ._build import (INPUT, OUTPUT, Builder, Fold, Group, Merged, Partition, Region, make_slice,
-                     world)
+from ._build import (Builder, Fold, Group, Merged, Partition, Region, make_slice)
+from ._flat import flat_allreduce, flat_reduce_scatter
 from . import recursive_doubling
 from .ring import flat_units
-from .schedule import Buf, Problem, Program, Slice
+from .schedule import Buf, Slice
 
 
 def reduce_scatter_span(g: int, fold_out: bool = True) -> int:
@@ -152,14 +152,7 @@ def allreduce_core(b: Builder, grp: Group, src: Region, dst: Region, n: int, t0:
 
 # -- public generators -------------------------------------------------------------------------
 
-def allreduce(problem: Problem, rank: int, options: Mapping[str, Any]) -> Program:
-    b = Builder(rank)
-    allreduce_core(b, world(problem.nranks, rank), INPUT, OUTPUT, problem.count, 0, 0, options)
-    return b.build()
+allreduce = flat_allreduce(allreduce_core)
 
 
-def reduce_scatter(problem: Problem, rank: int, options: Mapping[str, Any]) -> Program:
-    p, count = problem.nranks, problem.count
-    b = Builder(rank)
-    reduce_scatter_core(b, world(p, rank), Partition(count * p, p), INPUT, OUTPUT, False, 0, 0)
-    return b.build()
+reduce_scatter = flat_reduce_scatter(reduce_scatter_core)

@@ -18,15 +18,11 @@ from typing import Any, Callable, Mapping
 
 from ._build import (INPUT, OUTPUT, Builder, Group, Partition, Region, Units, default_chunks,
                      make_slice,
-                     unit_runs, world)
+                     unit_runs)
+from ._flat import flat_allgather, flat_allreduce, flat_reduce_scatter, flat_units
 from .schedule import Buf, Problem, Program, Slice
 
 UnitsOf = Callable[[int, int], Units]
-
-
-def flat_units(lo: int, hi: int) -> Units:
-    """Member ``i`` owns exactly block ``i``."""
-    return ((lo, hi),)
 
 
 def reduce_scatter_span(g: int) -> int:
@@ -119,25 +115,13 @@ def allreduce_core(b: Builder, grp: Group, src: Region, dst: Region, n: int, t0:
 
 # -- public generators -------------------------------------------------------------------------
 
-def allreduce(problem: Problem, rank: int, options: Mapping[str, Any]) -> Program:
-    b = Builder(rank)
-    allreduce_core(b, world(problem.nranks, rank), INPUT, OUTPUT, problem.count, 0, 0, options)
-    return b.build()
+allreduce = flat_allreduce(allreduce_core)
 
 
-def allgather(problem: Problem, rank: int, options: Mapping[str, Any]) -> Program:
-    p, count = problem.nranks, problem.count
-    b = Builder(rank)
-    allgather_core(b, world(p, rank), Partition(count * p, p), OUTPUT, flat_units,
-                   INPUT.at(0, count), 0)
-    return b.build()
+allgather = flat_allgather(allgather_core)
 
 
-def reduce_scatter(problem: Problem, rank: int, options: Mapping[str, Any]) -> Program:
-    p, count = problem.nranks, problem.count
-    b = Builder(rank)
-    reduce_scatter_core(b, world(p, rank), Partition(count * p, p), INPUT, OUTPUT, False, 0, 0)
-    return b.build()
+reduce_scatter = flat_reduce_scatter(reduce_scatter_core)
 
 
 def _chunks(problem: Problem, options: Mapping[str, Any]) -> Partition:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from ._build import INPUT, OUTPUT, Builder, Group, Region, log2_ceil, make_slice, world
+from ._flat import flat_allreduce
 from .schedule import Buf, Problem, Program
 
 
@@ -71,10 +72,7 @@ def allreduce_core(b: Builder, grp: Group, src: Region, dst: Region, n: int, t0:
 
 # -- public generators -------------------------------------------------------------------------
 
-def allreduce(problem: Problem, rank: int, options: Mapping[str, Any]) -> Program:
-    b = Builder(rank)
-    allreduce_core(b, world(problem.nranks, rank), INPUT, OUTPUT, problem.count, 0, 0, options)
-    return b.build()
+allreduce = flat_allreduce(allreduce_core)
 
 
 def broadcast(problem: Problem, rank: int, options: Mapping[str, Any]) -> Program:

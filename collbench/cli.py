@@ -8,7 +8,7 @@ import datetime as _dt
 import os
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 from . import __version__
 from .algorithms import Collective

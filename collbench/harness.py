@@ -9,7 +9,6 @@ the timed region and sum the wrong elements over ranks.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterator
 
@@ -180,7 +179,7 @@ class Harness:
 
     def measure(self, request: OpRequest) -> Row | None:
         """Time and validate one request; returns the row on rank 0 (None elsewhere)."""
-        spec, act = self.spec, self.activity
+        act = self.activity
         nbytes = bytes_for_count(request.collective, request.count, request.dtype.itemsize, self.nranks)
         act.collective, act.algorithm = request.collective.value, request.algorithm
         act.size, act.dtype, act.op = nbytes, request.dtype.name, request.op

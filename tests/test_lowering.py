@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from collbench.algorithms import Buf, Collective, Copy, Problem, Reduce, Slice
+from collbench.algorithms import Buf, Collective, Copy, Problem, Slice
 from collbench.algorithms.registry import algorithms_for
 from collbench.algorithms.schedule import resolve_slice
 from collbench.lowering import lower, nccl_calls

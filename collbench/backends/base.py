@@ -103,10 +103,14 @@ class Backend(abc.ABC):
     def read(self, view: Any) -> np.ndarray:
         """Copy a buffer view to a host numpy array."""
 
-    @property
-    @abc.abstractmethod
-    def timer(self) -> Timer:
-        """The timer matching this backend's execution model."""
+    #: the timer matching this backend's execution model (set by each backend's __init__)
+    timer: Timer
+
+    def check_supported(self, request: OpRequest) -> None:
+        """Refuse a request the plan should never have produced (a bug, not a user error)."""
+        reason = self.unsupported_reason(request)
+        if reason:
+            raise ValueError(reason)
 
     @abc.abstractmethod
     def reserve(self, max_bytes: int, dtypes: list[DType]) -> None:

@@ -11,13 +11,13 @@ backend's stream, so it can be captured in a CUDA graph (``-G``).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from ..algorithms import Collective, Layout
 from ..dtypes import DType
 from ..errors import UsageError
 from ..gpu import device as gpu_device
-from .base import Backend, OpRequest, Placement, PreparedOp, Timer
+from .base import Backend, OpRequest, Placement, PreparedOp
 
 # --algo name -> IPC kernel family, per collective
 KERNEL_ALGORITHMS = {
@@ -61,7 +61,7 @@ class CudaIpcBackend(Backend):
         self.uniform = len({s for s, _ in sizes}) == 1
         cupy.cuda.Device(self.device).use()
         self.stream = cupy.cuda.Stream(non_blocking=True)
-        self._timer = CudaEventTimer(self.stream, graph_replays)
+        self.timer = CudaEventTimer(self.stream, graph_replays)
         self.graph_replays = graph_replays
         self.ipc = None
         self._nccl_cross = None
@@ -121,27 +121,16 @@ class CudaIpcBackend(Backend):
     # -- data -----------------------------------------------------------------------------------
 
     def write(self, view: Any, data: Any) -> None:
-        import numpy as np
-
-        view.set(np.ascontiguousarray(data).view(view.dtype), stream=self.stream)
-        self.stream.synchronize()
+        gpu_device.copy_to_device(view, data, self.stream)
 
     def read(self, view: Any) -> Any:
         self.ipc.check_error(self.stream)  # a barrier timeout inside a kernel becomes an error here
-        host = view.get(stream=self.stream)
-        self.stream.synchronize()
-        return gpu_device.host_view(host)
-
-    @property
-    def timer(self) -> Timer:
-        return self._timer
+        return gpu_device.copy_to_host(view, self.stream)
 
     # -- operations -----------------------------------------------------------------------------
 
     def prepare(self, request: OpRequest) -> PreparedOp:
-        reason = self.unsupported_reason(request)
-        if reason:
-            raise ValueError(reason)
+        self.check_supported(request)
         if request.algorithm == "hierarchical":
             return self._prepare_hierarchical(request)
         ipc, stream = self.ipc, self.stream
@@ -174,12 +163,14 @@ class CudaIpcBackend(Backend):
         launch, sptr = ipc.launch, stream.ptr
         # avg cannot be composed stage by stage (each stage would divide by its own rank count):
         # sum through every stage and divide by the total rank count once at the end.
-        finalize = None
+        finalize: Callable[[], None] | None = None
         if op == "avg":
             from ..gpu import kernels
 
-            def finalize() -> None:
+            def divide_by_ranks() -> None:
                 kernels.finalize_avg(out, self.size, dtype=dtype, stream=stream)
+
+            finalize = divide_by_ranks
         inner_op = "sum" if op == "avg" else op
 
         def run() -> None:

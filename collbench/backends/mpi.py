@@ -82,7 +82,7 @@ class MpiBackend(Backend):
         self.comm = comm.Dup()
         self.rank = self.comm.Get_rank()
         self.size = self.comm.Get_size()
-        self._timer = HostTimer()
+        self.timer = HostTimer()
         self._send = aligned_bytes(0)
         self._recv = aligned_bytes(0)
         self.layout = layout
@@ -141,16 +141,10 @@ class MpiBackend(Backend):
     def read(self, view: np.ndarray) -> np.ndarray:
         return np.array(view, copy=True)
 
-    @property
-    def timer(self) -> Timer:
-        return self._timer
-
     # -- native collectives -------------------------------------------------------------------
 
     def prepare(self, request: OpRequest) -> PreparedOp:
-        reason = self.unsupported_reason(request)
-        if reason:
-            raise ValueError(reason)
+        self.check_supported(request)
         if request.algorithm != "native":
             return self._prepare_schedule(request)
         MPI = self._mpi

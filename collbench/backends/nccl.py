@@ -14,7 +14,7 @@ from ..gpu import device as gpu_device
 from ..gpu.nccl_lib import NCCL_DTYPES, NCCL_OPS, version_string
 from ..lowering import lower, nccl_calls
 from ..schedules import algorithm_unsupported_reason, build_program
-from .base import Backend, OpRequest, Placement, PreparedOp, Timer
+from .base import Backend, OpRequest, Placement, PreparedOp
 
 # NCCL's own knobs that collbench passes through and records (--nccl-algo, --nccl-proto).
 NCCL_ENV_PREFIX = "NCCL_"
@@ -112,7 +112,7 @@ class NcclBackend(Backend):
         self.nccl_comm = nccl.NcclCommunicator(self.size, unique_id, self.rank)
         self.stream = cupy.cuda.Stream(non_blocking=True)
         self.buffers = CudaBuffers(cupy)
-        self._timer = CudaEventTimer(self.stream, graph_replays)
+        self.timer = CudaEventTimer(self.stream, graph_replays)
         self.layout = layout
         self.algorithm_options = dict(algorithm_options or {})
         self.graph_replays = graph_replays
@@ -134,26 +134,15 @@ class NcclBackend(Backend):
         self.buffers.reserve(max_bytes, self.device)
 
     def write(self, view: Any, data: Any) -> None:
-        import numpy as np
-
-        view.set(np.ascontiguousarray(data).view(view.dtype), stream=self.stream)
-        self.stream.synchronize()
+        gpu_device.copy_to_device(view, data, self.stream)
 
     def read(self, view: Any) -> Any:
-        host = view.get(stream=self.stream)
-        self.stream.synchronize()
-        return gpu_device.host_view(host)
-
-    @property
-    def timer(self) -> Timer:
-        return self._timer
+        return gpu_device.copy_to_host(view, self.stream)
 
     # -- native collectives ---------------------------------------------------------------------
 
     def prepare(self, request: OpRequest) -> PreparedOp:
-        reason = self.unsupported_reason(request)
-        if reason:
-            raise ValueError(reason)
+        self.check_supported(request)
         if request.algorithm != "native":
             return self._prepare_schedule(request)
         comm, p, rank, stream = self.nccl_comm, self.size, self.rank, self.stream.ptr

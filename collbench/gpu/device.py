@@ -83,3 +83,18 @@ def host_view(host: Any) -> Any:
     import numpy as np
 
     return host.view(ml_dtypes.bfloat16) if host.dtype == np.uint16 else host
+
+
+def copy_to_device(view: Any, data: Any, stream: Any) -> None:
+    """Host array -> device view (bfloat16 travels as its uint16 bits), completed on return."""
+    import numpy as np
+
+    view.set(np.ascontiguousarray(data).view(view.dtype), stream=stream)
+    stream.synchronize()
+
+
+def copy_to_host(view: Any, stream: Any) -> Any:
+    """Device view -> host array with collbench's dtype, completed on return."""
+    host = view.get(stream=stream)
+    stream.synchronize()
+    return host_view(host)
