@@ -16,6 +16,9 @@ from .backends import BACKENDS
 from .backends.base import Placement
 from .backends.cuda import BACKEND_ALGORITHMS
 from .dtypes import parse_dtypes, parse_ops
+from .argtypes import non_negative_float as _non_negative_float
+from .argtypes import non_negative_int as _non_negative_int
+from .argtypes import positive_int as _positive_int
 from .errors import UsageError
 from .launcher import (KEEP_SHM_VARIABLE, env_rank, inside_mpi_job, oversubscription_environment,
                        oversubscription_warning, relaunch)
@@ -35,36 +38,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UsageError(f"{message} (see `{self.prog} --help`)")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value < 0 or value != value:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,20 +10,11 @@ import argparse
 import sys
 from typing import Any
 
+from ..argtypes import positive_int as _positive_int
 from ..errors import UsageError
 
 COMMANDS = ("compare", "plot", "calibrate", "model")
 EXIT_REGRESSION = 1
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
-    return value
 
 
 def _fraction(text: str) -> float:
