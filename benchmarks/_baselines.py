@@ -23,7 +23,7 @@ def launch_env(nranks: int) -> dict[str, str]:
     """The environment `collbench run -np N` gives its ranks: MPICH's point-to-point collectives
     when the ranks oversubscribe the cores (docs/performance.md §2), so C and collbench compare
     like for like with what the CLI measures."""
-    from collbench.launcher import oversubscription_environment
+    from collbench.run.launcher import oversubscription_environment
 
     return {**os.environ, **oversubscription_environment(nranks)}
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from collbench.algorithms import Collective, Problem
 from collbench.algorithms.registry import get_algorithm
-from collbench.results import read_results
+from collbench.results.files import read_results
 
 
 def steps_of(name: str, nranks: int, count: int) -> int:

@@ -40,9 +40,9 @@ def worker(library: Path, rounds: int, level: str) -> None:
     from collbench.backends.base import OpRequest, Placement
     from collbench.backends.mpi import MpiBackend
     from collbench.dtypes import DTYPES
-    from collbench.harness import Harness
-    from collbench.spec import RunSpec
-    from collbench.watchdog import Activity, Watchdog
+    from collbench.run.harness import Harness
+    from collbench.run.spec import RunSpec
+    from collbench.run.watchdog import Activity, Watchdog
 
     comm = MPI.COMM_WORLD
     baselines = Baselines(library)

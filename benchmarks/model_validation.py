@@ -38,7 +38,7 @@ from pathlib import Path
 from collbench.analysis.model.check import check_rows
 from collbench.analysis.model.predict import Model
 from collbench.analysis.model.profile import load_profile
-from collbench.results import read_results
+from collbench.results.files import read_results
 from collbench.sizes import format_bytes
 
 ALGOS = ("ring", "recursive_doubling", "rabenseifner")

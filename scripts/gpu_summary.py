@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from collbench.results import read_results
+from collbench.results.files import read_results
 
 
 def main(workdir: str) -> int:

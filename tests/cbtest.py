@@ -32,7 +32,7 @@ def native_library_or_skip():
     skipped where it cannot be built, except on CI, which must be able to build it."""
     import pytest
 
-    from collbench import native
+    from collbench.execute import c_executor as native
 
     try:
         return native.load()

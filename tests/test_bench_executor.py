@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from collbench.algorithms import Buf, Slice
-from collbench.lowering import LoweredProgram, LoweredStep
+from collbench.execute.bind import LoweredProgram, LoweredStep
 
 STEPS = 100
 
@@ -22,7 +22,7 @@ STEPS = 100
 def self_exchange():
     from mpi4py import MPI
 
-    from collbench.backends.mpi_executor import MpiScheduleRun
+    from collbench.execute.python_mpi import MpiScheduleRun
 
     comm = MPI.COMM_SELF.Dup()
     steps = tuple(LoweredStep(s, ((0, Slice(Buf.INPUT, 0, 0)),), ((0, Slice(Buf.OUTPUT, 0, 0)),), ())

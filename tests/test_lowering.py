@@ -7,7 +7,7 @@ import pytest
 from collbench.algorithms import Buf, Collective, Copy, Problem, Slice
 from collbench.algorithms.registry import algorithms_for
 from collbench.algorithms.schedule import resolve_slice
-from collbench.lowering import lower, nccl_calls
+from collbench.execute.bind import lower, nccl_calls
 
 CASES = [(c, a.name) for c in Collective for a in algorithms_for(c, include_native=False)]
 

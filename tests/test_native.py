@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 
 from cbtest import REPO, native_library_or_skip
-from collbench import native
+from collbench.execute import c_executor as native
 from collbench.algorithms import Buf, Collective, Copy, Layout, Problem, Reduce
 from collbench.algorithms.reduction import OPS, finalize_avg, reduce_into
 from collbench.algorithms.registry import algorithms_for
 from collbench.dtypes import DTYPES
-from collbench.lowering import lower
+from collbench.execute.bind import lower
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +118,7 @@ def test_the_library_is_cached(lib, tmp_path):
 
 def test_a_missing_compiler_is_a_reason_not_a_crash(tmp_path):
     script = textwrap.dedent("""
-        from collbench import native
+        from collbench.execute import c_executor as native
         try:
             native.load()
         except native.NativeUnavailable as exc:
@@ -137,7 +137,7 @@ def test_a_compile_error_is_a_reason(tmp_path, lib):
     (csrc / native.HEADER).write_text((native.csrc_dir() / native.HEADER).read_text())
     (csrc / native.SOURCE).write_text("#include <mpi.h>\nthis is not C;\n")
     script = textwrap.dedent("""
-        from collbench import native
+        from collbench.execute import c_executor as native
         try:
             native.load()
         except native.NativeUnavailable as exc:
@@ -154,7 +154,7 @@ def test_a_compile_error_is_a_reason(tmp_path, lib):
 def test_concurrent_builds_compile_once(tmp_path, lib):
     """Four processes (ranks of one node) start cold at once: one compiles, all load it."""
     script = textwrap.dedent("""
-        from collbench import native
+        from collbench.execute import c_executor as native
         library = native.load()
         print("BUILT" if library.built_now else "FOUND", library.path)
     """)

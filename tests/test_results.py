@@ -5,8 +5,8 @@ import json
 import pytest
 
 from collbench.errors import UsageError
-from collbench.report import report
-from collbench.results import ResultsWriter, Row, read_results
+from collbench.results.report import report
+from collbench.results.files import ResultsWriter, Row, read_results
 
 
 def _row(**changes) -> Row:

@@ -11,15 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from collbench import table
+from collbench.results import table
 from collbench.algorithms import Collective
 from collbench.backends.base import Timer
 from collbench.backends.mpi import MpiBackend
 from collbench.dtypes import DTYPES
-from collbench.harness import Harness, make_plan
-from collbench.results import Row
-from collbench.spec import RunSpec
-from collbench.watchdog import Activity, Watchdog
+from collbench.run.harness import Harness, make_plan
+from collbench.results.files import Row
+from collbench.run.spec import RunSpec
+from collbench.run.watchdog import Activity, Watchdog
 
 GOLDEN = Path(__file__).parent / "golden" / "table_fake_timer.txt"
 

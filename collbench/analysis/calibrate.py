@@ -97,7 +97,7 @@ class _Runner:
         from mpi4py import MPI
 
         from ..algorithms import Buf, Collective, Problem
-        from ..lowering import lower
+        from ..execute.bind import lower
 
         self.n = n
         inp = np.ones(max(n, 1), dtype=dtype)
@@ -108,14 +108,14 @@ class _Runner:
         move = {1: MPI.BYTE, 2: MPI.UINT16_T, 4: MPI.UINT32_T, 8: MPI.UINT64_T}[np.dtype(dtype).itemsize]
         self._free: Callable[[], None] = lambda: None
         if executor is not None:
-            from ..native import NativeScheduleRun
+            from ..execute.c_executor import NativeScheduleRun
 
             plan = NativeScheduleRun(executor, comm, lowered, buffers, move, _dtype_name(dtype), op,
                                      comm.Get_size())
             self.batch = plan.batch
             self._free = plan.free
         else:
-            from ..backends.mpi_executor import MpiScheduleRun
+            from ..execute.python_mpi import MpiScheduleRun
 
             run = MpiScheduleRun(comm, lowered, buffers, move, op, comm.Get_size())
 
@@ -324,8 +324,8 @@ def _calibrate(comm: Any, args: Any, argv: list[str]) -> int:
     from mpi4py import MPI
 
     from ..dtypes import DTYPES
-    from ..metadata import cpu_model, git_revision, now_iso, relevant_environment
-    from ..topology import discover, emulated
+    from ..results.metadata import cpu_model, git_revision, now_iso, relevant_environment
+    from ..run.topology import discover, emulated
     from .model.profile import local_profile_path, save_profile
 
     rank, size = comm.Get_rank(), comm.Get_size()
@@ -335,7 +335,7 @@ def _calibrate(comm: Any, args: Any, argv: list[str]) -> int:
     executor, path_name, reason = None, "python", None
     if args.executor in ("auto", "native"):
         try:
-            from ..native import load_agreed
+            from ..execute.c_executor import load_agreed
 
             executor, reason = load_agreed(comm)
         except Exception as exc:  # noqa: BLE001 - the native path is optional
@@ -476,7 +476,7 @@ def format_profile_summary(record: dict[str, Any]) -> str:
 
 def command_calibrate(args: Any, argv: list[str]) -> int:
     """``collbench calibrate``: relaunch under mpiexec outside a job, else measure."""
-    from ..launcher import (KEEP_SHM_VARIABLE, inside_mpi_job, oversubscription_environment,
+    from ..run.launcher import (KEEP_SHM_VARIABLE, inside_mpi_job, oversubscription_environment,
                             oversubscription_warning, relaunch)
 
     if args.out:

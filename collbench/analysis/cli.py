@@ -1,7 +1,8 @@
 """Command-line wiring of the analysis commands: compare, plot, calibrate, model predict/check.
 
-``collbench.cli`` calls :func:`add_parsers` while building its parser and hands these commands
-to :func:`dispatch`; the argparse parser class comes from there, so mistakes end as one line.
+Each command is an ``add_<name>_parser(sub)`` / ``<name>_main(args, argv)`` pair that the command
+registry in :mod:`collbench.cli` imports only when that command runs; the argparse parser class
+comes from there, so mistakes end as one line.
 """
 
 from __future__ import annotations
@@ -10,10 +11,9 @@ import argparse
 import sys
 from typing import Any
 
-from ..argtypes import positive_int as _positive_int
+from ..cli.argtypes import positive_int as _positive_int
 from ..errors import UsageError
 
-COMMANDS = ("compare", "plot", "calibrate", "model")
 EXIT_REGRESSION = 1
 
 
@@ -35,8 +35,11 @@ def _size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def add_parsers(sub: Any) -> None:
-    formats = ["text", "markdown", "csv", "json"]
+FORMATS = ["text", "markdown", "csv", "json"]
+
+
+def add_compare_parser(sub: Any) -> argparse.ArgumentParser:
+    formats = FORMATS
     cmp = sub.add_parser("compare", help="B relative to A, row by row, with significance",
                          description="Compare two results files: time and busbw ratios per matching "
                          "row, a Mann-Whitney U test on per-iteration samples (-I runs), the geometric "
@@ -50,7 +53,10 @@ def add_parsers(sub: Any) -> None:
     cmp.add_argument("--force", action="store_true",
                      help="compare runs whose metadata differ (rank count, MPI library, ...)")
     cmp.add_argument("--format", choices=formats, default="text")
+    return cmp
 
+
+def add_plot_parser(sub: Any) -> argparse.ArgumentParser:
     plt = sub.add_parser("plot", help="figures: busbw, latency, busbw vs nodes, measured vs model",
                          description="Plot results files (or Slurm sweep directories for --kind nodes) "
                          "to PNG, SVG or PDF. Needs matplotlib (pip install 'collbench[plot]').")
@@ -63,7 +69,10 @@ def add_parsers(sub: Any) -> None:
                      help="--kind nodes: the message size (default: the largest at every node count)")
     plt.add_argument("--profile", default=None, help="--kind model: machine profile (default: this "
                      "host's calibrated one, else generic)")
+    return plt
 
+
+def add_calibrate_parser(sub: Any) -> argparse.ArgumentParser:
     cal = sub.add_parser("calibrate", help="measure this machine's α, β, γ into a profile",
                          description="Point-to-point (intra- and inter-node) and local reduction/copy "
                          "sweeps through collbench's schedule executor, fitted by least squares; writes "
@@ -91,7 +100,11 @@ def add_parsers(sub: Any) -> None:
                      "library visibly switches protocol)")
     cal.add_argument("--executor", choices=["auto", "native", "python"], default="auto",
                      help="which schedule executor to time (default: the one `run` would use)")
+    return cal
 
+
+def add_model_parser(sub: Any) -> argparse.ArgumentParser:
+    formats = FORMATS
     model = sub.add_parser("model", help="the α-β-γ cost model: predict, check",
                            description="Predict collective times from a machine profile, or check "
                            "predictions against results files.")
@@ -118,32 +131,33 @@ def add_parsers(sub: Any) -> None:
                      help="ranking check: pairs that differ by more than this (default 20%%)")
     chk.add_argument("--min-bytes", type=_size, default=0, help="only rows at least this large")
     chk.add_argument("--format", choices=formats, default="text")
+    return model
 
 
-def dispatch(args: argparse.Namespace, argv: list[str]) -> int:
-    if args.command == "compare":
-        return _compare(args)
-    if args.command == "plot":
-        from .plot import plot
+def plot_main(args: argparse.Namespace, argv: list[str]) -> int:
+    from .plot import plot
 
-        placement = args.placement.replace("-", "_") if args.placement else None
-        out = plot(args.paths, args.out, args.kind, placement, args.size, args.profile)
-        print(f"# plot written to {out}")
-        return 0
-    if args.command == "calibrate":
-        from .calibrate import command_calibrate
-
-        return command_calibrate(args, argv)
-    if args.command == "model":
-        if args.model_command == "predict":
-            return _predict(args)
-        if args.model_command == "check":
-            return _check(args)
-        raise UsageError("model needs an action: predict or check (see `collbench model --help`)")
-    raise UsageError(f"unknown command {args.command}")
+    placement = args.placement.replace("-", "_") if args.placement else None
+    out = plot(args.paths, args.out, args.kind, placement, args.size, args.profile)
+    print(f"# plot written to {out}")
+    return 0
 
 
-def _compare(args: argparse.Namespace) -> int:
+def calibrate_main(args: argparse.Namespace, argv: list[str]) -> int:
+    from .calibrate import command_calibrate
+
+    return command_calibrate(args, argv)
+
+
+def model_main(args: argparse.Namespace, argv: list[str]) -> int:
+    if args.model_command == "predict":
+        return _predict(args)
+    if args.model_command == "check":
+        return _check(args)
+    raise UsageError("model needs an action: predict or check (see `collbench model --help`)")
+
+
+def compare_main(args: argparse.Namespace, argv: list[str]) -> int:
     from .compare import compare, format_comparison
 
     result = compare(args.a, args.b, force=args.force)

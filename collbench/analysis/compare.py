@@ -33,7 +33,7 @@ import numpy as np
 from tabulate import tabulate
 
 from ..errors import UsageError
-from ..results import ResultsFile, Row, read_results
+from ..results.files import ResultsFile, Row, read_results
 from ..sizes import format_bytes
 
 Key = tuple[str, str, str, str, str | None, str, int]

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import UsageError
-from ..results import ResultsFile, Row, expand_paths, read_results
+from ..results.files import ResultsFile, Row, expand_paths, read_results
 
 KINDS = ("busbw", "latency", "nodes", "model")
 FORMATS = (".png", ".svg", ".pdf")
@@ -146,7 +146,7 @@ def plot_sizes(files: Sequence[ResultsFile], out: Path, kind: str, placement: st
 
 
 def plot_nodes(paths: Sequence[str], out: Path, size: int | None, placement: str | None) -> None:
-    from ..sweep_report import groups as sweep_groups, is_sweep_dir, load_sweep
+    from ..results.sweep_report import groups as sweep_groups, is_sweep_dir, load_sweep
 
     sweeps = [load_sweep(p) for p in paths if is_sweep_dir(p)]
     if not sweeps or len(sweeps) != len(paths):

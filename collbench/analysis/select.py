@@ -26,7 +26,7 @@ from typing import Any, Callable
 from ..algorithms import Collective, Layout
 from ..algorithms.registry import algorithms_for
 from ..errors import UsageError
-from ..results import Row, read_results
+from ..results.files import Row, read_results
 
 AUTO = "auto"
 

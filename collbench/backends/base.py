@@ -118,13 +118,13 @@ class Backend(abc.ABC):
 
     def algorithm_names(self, collective: Collective) -> list[str]:
         """What ``--algo all`` means here: native plus every registered schedule."""
-        from ..schedules import algorithm_names
+        from ..execute.programs import algorithm_names
 
         return algorithm_names(collective)
 
     def implements(self, algorithm: str, collective: Collective) -> bool:
         """Whether ``algorithm`` exists for ``collective`` on this backend (else it is skipped)."""
-        from ..schedules import implements
+        from ..execute.programs import implements
 
         return implements(algorithm, collective)
 

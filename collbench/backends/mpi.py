@@ -10,11 +10,12 @@ import numpy as np
 from ..algorithms import Collective, Layout, Problem
 from ..dtypes import DType
 from ..errors import UsageError
-from ..lowering import lower
-from ..native import EXECUTORS, NativeCollective, NativeScheduleRun, NativeUnavailable, load_agreed
-from ..schedules import algorithm_unsupported_reason, build_program
+from ..execute.bind import lower
+from ..execute.c_executor import EXECUTORS, NativeCollective, NativeScheduleRun, NativeUnavailable
+from ..execute.c_executor import load_agreed
+from ..execute.programs import algorithm_unsupported_reason, build_program
 from .base import Backend, OpRequest, Placement, PreparedOp, Timer
-from .mpi_executor import MpiScheduleRun, host_buffers
+from ..execute.python_mpi import MpiScheduleRun, host_buffers
 
 # MPI datatype attribute per dtype; 16-bit floats exist only in MPI 4.1+/MPICH 4+ libraries.
 _MPI_TYPE_NAMES = {"int8": "INT8_T", "uint8": "UINT8_T", "int32": "INT32_T", "uint32": "UINT32_T",

@@ -12,8 +12,8 @@ from ..dtypes import DType
 from ..errors import UsageError
 from ..gpu import device as gpu_device
 from ..gpu.nccl_lib import NCCL_DTYPES, NCCL_OPS, version_string
-from ..lowering import lower, nccl_calls
-from ..schedules import algorithm_unsupported_reason, build_program
+from ..execute.bind import lower, nccl_calls
+from ..execute.programs import algorithm_unsupported_reason, build_program
 from .base import Backend, OpRequest, Placement, PreparedOp
 
 # NCCL's own knobs that collbench passes through and records (--nccl-algo, --nccl-proto).

@@ -71,7 +71,7 @@ def runtime_facts() -> dict[str, Any]:
 
 def node_name_for_map() -> str:
     """The node name used to detect ranks sharing a GPU (same host, same device index)."""
-    from ..topology import node_name
+    from ..run.topology import node_name
 
     return node_name()
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from collbench.results import ResultsWriter, Row
+from collbench.results.files import ResultsWriter, Row
 
 
 def meta(nranks: int = 2, nnodes: int = 1, library: str = "MPICH Version: 5.0.2", thread: str = "single",

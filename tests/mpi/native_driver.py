@@ -55,7 +55,7 @@ def main() -> int:
     from collbench.backends.base import OpRequest, Placement
     from collbench.backends.mpi import MpiBackend
     from collbench.dtypes import DTYPES, parse_dtypes, parse_ops
-    from collbench.schedules import algorithm_names
+    from collbench.execute.programs import algorithm_names
 
     comm = MPI.COMM_WORLD
     rank, nranks = comm.Get_rank(), comm.Get_size()

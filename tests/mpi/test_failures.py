@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from collbench.results import read_results
+from collbench.results.files import read_results
 from cbtest import run_cli
 
 pytestmark = pytest.mark.mpi

@@ -16,7 +16,7 @@ import pytest
 from cbtest import REPO, native_library_or_skip, read_jsonl, run_cli
 from collbench.algorithms import Collective, Layout, Problem
 from collbench.algorithms.registry import algorithms_for
-from collbench.launcher import find_mpiexec, oversubscription_environment
+from collbench.run.launcher import find_mpiexec, oversubscription_environment
 
 pytestmark = pytest.mark.mpi
 
@@ -161,10 +161,10 @@ def test_watchdog_fires_while_the_thread_is_blocked_in_c(native_library):
     script = textwrap.dedent("""
         import numpy as np
         from mpi4py import MPI
-        from collbench import native
+        from collbench.execute import c_executor as native
         from collbench.algorithms import Buf, Slice
-        from collbench.lowering import LoweredProgram, LoweredStep
-        from collbench.watchdog import Activity, Watchdog
+        from collbench.execute.bind import LoweredProgram, LoweredStep
+        from collbench.run.watchdog import Activity, Watchdog
 
         comm = MPI.COMM_SELF.Dup()
         never = (LoweredStep(0, (), ((0, Slice(Buf.OUTPUT, 0, 1)),), ()),)  # nobody sends it

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from collbench import slurm
+from collbench.slurm import render as slurm
 
 REPO = Path(__file__).resolve().parents[2]
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -42,7 +42,7 @@ def test_committed_template_is_current(cluster):
     path = slurm.template_path(cluster)
     assert path.is_file(), f"{path} missing: run `collbench slurm --update-templates`"
     assert path.read_text() == slurm.template_text(cluster), (
-        f"{path} is out of date with collbench/slurm.py or scripts/slurm/sweep-lib.sh: "
+        f"{path} is out of date with collbench/slurm/profiles.py or collbench/slurm/sweep-lib.sh: "
         "run `collbench slurm --update-templates`")
     assert os.access(path, os.X_OK)
 
@@ -134,7 +134,7 @@ def test_mistakes_are_one_line(args, message):
 
 
 def test_default_node_counts_are_powers_of_two_up_to_the_allocation():
-    lib = REPO / "scripts" / "slurm" / "sweep-lib.sh"
+    lib = REPO / "collbench" / "slurm" / "sweep-lib.sh"
     for nodes, expected in ((1, "1"), (2, "1 2"), (6, "1 2 4 6"), (8, "1 2 4 8")):
         out = subprocess.run(["bash", "-c", f'source "{lib}"; cb_node_counts {nodes}'],
                              capture_output=True, text=True, env={"PATH": os.environ["PATH"]})

@@ -12,8 +12,8 @@ import sys
 
 import pytest
 
-from collbench.results import read_results
-from collbench.sweep_report import load_sweep
+from collbench.results.files import read_results
+from collbench.results.sweep_report import load_sweep
 
 pytestmark = pytest.mark.slurm
 

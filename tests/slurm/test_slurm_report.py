@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from collbench.results import ResultsWriter, Row
-from collbench.slurm import nccl_verdict
-from collbench.sweep_report import is_sweep_dir, load_sweep, sweep_report
+from collbench.results.files import ResultsWriter, Row
+from collbench.slurm.injob import nccl_verdict
+from collbench.results.sweep_report import is_sweep_dir, load_sweep, sweep_report
 
 RPN = 2
 

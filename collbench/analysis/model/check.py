@@ -20,7 +20,7 @@ from tabulate import tabulate
 
 from ...algorithms import Collective, Layout
 from ...dtypes import DTYPES
-from ...results import ResultsFile, Row, expand_paths, read_results
+from ...results.files import ResultsFile, Row, expand_paths, read_results
 from ...sizes import format_bytes
 from .predict import Model
 from .profile import Profile

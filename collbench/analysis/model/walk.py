@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 
 from ...algorithms import Copy, Layout, Problem
 from ...algorithms.registry import get_algorithm
-from ...lowering import lower
+from ...execute.bind import lower
 from .cost import EMPTY, Cost, Machine, Phase, Side, Sig, total
 
 

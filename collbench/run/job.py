@@ -6,15 +6,16 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from . import __version__, table
-from .backends import make_backend
-from .errors import UsageError
+from .. import __version__
+from ..results import table
+from ..backends import make_backend
+from ..errors import UsageError
 from .harness import Harness, make_plan
-from .metadata import collect, now_iso
+from ..results.metadata import collect, now_iso
 from .progress import Progress
 from .resources import memory_problem
-from .results import ResultsWriter, Row
-from .sizes import format_bytes
+from ..results.files import ResultsWriter, Row
+from ..sizes import format_bytes
 from .spec import RunSpec
 from .topology import NodeMap, discover, emulated
 from .watchdog import EXIT_ERROR, Activity, Watchdog, abort_job

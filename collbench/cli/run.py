@@ -1,5 +1,5 @@
-"""Command line: ``collbench run | report | list | verify | slurm | compare | plot | calibrate |
-model``. Errors end as one line, never a traceback."""
+"""``collbench run``: the nccl-tests-style sweep. Parses flags into a RunSpec, then either
+re-executes itself under mpiexec (outside an MPI job) or runs the sweep in this rank."""
 
 from __future__ import annotations
 
@@ -8,43 +8,29 @@ import datetime as _dt
 import os
 import sys
 from pathlib import Path
-from typing import Sequence
 
-from . import __version__
-from .algorithms import Collective
-from .backends import BACKENDS
-from .backends.base import Placement
-from .backends.cuda import BACKEND_ALGORITHMS
-from .dtypes import parse_dtypes, parse_ops
+from ..algorithms import Collective
+from ..backends import BACKENDS
+from ..backends.base import Placement
+from ..backends.cuda import BACKEND_ALGORITHMS
+from ..dtypes import parse_dtypes, parse_ops
+from ..errors import UsageError
+from ..execute.programs import check_algorithm_names, parse_option_value
+from ..results.files import ResultsWriter
+from ..run.launcher import (KEEP_SHM_VARIABLE, inside_mpi_job, oversubscription_environment,
+                            oversubscription_warning, relaunch)
+from ..run.resources import memory_problem
+from ..run.spec import Aggregation, RunSpec
+from ..sizes import parse_size, size_sweep
 from .argtypes import non_negative_float as _non_negative_float
 from .argtypes import non_negative_int as _non_negative_int
 from .argtypes import positive_int as _positive_int
-from .errors import UsageError
-from .launcher import (KEEP_SHM_VARIABLE, env_rank, inside_mpi_job, oversubscription_environment,
-                       oversubscription_warning, relaunch)
-from .resources import memory_problem
-from .results import ResultsWriter
-from .schedules import check_algorithm_names, parse_option_value
-from .sizes import parse_size, size_sweep
-from .spec import Aggregation, RunSpec
 
-EXIT_USAGE = 2
 DEFAULT_COLLECTIVES = ("allreduce", "allgather", "reduce_scatter")
 DEFAULT_RESULTS_DIR = Path("results")
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a mistake as one line (plus a hint) instead of the usage dump."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{message} (see `{self.prog} --help`)")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="collbench", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"collbench {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="measure collectives (nccl-tests flags)",
                          description="Sweep collectives over sizes; prints nccl-tests-style tables "
                          "and writes a JSON Lines results file. Sizes take binary K/M/G suffixes.")
@@ -117,34 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
                       "generic, local or a file (default: this host's calibrated profile, else generic)")
     auto.add_argument("--auto-from", default=None, metavar="FILE",
                       help="choose from a previous sweep's results instead of the model")
-
-    listing = sub.add_parser("list", help="what can run here: collectives × algorithms × backends",
-                             description="Every collective × algorithm × backend combination, and "
-                             "why the ones that cannot run here cannot.")
-    listing.add_argument("--ranks", type=_positive_int, default=4, help="rank count to check preconditions for")
-    listing.add_argument("--ranks-per-node", type=_positive_int, default=None)
-
-    verify = sub.add_parser("verify", help="prove every algorithm correct symbolically (no MPI needed)",
-                            description="Symbolically execute every registered schedule for every rank "
-                            "count up to --max-ranks and a spread of element counts, in both placements.")
-    verify.add_argument("--max-ranks", type=_positive_int, default=64)
-    verify.add_argument("--algo", default=None, help="only these algorithms (comma separated)")
-    verify.add_argument("--extra-ranks", default="128,1000",
-                        help="larger rank counts for the logarithmic algorithms (comma list, or none)")
-    verify.add_argument("-j", "--jobs", type=_positive_int, default=None,
-                        help="worker processes (default: every core)")
-
-    report = sub.add_parser("report", help="re-print tables from results files",
-                            description="Print the tables of results files (or directories of them).")
-    report.add_argument("paths", nargs="+", metavar="FILE")
-    report.add_argument("--format", choices=["text", "csv", "markdown", "json"], default="text")
-    from .slurm import add_parser as add_slurm_parser  # `collbench slurm`: sbatch sweep scripts
-
-    add_slurm_parser(sub)
-    from .analysis.cli import add_parsers as add_analysis_parsers  # compare, plot, calibrate, model
-
-    add_analysis_parsers(sub)
-    return parser
+    return run
 
 
 def build_spec(args: argparse.Namespace) -> RunSpec:
@@ -209,9 +168,9 @@ def default_results_path(spec: RunSpec) -> Path:
     return DEFAULT_RESULTS_DIR / f"collbench-{stamp}-{what}-{os.getpid()}.jsonl"
 
 
-def command_run(args: argparse.Namespace, argv: list[str]) -> int:
+def main(args: argparse.Namespace, argv: list[str]) -> int:
     spec = build_spec(args)
-    from .gpu.device import parse_gpu_map
+    from ..gpu.device import parse_gpu_map
 
     gpu_map = parse_gpu_map(args.gpu_map)
     # NCCL reads these when its communicator is created: set them before anything starts, in
@@ -238,7 +197,7 @@ def command_run(args: argparse.Namespace, argv: list[str]) -> int:
                              f"ALGORITHM=mpir, recorded in the results; {KEEP_SHM_VARIABLE}=1 keeps them)\n")
         child_argv = list(argv) if args.out else [*argv, "--out", str(out)]
         return relaunch(args.nprocs, child_argv, extra_env)
-    from .runner import run_in_job
+    from ..run.job import run_in_job
 
     out = Path(args.out) if args.out else _agreed_default_path(spec)
     return run_in_job(spec, argv, out, args.mpi_thread_level, args.ranks_per_node, gpu_map)
@@ -252,77 +211,3 @@ def _agreed_default_path(spec: RunSpec) -> Path:
     if job:
         return DEFAULT_RESULTS_DIR / f"collbench-slurm{job}.{step or 0}.jsonl"
     return default_results_path(spec)  # only rank 0 opens it, so the others' names do not matter
-
-
-def command_report(args: argparse.Namespace) -> int:
-    from .report import report
-    from .sweep_report import report_paths
-
-    # a Slurm sweep directory (results/<cluster>/<jobid>/) gets the node-count table
-    text = report_paths(args.paths, args.format) or report(args.paths, args.format)
-    sys.stdout.write(text + ("" if text.endswith("\n") else "\n"))
-    return 0
-
-
-def command_list(args: argparse.Namespace) -> int:
-    from .capabilities import format_capabilities
-
-    print(format_capabilities(args.ranks, args.ranks_per_node))
-    return 0
-
-
-def command_verify(args: argparse.Namespace) -> int:
-    from .algorithms.verify import format_verify_report
-    from .verify_parallel import verify_everything
-
-    names = check_algorithm_names(a for a in args.algo.split(",") if a.strip()) if args.algo else None
-    try:
-        extra = () if args.extra_ranks.strip().lower() in ("", "none") else tuple(
-            _positive_int(v) for v in args.extra_ranks.split(","))
-    except argparse.ArgumentTypeError as exc:
-        raise UsageError(f"--extra-ranks: {exc}") from None
-    report = verify_everything(args.max_ranks, extra, names, workers=args.jobs)
-    print(format_verify_report(report))
-    print(f"(on {args.jobs or os.cpu_count()} processes; the time column is CPU seconds per line)")
-    return 0 if report.ok else 1
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    quiet = env_rank() != 0  # inside a job only rank 0 explains mistakes
-    try:
-        args = build_parser().parse_args(argv)
-        if args.command == "run":
-            return command_run(args, argv)
-        if args.command == "report":
-            return command_report(args)
-        if args.command == "list":
-            return command_list(args)
-        if args.command == "verify":
-            return command_verify(args)
-        if args.command == "slurm":
-            from .slurm import command as command_slurm
-
-            return command_slurm(args, argv)
-        from .analysis.cli import COMMANDS as ANALYSIS_COMMANDS, dispatch as analysis_dispatch
-
-        if args.command in ANALYSIS_COMMANDS:
-            return analysis_dispatch(args, argv)
-        build_parser().print_help()
-        return EXIT_USAGE
-    except UsageError as exc:
-        if not quiet:
-            sys.stderr.write(f"collbench: error: {exc}\n")
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:
-        return 0
-
-
-def entry() -> None:
-    sys.exit(main())
-
-
-if __name__ == "__main__":
-    entry()

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..algorithms import Buf, Copy, Problem, Slice
 from ..algorithms.reduction import finalize_avg, ufunc
-from ..lowering import LoweredProgram
+from .bind import LoweredProgram
 
 # Tags of schedule messages live far from collbench's control tags; the step index keeps
 # messages of different steps apart even when a pair talks in several steps.

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, TextIO
 
-from .errors import UsageError
+from ..errors import UsageError
 
 SCHEMA_VERSION = 1
 

@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
-from .results import SCHEMA_VERSION
-from .spec import RunSpec
-from .topology import NodeMap
+from .. import __version__
+from .files import SCHEMA_VERSION
+from ..run.spec import RunSpec
+from ..run.topology import NodeMap
 
 # Environment worth keeping: it changes what the libraries do. Never the whole environment.
 _ENV_PREFIXES = ("NCCL_", "MPICH_", "MPIR_CVAR_", "FI_", "SLURM_", "UCX_", "OMPI_MCA_", "CUDA_",
@@ -131,6 +131,6 @@ def collect(comm: Any, spec: RunSpec, argv: list[str], thread_level_requested: s
 
 
 def node_name_and_pid() -> dict[str, Any]:
-    from .topology import node_name
+    from ..run.topology import node_name
 
     return {"host": node_name(), "pid": os.getpid()}

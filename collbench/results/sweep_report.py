@@ -18,8 +18,8 @@ from typing import Any, Sequence
 
 from tabulate import tabulate
 
-from .errors import UsageError
-from .results import ResultsFile, Row, read_results
+from ..errors import UsageError
+from .files import ResultsFile, Row, read_results
 
 PLAN_NAME = "sweep.json"
 STEPS_NAME = "steps.ndjson"

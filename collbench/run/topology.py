@@ -7,7 +7,7 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
-from .algorithms import Layout
+from ..algorithms import Layout
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from .algorithms import Collective
-from .backends.base import Placement
-from .dtypes import DType
+from ..algorithms import Collective
+from ..backends.base import Placement
+from ..dtypes import DType
 
 
 class Aggregation(enum.Enum):

@@ -13,9 +13,9 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from typing import Sequence
 
-from .algorithms import Collective
-from .algorithms.registry import algorithms as registered, get_algorithm
-from .algorithms.verify import AlgorithmReport, VerifyReport, verify_all
+from ..algorithms import Collective
+from ..algorithms.registry import algorithms as registered, get_algorithm
+from ..algorithms.verify import AlgorithmReport, VerifyReport, verify_all
 
 
 def _piece(args: tuple[str, str, int, tuple[int, ...]]) -> VerifyReport:

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 from tabulate import tabulate
 
-from .algorithms import Collective, Layout, Problem
-from .algorithms.registry import algorithms_for
+from ..algorithms import Collective, Layout, Problem
+from ..algorithms.registry import algorithms_for
 
 BACKEND_ORDER = ("mpi", "nccl", "cuda")
 
@@ -42,7 +42,7 @@ def probe_environment() -> Environment:
     except ImportError:
         cupy_reason = gpu = "CuPy is not installed (pip install 'collbench[cuda12]' or [cuda13])"
     try:
-        from .gpu.nccl_lib import load, version_code, version_string
+        from ..gpu.nccl_lib import load, version_code, version_string
 
         _, path = load()
         details.append(f"NCCL {version_string(version_code())} ({path})")
@@ -65,7 +65,7 @@ def _backend_reason(backend: str, env: Environment) -> str | None:
 
 def capability_rows(nranks: int, ranks_per_node: int | None, env: Environment) -> list[tuple[str, str, str, str]]:
     """(collective, algorithm, backend, 'yes' or the reason) for every combination."""
-    from .backends.cuda import KERNEL_ALGORITHMS
+    from .cuda import KERNEL_ALGORITHMS
 
     layout = Layout.blocked(nranks, ranks_per_node) if ranks_per_node else None
     rows = []
@@ -91,7 +91,7 @@ def _status(collective: Collective, name: str, backend: str, nranks: int, layout
     if reason:
         return reason
     if name != "native" and backend != "cuda":
-        from .schedules import algorithm_unsupported_reason
+        from ..execute.programs import algorithm_unsupported_reason
 
         problem = Problem(collective, nranks, 1024, 0, layout)
         reason = algorithm_unsupported_reason(name, problem, "sum")

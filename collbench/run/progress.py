@@ -7,7 +7,7 @@ import sys
 import time
 
 from .launcher import TTY_MARKER
-from .sizes import format_bytes
+from ..sizes import format_bytes
 from .watchdog import Activity
 
 _SHOW_AFTER_SECONDS = 2.0

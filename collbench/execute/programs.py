@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
-from .algorithms import Collective, Problem, Program
-from .algorithms.registry import algorithms_for, get_algorithm
-from .errors import UsageError
+from ..algorithms import Collective, Problem, Program
+from ..algorithms.registry import algorithms_for, get_algorithm
+from ..errors import UsageError
 
 
 def algorithm_unsupported_reason(name: str, problem: Problem, op: str | None,

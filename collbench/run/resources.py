@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .sizes import format_bytes
+from ..sizes import format_bytes
 
 
 def available_memory() -> int | None:

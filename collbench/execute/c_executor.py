@@ -39,11 +39,11 @@ from typing import Any
 
 import numpy as np
 
-from .algorithms import Buf, Copy
+from ..algorithms import Buf, Copy
 # tags as the Python executor uses them, so both executors put the same messages on the wire
-from .backends.mpi_executor import _TAG_BASE, _TAG_SPAN
-from .gpu._layout import csrc_dir  # where every C/CUDA source lives ($COLLBENCH_CSRC honoured)
-from .lowering import LoweredProgram
+from .python_mpi import _TAG_BASE, _TAG_SPAN
+from ..gpu._layout import csrc_dir  # where every C/CUDA source lives ($COLLBENCH_CSRC honoured)
+from .bind import LoweredProgram
 
 SOURCE = "native_executor.c"
 HEADER = "native_executor.h"
@@ -442,7 +442,7 @@ class NativeCollective(_Timed):
 
 class NativeScheduleRun(_Timed):
     """A lowered program executed in C (the ``native`` executor); the counterpart of
-    :class:`collbench.backends.mpi_executor.MpiScheduleRun`, with the same arguments.
+    :class:`collbench.execute.python_mpi.MpiScheduleRun`, with the same arguments.
 
     Raises:
         NativeUnavailable: the program needs something the C executor does not do (a reduction

@@ -14,13 +14,14 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from . import faults, validation
-from .algorithms import Collective
-from .backends.base import Backend, OpRequest, Placement, PreparedOp
-from .dtypes import DType
-from .errors import UnsupportedError
-from .metrics import bandwidths, bytes_for_count, count_for_size
-from .results import Row
+from .. import validation
+from . import faults
+from ..algorithms import Collective
+from ..backends.base import Backend, OpRequest, Placement, PreparedOp
+from ..dtypes import DType
+from ..errors import UnsupportedError
+from ..metrics import bandwidths, bytes_for_count, count_for_size
+from ..results.files import Row
 from .spec import Aggregation, RunSpec
 from .watchdog import Activity, Watchdog
 
@@ -58,7 +59,7 @@ def make_plan(spec: RunSpec, backend: Backend) -> Plan:
     skipped: dict[str, list[str]] = {}
     every_algorithm = "all" in spec.algorithms
     if "auto" in spec.algorithms:  # the profile or --auto-from file must be usable everywhere
-        from .analysis.select import check_auto
+        from ..analysis.select import check_auto
 
         check_auto(spec.auto_profile, spec.auto_from)
     for collective in spec.collectives:
@@ -160,7 +161,7 @@ class Harness:
 
     def _auto_choice(self, group: Group, size: int, count: int) -> tuple[str, str]:
         """--algo auto: the algorithm for this size (rank 0 decides, every rank gets it)."""
-        from .analysis.select import Selector, agreed_choice
+        from ..analysis.select import Selector, agreed_choice
 
         self._auto_at = (group, count)  # what `runnable` checks the backend against
         if self._selector is None and self.rank == 0:

@@ -10,7 +10,7 @@ from typing import Sequence
 from tabulate import tabulate
 
 from . import table
-from .results import ResultsFile, Row, expand_paths, read_results
+from .files import ResultsFile, Row, expand_paths, read_results
 
 # Columns for the machine-readable formats, in reading order.
 CSV_FIELDS = ("collective", "algorithm", "backend", "executor", "dtype", "op", "root", "placement",

@@ -16,7 +16,7 @@ import os
 import time
 from dataclasses import dataclass
 
-from .errors import UsageError
+from ..errors import UsageError
 
 ENV = "COLLBENCH_INJECT_FAULT"
 KINDS = ("absent", "stall", "raise", "corrupt")

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .algorithms import Buf, Collective, Copy, Problem, Program, Reduce, Slice
-from .algorithms.schedule import resolve_slice
+from ..algorithms import Buf, Collective, Copy, Problem, Program, Reduce, Slice
+from ..algorithms.schedule import resolve_slice
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Sequence
 
-from .dtypes import DTYPES
-from .results import Row
-from .sizes import format_bytes
+from ..dtypes import DTYPES
+from .files import Row
+from ..sizes import format_bytes
 
 PLACEMENTS = ("out_of_place", "in_place")
 _PRE = (("size", "(B)", 12), ("count", "(elements)", 12), ("type", "", 8), ("redop", "", 6),

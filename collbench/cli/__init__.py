@@ -1,0 +1,115 @@
+"""Command line: ``collbench run | report | list | verify | import | slurm | compare | plot |
+calibrate | model``. Errors end as one line, never a traceback.
+
+Commands live in a registry: each is a module path with an ``add_parser(sub)`` function that
+builds its argparse subparser and a ``main(args, argv) -> int`` that runs it. Only the command
+being run is imported, so ``collbench --help`` (and ``collbench run``) never import the model,
+Slurm or matplotlib.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from .. import __version__
+from ..errors import UsageError
+
+EXIT_USAGE = 2
+
+
+@dataclass(frozen=True)
+class Command:
+    """One subcommand: where it lives and its one-line help for ``collbench --help``."""
+
+    module: str
+    help: str
+    add_parser: str = "add_parser"
+    main: str = "main"
+
+    def load(self) -> tuple[Callable[..., argparse.ArgumentParser], Callable[..., int]]:
+        module = importlib.import_module(self.module)
+        return getattr(module, self.add_parser), getattr(module, self.main)
+
+
+COMMANDS: dict[str, Command] = {
+    "run": Command("collbench.cli.run", "measure collectives (nccl-tests flags)"),
+    "report": Command("collbench.cli.inspect", "re-print tables from results files",
+                      "add_report_parser", "report_main"),
+    "list": Command("collbench.cli.inspect", "what can run here: collectives × algorithms × backends",
+                    "add_list_parser", "list_main"),
+    "verify": Command("collbench.cli.inspect", "prove every algorithm correct symbolically (no MPI needed)",
+                      "add_verify_parser", "verify_main"),
+    "slurm": Command("collbench.slurm.cli", "write an sbatch script for a node-count sweep",
+                     "add_parser", "command"),
+    "compare": Command("collbench.analysis.cli", "B relative to A, row by row, with significance",
+                       "add_compare_parser", "compare_main"),
+    "plot": Command("collbench.analysis.cli", "figures: busbw, latency, busbw vs nodes, measured vs model",
+                    "add_plot_parser", "plot_main"),
+    "calibrate": Command("collbench.analysis.cli", "measure this machine's α, β, γ into a profile",
+                         "add_calibrate_parser", "calibrate_main"),
+    "model": Command("collbench.analysis.cli", "the α-β-γ cost model: predict, check",
+                     "add_model_parser", "model_main"),
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a mistake as one line (plus a hint) instead of the usage dump."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+def _chosen_command(argv: Sequence[str]) -> str | None:
+    """The subcommand named on the command line (the first word that is not an option)."""
+    for word in argv:
+        if not word.startswith("-"):
+            return word if word in COMMANDS else None
+    return None
+
+
+def build_parser(argv: Sequence[str] = ()) -> tuple[argparse.ArgumentParser, Callable[..., int] | None]:
+    """The parser, with the full subparser only for the command in ``argv`` (the others are
+    listed by name and help), and that command's ``main``."""
+    parser = _Parser(prog="collbench", description="Benchmark and compare collective-communication "
+                     "algorithms. `collbench COMMAND --help` explains each command.")
+    parser.add_argument("--version", action="version", version=f"collbench {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    chosen = _chosen_command(argv)
+    main: Callable[..., int] | None = None
+    for name, command in COMMANDS.items():
+        if name == chosen:
+            add_parser, main = command.load()
+            add_parser(sub)
+        else:
+            sub.add_parser(name, help=command.help)
+    return parser, main
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from ..run.launcher import env_rank
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    quiet = env_rank() != 0  # inside a job only rank 0 explains mistakes
+    try:
+        parser, command_main = build_parser(argv)
+        args = parser.parse_args(argv)
+        if command_main is None:
+            parser.print_help()
+            return EXIT_USAGE
+        return command_main(args, argv)
+    except UsageError as exc:
+        if not quiet:
+            sys.stderr.write(f"collbench: error: {exc}\n")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+def entry() -> None:
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""``collbench verify``: the registry-wide symbolic sweep, spread over a process pool."""
