@@ -192,12 +192,8 @@ class Harness:
 
         act.phase = "buffer preparation"
         prepared = self.backend.prepare(request)
-        if fault and fault.kind == "stall":  # this rank's operation never completes
-            prepared.run = fault.trigger
-            # a self-timing (C) loop would never reach the stall: time this rank's run instead
-            prepared.batch = prepared.per_iteration = None
-        elif fault and fault.kind == "corrupt":
-            prepared.run = fault.corrupting(prepared.run, prepared.output)
+        if fault:
+            prepared = fault.wrap(prepared)
         try:
             self._fill_input(request, prepared, seed=0)
             act.phase = "warm-up"
@@ -212,13 +208,15 @@ class Harness:
                 prepared.teardown()
         return self._row(request, prepared, nbytes, iterations, times, wrong)
 
-    def _fill_input(self, request: OpRequest, prepared: PreparedOp, seed: int) -> None:
+    def _fill_input(self, request: OpRequest, prepared: PreparedOp, seed: int) -> np.ndarray | None:
+        """Write this rank's input for ``seed``; returns what was written (None: nothing)."""
         length = int(np.prod(np.shape(prepared.input))) if prepared.input is not None else 0
         if request.collective is Collective.BROADCAST and self.rank != request.root:
-            return
+            return None
         data = validation.make_input(request.collective, request.dtype, request.op, self.nranks,
                                      self.rank, length, seed)
         self.backend.write(prepared.input, data)
+        return data
 
     def _warm_up(self, prepared: PreparedOp) -> float:
         """Run the warm-up under the per-operation deadline; returns seconds per op (max over
@@ -277,7 +275,7 @@ class Harness:
             poison = np.full(np.shape(prepared.output), 0, dtype=request.dtype.numpy)
             poison.view(np.uint8)[...] = _POISON_BYTE
             self.backend.write(prepared.output, poison)
-            self._fill_input(request, prepared, seed)
+            written = self._fill_input(request, prepared, seed)
             self.watchdog.arm(self.spec.timeout)
             self.backend.timer.once(prepared.run)
             self.watchdog.disarm()
@@ -285,6 +283,11 @@ class Harness:
             if expected is not None:
                 wrong += validation.count_wrong(self.backend.read(prepared.output), expected,
                                                 request.dtype, request.op)
+            if written is not None and request.placement is Placement.OUT_OF_PLACE:
+                # an out-of-place collective must leave its input alone: one that scribbles on it
+                # times later iterations on compounding data. Changed inputs count as wrong.
+                wrong += validation.count_wrong(self.backend.read(prepared.input), written,
+                                                request.dtype, None)
             if self.ctrl.allreduce(wrong, op=self._mpi.SUM) > 0:
                 break  # like nccl-tests: stop checking at the first failing round
         return self.ctrl.reduce(wrong, op=self._mpi.SUM, root=0)

@@ -1,43 +1,30 @@
-"""``collbench run`` inside the MPI job: every rank runs this; only rank 0 prints and writes."""
+"""``collbench run`` inside the MPI job: every rank runs this; only rank 0 prints and writes.
+
+The measuring itself is a :class:`~.session.Session`; this module adds what the command line
+shows around it: the preamble, the tables as rows arrive, the results file and the exit status.
+"""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .. import __version__
-from ..results import table
-from ..backends import make_backend
 from ..errors import UsageError
-from .harness import Harness, make_plan
+from ..results import table
+from ..results.files import ResultsWriter, Row
 from ..results.metadata import collect, now_iso
+from ..sizes import format_bytes
 from .progress import Progress
 from .resources import memory_problem
-from ..results.files import ResultsWriter, Row
-from ..sizes import format_bytes
+from .session import Session, agree
 from .spec import RunSpec
 from .topology import NodeMap, discover, emulated
-from .watchdog import EXIT_ERROR, Activity, Watchdog, abort_job
+from .watchdog import EXIT_ERROR, Activity, abort_job
 
 EXIT_WRONG = 1
 EXIT_USAGE = 2
-
-
-def agree(comm: Any, action: Callable[[], Any]) -> Any:
-    """Run ``action`` on every rank; if it raises UsageError anywhere, raise it everywhere.
-
-    Checks that only some ranks can make (rank 0's file, one node's memory) must not leave the
-    other ranks waiting in a collective: they all learn the first error and exit together.
-    """
-    try:
-        result, error = action(), None
-    except UsageError as exc:
-        result, error = None, str(exc)
-    errors = [e for e in comm.allgather(error) if e]
-    if errors:
-        raise UsageError(errors[0])
-    return result
 
 
 def run_in_job(spec: RunSpec, argv: list[str], out_path: Path | None, thread_level: str,
@@ -79,37 +66,26 @@ def _run(spec: RunSpec, argv: list[str], out_path: Path | None, thread_level: st
         raise UsageError(f"root {spec.root} is not a rank of this {nranks}-rank job")
     agree(ctrl, lambda: _check_memory(spec, local_ranks))
 
-    activity.phase = f"{spec.backend} backend initialization"
-    backend = make_backend(spec.backend, world, layout=nodes.layout(),
-                           algorithm_options=dict(spec.algorithm_options),
-                           graph_replays=spec.graph_replays, gpu_map=gpu_map, device=spec.device,
-                           stage_host=spec.stage_host, executor=spec.executor)
-    plan = agree(ctrl, lambda: make_plan(spec, backend))
+    session = Session(world, spec, nodes.layout(), gpu_map, thread_multiple, activity, ctrl)
     writer = ResultsWriter(out_path) if (rank == 0 and out_path is not None) else None
     agree(ctrl, lambda: writer.open() if writer else None)
-
-    watchdog = Watchdog(ctrl.Dup(), spec.timeout, activity, thread_multiple)
-    activity.phase = "buffer allocation"
-    agree(ctrl, lambda: backend.reserve(spec.max_bytes, list(spec.dtypes)))
-    metadata = collect(ctrl, spec, argv, thread_level, nodes, backend.metadata())
+    session.reserve()
+    metadata = collect(ctrl, spec, argv, thread_level, nodes, session.backend.metadata())
     progress = Progress() if rank == 0 else None
     if rank == 0:
         if writer:
             writer.write(metadata)
-        print(_preamble(spec, metadata, plan.skipped, out_path), flush=True)
+        print(_preamble(spec, metadata, session.plan.skipped, out_path), flush=True)
 
-    harness = Harness(spec, backend, ctrl, watchdog, activity,
-                      on_progress=progress.update if progress else None)
     output = Rank0Output(writer, progress, spec.per_iteration, nodes.nnodes) if rank == 0 else None
-    for group in plan.groups:
+    for group, sizes in session.groups(on_progress=progress.update if progress else None):
         if output:
             output.start_group(group.collective.value, group.algorithm)
-        for _size, rows in harness.run_group(group, plan.measurements):
+        for _size, rows in sizes:
             if output and rows:
                 output.add(rows)
-    watchdog.close()
-    backend.close()
-    wrong_total = output.finish(plan.skipped, harness.size_skips, out_path) if output else 0
+    session.close()
+    wrong_total = output.finish(session.plan.skipped, session.size_skips, out_path) if output else 0
     failed = ctrl.bcast(wrong_total > 0 if rank == 0 else None, root=0)
     return EXIT_WRONG if failed else 0
 

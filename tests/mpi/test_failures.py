@@ -43,6 +43,21 @@ def test_exception_on_one_rank_aborts_all(tmp_path, level):
     assert "Traceback" not in result.stderr
 
 
+def test_out_of_place_run_that_changes_its_input_is_counted_wrong(tmp_path):
+    """An out-of-place collective must leave its input intact (or later iterations time
+    compounding data): damaging it is caught by validation, whatever the output holds."""
+    out = tmp_path / "r.jsonl"
+    result = run_cli([*BASE, "-np", "2", "-T", "30", "--out", str(out)], timeout=60,
+                     env={"COLLBENCH_INJECT_FAULT": "scribble:1:64"})
+    assert result.returncode == 1, result.stderr
+    rows = read_results(out).rows
+    wrong = {(r.bytes, r.placement): r.wrong for r in rows}
+    # in place the input is the output: overwriting it is the collective's job, so only the
+    # out-of-place row counts the damaged input element
+    assert wrong == {(8, "out_of_place"): 0, (8, "in_place"): 0,
+                     (64, "out_of_place"): 1, (64, "in_place"): 1}
+
+
 def test_thread_level_is_recorded(tmp_path):
     out = tmp_path / "r.jsonl"
     result = run_cli(["run", "allreduce", "-e", "8", "-n", "2", "-np", "2", "--mpi-thread-level",
