@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import abc
 import enum
-from dataclasses import dataclass
-from typing import Any, Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -66,6 +66,48 @@ class PreparedOp:
     per_iteration: Callable[[int], np.ndarray] | None = None
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can run, declared once: ``run``, ``list``, the plan and ``--algo auto``
+    all read this (and :meth:`Backend.reason` for what depends on the live library).
+
+    Attributes:
+        backend: the backend's name.
+        needs: what must be present: ``mpi4py``, ``cupy``, ``gpu``, ``nccl``.
+        native: collectives its library runs as one call (algorithm ``native``).
+        schedules: whether it runs every registered schedule (collbench.algorithms).
+        own_algorithms: algorithm names only this backend has, per collective.
+        native_notes: a caveat ``list`` shows beside a native collective (e.g. in place only).
+    """
+
+    backend: str
+    needs: tuple[str, ...]
+    native: frozenset[Collective]
+    schedules: bool
+    own_algorithms: Mapping[Collective, tuple[str, ...]] = field(default_factory=dict)
+    native_notes: Mapping[Collective, str] = field(default_factory=dict)
+
+    def algorithm_names(self, collective: Collective) -> list[str]:
+        """What ``--algo all`` means on this backend: native, its own, then the registry's."""
+        names = ["native"] if collective in self.native else []
+        names += list(self.own_algorithms.get(collective, ()))
+        if self.schedules:
+            from ..execute.programs import algorithm_names
+
+            names += [n for n in algorithm_names(collective) if n != "native"]
+        return list(dict.fromkeys(names))
+
+    def implements(self, algorithm: str, collective: Collective) -> bool:
+        """Whether ``algorithm`` exists for ``collective`` here (else the plan skips it)."""
+        if algorithm == "native" or algorithm in self.own_algorithms.get(collective, ()):
+            return algorithm != "native" or collective in self.native
+        if not self.schedules:
+            return False
+        from ..execute.programs import implements
+
+        return implements(algorithm, collective)
+
+
 class Timer(abc.ABC):
     """Times repetitions of a prepared op; implementations synchronize their device."""
 
@@ -86,10 +128,26 @@ class Backend(abc.ABC):
     """A communication library (MPI, NCCL, our CUDA kernels) seen through one interface."""
 
     name: str
+    #: what this backend can run (each backend module declares it once)
+    capabilities: Capabilities
 
     @abc.abstractmethod
     def unsupported_reason(self, request: OpRequest) -> str | None:
-        """Why this backend cannot run ``request`` (placement included), or None if it can."""
+        """Why this backend cannot run ``request`` (placement included), or None if it can.
+        Callers use :meth:`reason`, which evaluates this once per request."""
+
+    def reason(self, request: OpRequest) -> str | None:
+        """:meth:`unsupported_reason`, evaluated once per distinct request (preconditions build
+        and inspect schedules: the plan, the size loop and prepare must not redo it)."""
+        cache: dict[OpRequest, str | None] = self.__dict__.setdefault("_reasons", {})
+        if request not in cache:
+            if not self.capabilities.implements(request.algorithm, request.collective):
+                names = ", ".join(self.capabilities.algorithm_names(request.collective)) or "nothing"
+                cache[request] = (f"backend {self.name} has no {request.algorithm} "
+                                  f"{request.collective.value} (it has: {names})")
+            else:
+                cache[request] = self.unsupported_reason(request)
+        return cache[request]
 
     @abc.abstractmethod
     def prepare(self, request: OpRequest) -> PreparedOp:
@@ -108,7 +166,7 @@ class Backend(abc.ABC):
 
     def check_supported(self, request: OpRequest) -> None:
         """Refuse a request the plan should never have produced (a bug, not a user error)."""
-        reason = self.unsupported_reason(request)
+        reason = self.reason(request)
         if reason:
             raise ValueError(reason)
 
@@ -117,16 +175,12 @@ class Backend(abc.ABC):
         """Allocate the largest buffers the sweep needs once, before any measurement."""
 
     def algorithm_names(self, collective: Collective) -> list[str]:
-        """What ``--algo all`` means here: native plus every registered schedule."""
-        from ..execute.programs import algorithm_names
-
-        return algorithm_names(collective)
+        """What ``--algo all`` means here (from the declared capabilities)."""
+        return self.capabilities.algorithm_names(collective)
 
     def implements(self, algorithm: str, collective: Collective) -> bool:
         """Whether ``algorithm`` exists for ``collective`` on this backend (else it is skipped)."""
-        from ..execute.programs import implements
-
-        return implements(algorithm, collective)
+        return self.capabilities.implements(algorithm, collective)
 
     def metadata(self) -> dict[str, Any]:
         """Backend-specific facts for the results file (library versions, devices, env)."""

@@ -3,13 +3,14 @@ and for the others, why not (missing GPU, NCCL, CuPy, a precondition at this ran
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 from dataclasses import dataclass
 
 from tabulate import tabulate
 
 from ..algorithms import Collective, Layout, Problem
-from ..algorithms.registry import algorithms_for
+from .base import Capabilities
 
 BACKEND_ORDER = ("mpi", "nccl", "cuda")
 
@@ -51,55 +52,52 @@ def probe_environment() -> Environment:
     return Environment(mpi, cupy_reason, gpu, nccl, tuple(details))
 
 
-def _backend_reason(backend: str, env: Environment) -> str | None:
-    if env.mpi:
-        return env.mpi
-    if backend == "mpi":
-        return None
-    if env.cupy:
-        return env.cupy
-    if backend == "nccl" and env.nccl:
-        return env.nccl
-    return env.gpu
+def declared(backend: str) -> Capabilities:
+    """The capabilities a backend module declares (importing it needs no GPU stack)."""
+    module = importlib.import_module(f"{__package__}.{backend}")
+    return module.CAPABILITIES
+
+
+def _missing(caps: Capabilities, env: Environment) -> str | None:
+    """Why the machine lacks what the backend needs (None: it has everything)."""
+    for need in caps.needs:
+        reason = {"mpi4py": env.mpi, "cupy": env.cupy, "gpu": env.gpu, "nccl": env.nccl}[need]
+        if reason:
+            return reason
+    return None
 
 
 def capability_rows(nranks: int, ranks_per_node: int | None, env: Environment) -> list[tuple[str, str, str, str]]:
     """(collective, algorithm, backend, 'yes' or the reason) for every combination."""
-    from .cuda import KERNEL_ALGORITHMS
-
     layout = Layout.blocked(nranks, ranks_per_node) if ranks_per_node else None
+    caps = {backend: declared(backend) for backend in BACKEND_ORDER}
     rows = []
     for collective in Collective:
-        names = ["native"] + [a.name for a in algorithms_for(collective, include_native=False)]
-        cuda_names = list(dict.fromkeys(KERNEL_ALGORITHMS.get(collective, {})))
-        if collective is Collective.ALLREDUCE:
-            cuda_names.append("hierarchical")
-        for name in dict.fromkeys(names + cuda_names):
-            for backend in BACKEND_ORDER:
+        names = [n for c in caps.values() for n in c.algorithm_names(collective)]
+        for name in dict.fromkeys(["native", *names]):
+            for backend, cap in caps.items():
                 rows.append((collective.value, name, backend,
-                             _status(collective, name, backend, nranks, layout, env, cuda_names)))
+                             _status(collective, name, cap, nranks, layout, env)))
     return rows
 
 
-def _status(collective: Collective, name: str, backend: str, nranks: int, layout: Layout | None,
-            env: Environment, cuda_names: list[str]) -> str:
-    if backend == "cuda" and name not in cuda_names:
-        return "no kernel"
-    if backend != "cuda" and name in ("one_shot", "two_shot"):
-        return "cuda backend only"
-    reason = _backend_reason(backend, env)
+def _status(collective: Collective, name: str, caps: Capabilities, nranks: int, layout: Layout | None,
+            env: Environment) -> str:
+    if not caps.implements(name, collective):
+        owners = [b for b in BACKEND_ORDER if name in declared(b).own_algorithms.get(collective, ())]
+        return f"{'/'.join(owners)} backend only" if owners else f"not on the {caps.backend} backend"
+    reason = _missing(caps, env)
     if reason:
         return reason
-    if name != "native" and backend != "cuda":
+    if name != "native" and name not in caps.own_algorithms.get(collective, ()):
         from ..execute.programs import algorithm_unsupported_reason
 
         problem = Problem(collective, nranks, 1024, 0, layout)
         reason = algorithm_unsupported_reason(name, problem, "sum")
         if reason:
             return reason
-    if backend == "mpi" and name == "native" and collective is Collective.BROADCAST:
-        return "yes (in place only)"
-    return "yes"
+    note = caps.native_notes.get(collective) if name == "native" else None
+    return f"yes ({note})" if note else "yes"
 
 
 def format_capabilities(nranks: int, ranks_per_node: int | None) -> str:

@@ -17,7 +17,7 @@ from ..algorithms import Collective, Layout
 from ..dtypes import DType
 from ..errors import UsageError
 from ..gpu import device as gpu_device
-from .base import Backend, OpRequest, Placement, PreparedOp
+from .base import Backend, Capabilities, OpRequest, Placement, PreparedOp
 
 # --algo name -> IPC kernel family, per collective
 KERNEL_ALGORITHMS = {
@@ -27,9 +27,18 @@ KERNEL_ALGORITHMS = {
 }
 BACKEND_ALGORITHMS = ("one_shot", "two_shot")  # names only this backend knows
 
+CAPABILITIES = Capabilities(
+    backend="cuda", needs=("mpi4py", "cupy", "gpu"),
+    native=frozenset(KERNEL_ALGORITHMS),  # "native" is the one-shot / direct kernel
+    schedules=False,
+    own_algorithms={coll: tuple(n for n in names if n != "native")
+                    + (("hierarchical",) if coll is Collective.ALLREDUCE else ())
+                    for coll, names in KERNEL_ALGORITHMS.items()})
+
 
 class CudaIpcBackend(Backend):
     name = "cuda"
+    capabilities = CAPABILITIES
 
     def __init__(self, comm: Any, layout: Layout | None = None,
                  algorithm_options: dict[str, Any] | None = None, graph_replays: int = 0,
@@ -67,13 +76,6 @@ class CudaIpcBackend(Backend):
         self._nccl_cross = None
 
     # -- capabilities -------------------------------------------------------------------------
-
-    def algorithm_names(self, collective: Collective) -> list[str]:
-        names = list(dict.fromkeys(KERNEL_ALGORITHMS.get(collective, {})))
-        return names + (["hierarchical"] if collective is Collective.ALLREDUCE else [])
-
-    def implements(self, algorithm: str, collective: Collective) -> bool:
-        return algorithm in self.algorithm_names(collective)
 
     def unsupported_reason(self, request: OpRequest) -> str | None:
         coll, algo = request.collective, request.algorithm

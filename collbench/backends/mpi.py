@@ -14,7 +14,7 @@ from ..execute.bind import lower
 from ..execute.c_executor import EXECUTORS, NativeCollective, NativeScheduleRun, NativeUnavailable
 from ..execute.c_executor import load_agreed
 from ..execute.programs import algorithm_unsupported_reason, build_program
-from .base import Backend, OpRequest, Placement, PreparedOp, Timer
+from .base import Backend, Capabilities, OpRequest, Placement, PreparedOp, Timer
 from ..execute.python_mpi import MpiScheduleRun, host_buffers
 
 # MPI datatype attribute per dtype; 16-bit floats exist only in MPI 4.1+/MPICH 4+ libraries.
@@ -26,6 +26,13 @@ _MOVE_TYPE_NAMES = {1: "UINT8_T", 2: "UINT16_T", 4: "UINT32_T", 8: "UINT64_T"}
 _MPI_OP_NAMES = {"sum": "SUM", "prod": "PROD", "max": "MAX", "min": "MIN"}
 
 _ALIGNMENT = 64
+
+CAPABILITIES = Capabilities(
+    backend="mpi", needs=("mpi4py",),
+    native=frozenset({Collective.ALLREDUCE, Collective.ALLGATHER, Collective.REDUCE_SCATTER,
+                      Collective.BROADCAST, Collective.REDUCE}),
+    schedules=True,  # every registered schedule, over point-to-point (Python or C executor)
+    native_notes={Collective.BROADCAST: "in place only"})
 
 
 def aligned_bytes(nbytes: int) -> np.ndarray:
@@ -74,6 +81,7 @@ class MpiBackend(Backend):
     """
 
     name = "mpi"
+    capabilities = CAPABILITIES
 
     def __init__(self, comm: Any, layout: Layout | None = None,
                  algorithm_options: dict[str, str] | None = None, executor: str = "python") -> None:

@@ -9,6 +9,7 @@ the result back, and the copies are part of the measured time (the row's executo
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import os
 from typing import Any
 
@@ -41,6 +42,9 @@ def mpi_cuda_support() -> tuple[bool, str]:
 
 class MpiCudaBackend(MpiBackend):
     name = "mpi"
+    # native MPI collectives on device buffers; custom schedules on device buffers run on nccl
+    capabilities = dataclasses.replace(MpiBackend.capabilities, needs=("mpi4py", "cupy", "gpu"),
+                                       schedules=False)
 
     def __init__(self, comm: Any, layout: Layout | None = None,
                  algorithm_options: dict[str, str] | None = None, stage_host: bool = False,

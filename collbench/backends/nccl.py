@@ -14,7 +14,7 @@ from ..gpu import device as gpu_device
 from ..gpu.nccl_lib import NCCL_DTYPES, NCCL_OPS, version_string
 from ..execute.bind import lower, nccl_calls
 from ..execute.programs import algorithm_unsupported_reason, build_program
-from .base import Backend, OpRequest, Placement, PreparedOp
+from .base import Backend, Capabilities, OpRequest, Placement, PreparedOp
 
 # NCCL's own knobs that collbench passes through and records (--nccl-algo, --nccl-proto).
 NCCL_ENV_PREFIX = "NCCL_"
@@ -55,6 +55,13 @@ class CudaBuffers:
         return buffer[start:start + count * dtype.itemsize].view(self.device_dtype(dtype))
 
 
+CAPABILITIES = Capabilities(
+    backend="nccl", needs=("mpi4py", "cupy", "gpu", "nccl"),
+    native=frozenset({Collective.ALLREDUCE, Collective.ALLGATHER, Collective.REDUCE_SCATTER,
+                      Collective.BROADCAST, Collective.REDUCE}),
+    schedules=True)  # every registered schedule, over grouped ncclSend/ncclRecv
+
+
 class NcclBackend(Backend):
     """NCCL collectives on CuPy buffers.
 
@@ -67,6 +74,7 @@ class NcclBackend(Backend):
     """
 
     name = "nccl"
+    capabilities = CAPABILITIES
 
     def __init__(self, comm: Any, layout: Layout | None = None,
                  algorithm_options: dict[str, str] | None = None, graph_replays: int = 0,

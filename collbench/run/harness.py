@@ -81,7 +81,7 @@ def make_plan(spec: RunSpec, backend: Backend) -> Plan:
                         # count 0: what the backend supports at all; size-dependent limits are
                         # checked per size in run_group
                         request = OpRequest(collective, algorithm, dtype, op, 0, placement, spec.root)
-                        reason = backend.unsupported_reason(request)
+                        reason = backend.reason(request)
                         (reasons if reason else runnable).append(reason or placement)
                     if runnable:
                         groups.append(Group(collective, algorithm, dtype, op, tuple(runnable)))
@@ -147,7 +147,7 @@ class Harness:
                                     count, placement, spec.root)
                 if self.on_progress is not None and self.rank == 0:
                     self.on_progress(self._done, total, self.activity)
-                reason = self.backend.unsupported_reason(request)
+                reason = self.backend.reason(request)
                 if reason:  # a limit of this size only (e.g. an uneven split): N/A in the table
                     self.size_skips.setdefault(reason, []).append(
                         f"{group.collective.value} {group.algorithm} {size} B {placement.label}")
@@ -167,7 +167,7 @@ class Harness:
         if self._selector is None and self.rank == 0:
             def runnable(coll: Collective, name: str, dtype: str, op: str | None) -> bool:
                 at, n = self._auto_at
-                return all(self.backend.unsupported_reason(OpRequest(
+                return all(self.backend.reason(OpRequest(
                     coll, name, at.dtype, op, n, p, self.spec.root)) is None for p in at.placements)
 
             self._selector = Selector(self.nranks, getattr(self.backend, "layout", None), runnable,
