@@ -4,7 +4,10 @@ A sweep directory (``results/<cluster>/<jobid>/``, written by the scripts of ``c
 holds ``sweep.json`` (the plan), ``steps.ndjson`` (one status record per node count × run) and
 ``N<k>-<run>.jsonl`` results files. Node counts whose step failed, timed out, was skipped or never
 ran are marked in the table instead of silently missing; values from a step that did not finish
-cleanly are starred. Formatting functions return strings; printing happens in the CLI.
+cleanly are starred, and values from a step retried on other hosts are marked ``r``. The network
+baseline (``baseline/``: point-to-point between two nodes, one pair per NIC) is shown above the
+tables, and each table says how its peak busbw across nodes compares with it. Formatting
+functions return strings; printing happens in the CLI.
 """
 
 from __future__ import annotations
@@ -39,10 +42,51 @@ class Cell:
     status: str                       # ok, failed, timeout, skipped, incomplete, not run, wrong shape, …
     detail: str = ""
     results: ResultsFile | None = None
+    attempts: list[dict[str, Any]] = field(default_factory=list)   # its step records, in order
 
     @property
     def clean(self) -> bool:
         return self.status == "ok"
+
+    @property
+    def retried(self) -> bool:
+        """Whether the step ran again on other hosts after a failed first attempt."""
+        return len(self.attempts) > 1
+
+    @property
+    def nodelist(self) -> str:
+        return str(self.attempts[-1].get("nodelist", "")) if self.attempts else ""
+
+    def retry_text(self) -> str:
+        """``retry on n2,n3 after failed on n1,n2 (exit 7; suspect n1)``, or empty."""
+        if not self.retried:
+            return ""
+        first = self.attempts[0]
+        return (f"retry on {self.nodelist} after {first.get('status')} on {first.get('nodelist')} "
+                f"(exit {first.get('rc')}; suspect {first.get('suspect') or '?'}; "
+                f"log {first.get('log', '?')})")
+
+
+@dataclass
+class Pair:
+    """One pair of the network baseline: two nodes, one rank each, one NIC."""
+
+    name: str
+    gpu: str
+    backend: str
+    status: str
+    nodelist: str
+    attempts: int
+    bandwidth_gbps: float | None = None   # peak busbw of the 2-rank allgather = one-way p2p bandwidth
+    latency_us: float | None = None       # its time at the smallest size that moves data
+    latency_bytes: int | None = None
+
+    def text(self) -> str:
+        where = f"{self.name} on {self.nodelist}" + (" (retried)" if self.attempts > 1 else "")
+        if self.bandwidth_gbps is None:
+            return f"{where}: {self.status}"
+        latency = f", {self.latency_us:.2f} us at {self.latency_bytes} B" if self.latency_us is not None else ""
+        return f"{where}: {self.bandwidth_gbps:.2f} GB/s{latency}" + ("" if self.status == "ok" else f" ({self.status})")
 
 
 @dataclass
@@ -54,6 +98,13 @@ class Sweep:
     cells: dict[tuple[str, int], Cell]
     events: list[dict[str, Any]]
     warnings: list[str] = field(default_factory=list)
+    baseline: list[Pair] = field(default_factory=list)
+
+    @property
+    def wire_gbps(self) -> float | None:
+        """What the network allows per node: the sum of the baseline pairs (one per NIC)."""
+        measured = [p.bandwidth_gbps for p in self.baseline if p.bandwidth_gbps is not None and p.status == "ok"]
+        return sum(measured) if measured else None
 
     @property
     def node_counts(self) -> list[int]:
@@ -92,6 +143,33 @@ def _read_events(path: Path, warnings: list[str]) -> list[dict[str, Any]]:
     return events
 
 
+def _pair(directory: Path, record: dict[str, Any], attempts: int, warnings: list[str]) -> Pair:
+    """A baseline pair from its last step record and its results file."""
+    pair = Pair(str(record.get("pair", "?")), str(record.get("gpu", "")), str(record.get("backend", "?")),
+                str(record.get("status", "?")), str(record.get("nodelist", "")), attempts)
+    file = directory / str(record.get("file") or "")
+    if not record.get("file") or not file.is_file():
+        return pair
+    try:
+        rows = [r for r in read_results(file).rows if r.count > 0]
+    except UsageError as exc:
+        warnings.append(str(exc))
+        return pair
+    if rows:
+        pair.bandwidth_gbps = max(r.busbw_gbps for r in rows)
+        smallest = min(rows, key=lambda r: r.bytes)
+        pair.latency_us, pair.latency_bytes = smallest.time_us, smallest.bytes
+    return pair
+
+
+def _baseline(directory: Path, events: list[dict[str, Any]], warnings: list[str]) -> list[Pair]:
+    records: dict[str, list[dict[str, Any]]] = {}
+    for event in events:
+        if event.get("event") == "baseline" and event.get("pair"):
+            records.setdefault(str(event["pair"]), []).append(event)
+    return [_pair(directory, found[-1], len(found), warnings) for found in records.values()]
+
+
 def load_sweep(path: str | Path) -> Sweep:
     """Read a sweep directory: plan, step records and every results file in it.
 
@@ -113,9 +191,13 @@ def load_sweep(path: str | Path) -> Sweep:
                          "understands (1); upgrade collbench")
     warnings: list[str] = []
     events = _read_events(directory / STEPS_NAME, warnings)
-    sweep = Sweep(directory, plan, {}, events, warnings)
+    sweep = Sweep(directory, plan, {}, events, warnings, _baseline(directory, events, warnings))
     finished = sweep.event("end") is not None
-    steps = {(str(e.get("run")), int(e.get("nodes", 0))): e for e in events if e.get("event") == "step"}
+    attempts: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for e in events:
+        if e.get("event") == "step":
+            attempts.setdefault((str(e.get("run")), int(e.get("nodes", 0))), []).append(e)
+    steps = {key: found[-1] for key, found in attempts.items()}   # the last attempt decides
     rpn = sweep.ranks_per_node
     for run in sweep.runs:
         name = str(run.get("name"))
@@ -146,12 +228,13 @@ def load_sweep(path: str | Path) -> Sweep:
                     cell = Cell(k, "failed", "no results file")
                 elif status == "ok" and results is not None and not results.complete:
                     cell = Cell(k, "incomplete", "results file has no summary", results)
+                cell.attempts = attempts.get((name, k), [])
             if cell.results is not None and cell.status == "ok":
                 meta = cell.results.metadata
                 nnodes, nranks = meta.get("nnodes"), meta.get("nranks")
                 if nnodes != k or (rpn and nranks != k * rpn):
                     cell = Cell(k, "wrong shape", f"{nranks} ranks on {nnodes} node(s), expected "
-                                f"{k * rpn if rpn else '?'} on {k}", cell.results)
+                                f"{k * rpn if rpn else '?'} on {k}", cell.results, cell.attempts)
             sweep.cells[(name, k)] = cell
     return sweep
 
@@ -209,6 +292,8 @@ def _cell_text(sweep: Sweep, run: str, k: int, row: Row | None) -> str:
         text += "!"
     if cell is not None and not cell.clean:
         text += "*"
+    if cell is not None and cell.retried:
+        text += "r"
     return text
 
 
@@ -243,10 +328,43 @@ def _header_lines(sweep: Sweep) -> list[str]:
     probe = sweep.event("nccl_probe")
     if probe is not None:
         lines.append(f"# NCCL probe: {probe.get('verdict')}")
+    lines += _baseline_lines(sweep)
     end = sweep.event("end")
+    if end is not None and end.get("suspect_hosts"):
+        lines.append(f"# suspect host(s): {', '.join(end['suspect_hosts'])} (a step failed there and passed "
+                     "without it; later steps avoided it)")
     if end is None:
         lines.append("# the job has not finished (or was killed): steps without a record are marked 'not run'")
     return lines
+
+
+def _baseline_lines(sweep: Sweep) -> list[str]:
+    """The network baseline: each pair's point-to-point bandwidth and latency, and their sum."""
+    skipped = next((e for e in sweep.events if e.get("event") == "baseline" and e.get("status") == "skipped"), None)
+    if skipped is not None:
+        return [f"# network baseline: skipped ({skipped.get('reason', '')})"]
+    if not sweep.baseline:
+        return []
+    lines = ["# network baseline (2 nodes x 1 rank; a 2-rank allgather is one point-to-point exchange): "
+             + "; ".join(p.text() for p in sweep.baseline)]
+    wire = sweep.wire_gbps
+    if wire is not None:
+        measured = sum(1 for p in sweep.baseline if p.bandwidth_gbps is not None and p.status == "ok")
+        how = f"sum of {measured} NIC pairs, each measured alone" if measured > 1 else "one pair"
+        lines.append(f"# the wire allows about {wire:.2f} GB/s per node ({how})")
+    return lines
+
+
+def _wire_line(sweep: Sweep, sizes: dict[int, dict[int, Row]]) -> str | None:
+    """How the table's peak busbw across nodes compares with the network baseline."""
+    wire = sweep.wire_gbps
+    best = max(((row.busbw_gbps, k, nbytes) for nbytes, by_nodes in sizes.items()
+                for k, row in by_nodes.items() if k >= 2), default=None)
+    if wire is None or best is None or wire <= 0:
+        return None
+    busbw, k, nbytes = best
+    return (f"peak busbw across nodes {busbw:.2f} GB/s (N={k}, {nbytes} B) = {100 * busbw / wire:.0f}% of "
+            f"what the wire allows ({wire:.2f} GB/s per node)")
 
 
 def _status_lines(sweep: Sweep) -> list[str]:
@@ -259,6 +377,8 @@ def _status_lines(sweep: Sweep) -> list[str]:
             text = f"N={k} {cell.status}"
             if cell.detail and not cell.clean:
                 text += f" ({cell.detail})"
+            if cell.retried:
+                text += f" [{cell.retry_text()}]"
             parts.append(text)
         lines.append(f"# run {name}: " + "; ".join(parts))
         for k in sweep.node_counts:
@@ -269,8 +389,10 @@ def _status_lines(sweep: Sweep) -> list[str]:
     return lines
 
 
-def _legend(used_star: bool, used_bang: bool) -> list[str]:
+def _legend(used_star: bool, used_bang: bool, used_retry: bool = False) -> list[str]:
     lines = []
+    if used_retry:
+        lines.append("# r measured on a retry on other hosts, after the first attempt failed (see the run status)")
     if used_star:
         lines.append("# * from a step that did not finish cleanly (see the run status above)")
     if used_bang:
@@ -303,20 +425,24 @@ def render_text(sweep: Sweep, markdown: bool = False) -> str:
         out = [f"## collbench sweep {sweep.plan.get('cluster', '?')} job {sweep.plan.get('job_id', '?')}", ""] + \
             [_markdown_line(line) for line in out]
     table = groups(sweep)
-    star = bang = False
+    star = bang = retry = False
     if not table:
         out.append("" if markdown else "#")
         out.append("(no results in this sweep)" if markdown else "# (no results in this sweep)")
     for key, sizes in table.items():
         body = _table_rows(sweep, key, sizes)
-        star = star or any(c.endswith("*") for r in body for c in r)
+        star = star or any(c.rstrip("r").endswith("*") for r in body for c in r[1:])
         bang = bang or any("!" in c for r in body for c in r)
+        retry = retry or any(c.endswith("r") and c[:1].isdigit() for r in body for c in r[1:])
+        wire = _wire_line(sweep, sizes)
         if markdown:
             out += ["", f"### {_title(sweep, key)}", "",
                     "busbw (GB/s) by node count", ""]
             headers = ["size (B)"] + [f"N={k} ({_nranks(sweep, key.run, k)} ranks)" for k in sweep.node_counts]
             out.append(tabulate(body, headers=headers, tablefmt="github", disable_numparse=True,
                                 stralign="right"))
+            if wire:
+                out += ["", wire]
         else:
             out += ["#", f"# {_title(sweep, key)}", "#   busbw (GB/s) by node count"]
             top = ["size"] + [f"N={k}" for k in sweep.node_counts]
@@ -326,7 +452,9 @@ def render_text(sweep: Sweep, markdown: bool = False) -> str:
             out.append("#" + "".join(f"{h:>{w + 2}}" for h, w in zip(top, widths))[1:])
             out.append("#" + "".join(f"{h:>{w + 2}}" for h, w in zip(sub, widths))[1:])
             out += ["".join(f"{c:>{w + 2}}" for c, w in zip(r, widths)) for r in body]
-    status = _status_lines(sweep) + _legend(star, bang) + [f"# warning: {w}" for w in sweep.warnings]
+            if wire:
+                out.append(f"#   {wire}")
+    status = _status_lines(sweep) + _legend(star, bang, retry) + [f"# warning: {w}" for w in sweep.warnings]
     if markdown:
         out += [""] + [_markdown_line(line) for line in status]
     else:
@@ -336,7 +464,7 @@ def render_text(sweep: Sweep, markdown: bool = False) -> str:
 
 RECORD_FIELDS = ("cluster", "job_id", "run", "backend", "collective", "algorithm", "options", "dtype",
                  "op", "placement", "bytes", "nodes", "nranks", "status", "time_us", "algbw_gbps",
-                 "busbw_gbps", "wrong")
+                 "busbw_gbps", "wrong", "nodelist", "attempts", "wire_gbps")
 
 
 def records(sweep: Sweep) -> list[dict[str, Any]]:
@@ -358,7 +486,9 @@ def records(sweep: Sweep) -> list[dict[str, Any]]:
                     "placement": key.placement, "bytes": nbytes, "nodes": k,
                     "nranks": row.nranks if row else None, "status": status,
                     "time_us": row.time_us if row else None, "algbw_gbps": row.algbw_gbps if row else None,
-                    "busbw_gbps": row.busbw_gbps if row else None, "wrong": row.wrong if row else None})
+                    "busbw_gbps": row.busbw_gbps if row else None, "wrong": row.wrong if row else None,
+                    "nodelist": cell.nodelist if cell else None, "attempts": len(cell.attempts) if cell else None,
+                    "wire_gbps": sweep.wire_gbps})
     measured = {record["run"] for record in out}
     for run in sweep.runs:  # a run with no result at any node count still shows its statuses
         name = str(run.get("name"))

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 import sys
 from pathlib import Path
 from typing import Sequence
 
 from ..errors import UsageError
-from .profiles import PROFILES, Options, apply
+from .checks import account_warning, fit_time, mpi4py_warning
+from .profiles import PROFILES, Options, Profile, apply
 from .render import TEMPLATE_CLUSTERS, render, template_text, update_templates
 
 
@@ -39,6 +41,17 @@ def _run_spec(text: str) -> tuple[str, str]:
     return name.strip(), " ".join(args.split())
 
 
+def _checked(profile: Profile, args: argparse.Namespace) -> Profile:
+    """The profile with its time limit settled, after the login-node checks: each finding is one
+    warning line on stderr; none stops the script from being written."""
+    time, warnings = fit_time(profile, explicit=args.time is not None)
+    profile = dataclasses.replace(profile, time=time)
+    found = [account_warning(profile), *warnings, mpi4py_warning(profile, args.python, args.venv)]
+    for warning in filter(None, found):
+        sys.stderr.write(f"collbench slurm: warning: {warning}\n")
+    return profile
+
+
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``collbench slurm`` to the CLI's subcommands."""
     parser = sub.add_parser(
@@ -50,11 +63,16 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         help="cluster profile (local: the test cluster of scripts/slurm/local-cluster.sh)")
     parser.add_argument("--nodes", type=_node_counts, default=None,
                         help="node counts, e.g. 1,2,4,8 (the allocation is the largest)")
+    parser.add_argument("--spare-nodes", type=int, default=None, metavar="N",
+                        help="allocate N nodes more than the largest count, so that a step that failed "
+                        "on a bad node can be retried without it at every node count")
     parser.add_argument("-A", "--account", default=None, help="account to charge (-A)")
     parser.add_argument("-q", "--qos", default=None, help="QOS (-q)")
     parser.add_argument("-p", "--partition", default=None, help="partition")
     parser.add_argument("-C", "--constraint", default=None, help="node constraint (-C)")
-    parser.add_argument("-t", "--time", type=_time, default=None, help="job time limit, e.g. 00:30:00")
+    parser.add_argument("-t", "--time", type=_time, default=None,
+                        help="job time limit, e.g. 00:30:00 (default: every step at its timeout, "
+                        "within the queue's maximum)")
     parser.add_argument("--step-timeout", type=int, default=None, metavar="SECONDS",
                         help="time one node count x run may take before it is killed")
     parser.add_argument("--ranks-per-node", type=int, default=None)
@@ -101,10 +119,12 @@ def command(args: argparse.Namespace, argv: Sequence[str]) -> int:
         if profile.account and profile.account.startswith("<") and args.account is None:
             raise UsageError(f"--cluster {args.cluster} needs --account (e.g. {profile.account}); "
                              "or use --template for the placeholder version")
-        for name in ("ranks_per_node", "cpus_per_task", "gpus_per_node", "step_timeout"):
+        for name in ("ranks_per_node", "cpus_per_task", "gpus_per_node", "step_timeout", "spare_nodes"):
             value = getattr(args, name)
-            if value is not None and (value < 0 or (value == 0 and name != "gpus_per_node")):
-                raise UsageError(f"--{name.replace('_', '-')} must be positive, got {value}")
+            may_be_zero = name in ("gpus_per_node", "spare_nodes")
+            if value is not None and (value < 0 or (value == 0 and not may_be_zero)):
+                raise UsageError(f"--{name.replace('_', '-')} must be {'0 or more' if may_be_zero else 'positive'}, "
+                                 f"got {value}")
         sizes = None
         if any(v is not None for v in (args.minbytes, args.maxbytes, args.stepfactor)):
             from ..sizes import parse_size
@@ -139,10 +159,11 @@ def command(args: argparse.Namespace, argv: Sequence[str]) -> int:
             gpus_per_node=args.gpus_per_node, launcher=args.launcher, srun_mpi=args.srun_mpi,
             collectives=collectives, sizes=sizes, args=args.args,
             runs=tuple(args.runs) if args.runs else None, python=args.python, venv=args.venv,
-            results=args.results, job_name=args.job_name)
+            results=args.results, job_name=args.job_name, spare_nodes=args.spare_nodes)
         import shlex
 
-        text = render(apply(profile, options), "collbench " + " ".join(shlex.quote(a) for a in argv))
+        checked = _checked(apply(profile, options), args)
+        text = render(checked, "collbench " + " ".join(shlex.quote(a) for a in argv))
     if args.output is None:
         sys.stdout.write(text)
         return 0

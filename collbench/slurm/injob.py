@@ -10,14 +10,19 @@ from pathlib import Path
 from typing import Sequence
 
 
-def wheel_mpich_reason(library_version: str) -> str | None:
-    """Why this MPI looks like the pip MPICH wheel (None if it does not)."""
+def wheel_mpich_reason(library_version: str, maps: str | None = None) -> str | None:
+    """Why this MPI looks like the pip MPICH wheel (None if it does not).
+
+    ``maps`` is a process's /proc/<pid>/maps (default: this process's), to find where libmpi was
+    loaded from; ``collbench slurm`` passes the maps of the job's Python, asked in a subprocess.
+    """
     if "pypi.org/p/mpich" in library_version:
         return "MPI_Get_library_version names the pip mpich wheel"
-    try:
-        maps = Path("/proc/self/maps").read_text()
-    except OSError:
-        return None
+    if maps is None:
+        try:
+            maps = Path("/proc/self/maps").read_text()
+        except OSError:
+            return None
     for line in maps.splitlines():
         path = line.split()[-1] if line.split() else ""
         if re.search(r"/libmpi(ch)?\.so", path) and ("site-packages" in path or "dist-packages" in path):
@@ -25,8 +30,42 @@ def wheel_mpich_reason(library_version: str) -> str | None:
     return None
 
 
-def preflight(ranks: int, forbid_wheel: bool) -> int:
-    """Inside one step of ``ranks`` ranks: every rank must see the whole job (and a cluster MPI)."""
+def cuda_mismatch(driver: int, runtime: int) -> str | None:
+    """Why CuPy's CUDA runtime cannot run on this driver (versions as CUDA encodes them, e.g.
+    12020 for 12.2), or None. A driver runs every runtime of its own major version and older
+    (CUDA minor-version compatibility, https://docs.nvidia.com/deploy/cuda-compatibility/), so only
+    a newer major version fails: cupy-cuda12x needs a CUDA 12 driver (>= 525.60.13)."""
+    if driver <= 0:
+        return "no CUDA driver found"
+    if runtime // 1000 > driver // 1000:
+        return (f"CuPy was built for CUDA {runtime // 1000}.{runtime % 1000 // 10} but the driver supports "
+                f"CUDA {driver // 1000}.{driver % 1000 // 10}: install the CuPy for CUDA {driver // 1000} "
+                f"(cupy-cuda{driver // 1000}x) or run on nodes with a newer driver")
+    return None
+
+
+def cuda_problem() -> str | None:
+    """Whether CuPy works on this node: its CUDA runtime fits the driver, and a kernel compiles and
+    runs (NVRTC is found). Catches a CUDA 11 module under cupy-cuda12x before the sweep starts."""
+    try:
+        import cupy
+    except ImportError as exc:
+        return f"CuPy cannot be imported ({exc}): pip install cupy-cuda12x in the job's environment"
+    try:
+        runtime = cupy.cuda.runtime
+        mismatch = cuda_mismatch(runtime.driverGetVersion(), runtime.runtimeGetVersion())
+        if mismatch:
+            return mismatch
+        if int(cupy.arange(4).sum()) != 6:
+            return "CuPy computed a wrong sum on the GPU"
+    except Exception as exc:  # noqa: BLE001 - any CUDA/NVRTC failure is the finding
+        return f"CuPy cannot run a kernel ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+    return None
+
+
+def preflight(ranks: int, forbid_wheel: bool, check_cuda: bool = False) -> int:
+    """Inside one step of ``ranks`` ranks: every rank must see the whole job (and a cluster MPI);
+    with ``check_cuda``, rank 0 also checks that CuPy runs on this node's GPUs."""
     from mpi4py import MPI
 
     comm = MPI.COMM_WORLD
@@ -41,6 +80,10 @@ def preflight(ranks: int, forbid_wheel: bool) -> int:
     if forbid_wheel and wheel:
         problems.append(f"mpi4py runs on the pip MPICH wheel ({wheel}); on this cluster build mpi4py "
                         "against the system MPI (see the Python environment block of the script)")
+    if check_cuda and rank == 0:
+        cuda = cuda_problem()
+        if cuda:
+            problems.append(cuda)
     if rank == 0 or problems:
         first = library.splitlines()[0] if library else "?"
         sys.stdout.write(f"rank {rank} of {size} on {os.environ.get('SLURMD_NODENAME', os.uname().nodename)}: "
@@ -110,12 +153,13 @@ def _helper_main(argv: Sequence[str]) -> int:
     pre = sub.add_parser("preflight")
     pre.add_argument("--ranks", type=int, required=True)
     pre.add_argument("--forbid-wheel-mpich", type=int, default=0)
+    pre.add_argument("--check-cuda", type=int, default=0)
     ver = sub.add_parser("nccl-verdict")
     ver.add_argument("directory", type=Path)
     ver.add_argument("--rc", type=int, default=0)
     ver.add_argument("--nodes", type=int, default=2)
     args = parser.parse_args(argv)
     if args.helper == "preflight":
-        return preflight(args.ranks, bool(args.forbid_wheel_mpich))
+        return preflight(args.ranks, bool(args.forbid_wheel_mpich), bool(args.check_cuda))
     sys.stdout.write(nccl_verdict(args.directory, args.rc, args.nodes) + "\n")
     return 0

@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 
 from ..errors import UsageError
+from .checks import automatic_time
 from .profiles import PROFILES, Profile
 
 REPO = Path(__file__).resolve().parents[2]
@@ -47,6 +48,23 @@ def _shell_word(value: str) -> str:
 
 def _assign(name: str, value: str, comment: str = "") -> str:
     return _commented(f"{name}=${{{name}:-{_shell_word(value)}}}", comment)
+
+
+_MODULE_COMMAND = re.compile(r"^module\s+(load|add|swap|switch|use)\s")
+
+
+def guarded_module_line(line: str) -> str:
+    """A ``module load …`` line that stops the job with one clear line when it fails (Lmod's
+    ``module load`` exits non-zero for a module it cannot find), instead of running the whole
+    sweep without NCCL's network plugin or with the wrong MPI. Other lines pass unchanged."""
+    if not _MODULE_COMMAND.match(line):
+        return line
+    code, _, comment = line.partition("  #")
+    code = code.rstrip()
+    what = code.replace("\\", "\\\\").replace('"', '\\"').replace("`", "\\`").replace("$", "\\$")
+    guard = (f'{code} || {{ echo "collbench: \'{what}\' failed: check the names with module spider and '
+             f'edit the module block of this script" >&2; exit 1; }}')
+    return f"#{comment}\n{guard}" if comment.strip() else guard
 
 
 def lib_text() -> str:
@@ -84,7 +102,11 @@ def render(profile: Profile, command: str) -> str:
         lines.append(_sbatch("##SBATCH -A <account>", p.account_note))
     for option, comment in p.sbatch_site:
         lines.append(_sbatch(option, comment))
-    lines.append(_sbatch(f"-N {max(p.node_counts)}", "the largest node count of the sweep"))
+    if p.spare_nodes:
+        lines.append(_sbatch(f"-N {max(p.node_counts) + p.spare_nodes}",
+                             f"the largest node count + {p.spare_nodes} spare for retries"))
+    else:
+        lines.append(_sbatch(f"-N {max(p.node_counts)}", "the largest node count of the sweep"))
     lines.append(_sbatch(f"--ntasks-per-node={p.ranks_per_node}",
                          "ranks per node, the same for every k"
                          + ("; one per GPU" if p.gpus_per_node else "")))
@@ -95,7 +117,8 @@ def render(profile: Profile, command: str) -> str:
     if p.gpu_bind:
         lines.append(_sbatch(f"--gpu-bind={p.gpu_bind}",
                              "all ranks see all GPUs: per-task binding breaks IPC"))
-    lines.append(_sbatch(f"-t {p.time}"))
+    lines.append(_sbatch(f"-t {p.time}") if p.time else
+                 _sbatch(f"-t {automatic_time(p)}", "every step and check at its timeout"))
     lines.append(_sbatch(f"-J {p.job_name}"))
     lines.append(_sbatch("-o %x-%j.out"))
     counts = " ".join(str(k) for k in p.node_counts)
@@ -113,6 +136,11 @@ def render(profile: Profile, command: str) -> str:
         "# for that run only, then `collbench run` flags (they override the ones above). # starts a comment.",
         f"CB_RUNS=${{CB_RUNS:-\"\n{runs}\n\"}}",
         _assign("CB_STEP_TIMEOUT", str(p.step_timeout), "seconds per step; a hung step is killed"),
+        _assign("CB_CHECK_TIMEOUT", str(p.check_timeout), "seconds for the preflight, probe, each baseline pair"),
+        _assign("CB_RETRY", "failed", "retry a failed step once elsewhere (all: timeouts too; none)"),
+        _assign("CB_BASELINE", "auto", "network baseline (2 nodes, point-to-point); 0: off"),
+        _assign("CB_BASELINE_SIZES", p.baseline_sizes, "baseline sizes"),
+        _assign("CB_NIC_GPUS", p.nic_gpus, "baseline: the GPU nearest each NIC, one pair each"),
         _assign("CB_RESULTS", p.results),
         "",
         "# ---- how to launch ----",
@@ -128,7 +156,7 @@ def render(profile: Profile, command: str) -> str:
     ]
     if p.modules:
         lines += ["", "# ---- modules (site-specific: the one block to change when the software stack moves) ----",
-                  *p.modules]
+                  *(guarded_module_line(line) for line in p.modules)]
     if p.python_env:
         lines += ["", "# ---- Python environment ----", *p.python_env]
     if p.env:

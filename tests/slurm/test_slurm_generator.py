@@ -56,7 +56,7 @@ def test_perlmutter_facts():
     text = slurm.template_text("perlmutter")
     header = [line.split("#")[1].removeprefix("SBATCH ").strip() for line in text.splitlines()
               if line.startswith("#SBATCH")]
-    for option in ("-A <project>", "-C gpu", "-q regular", "-N 8", "--ntasks-per-node=4", "-c 32",
+    for option in ("-A <project>_g", "-C gpu", "-q regular", "-N 8", "--ntasks-per-node=4", "-c 32",
                    "--gpus-per-node=4", "--gpu-bind=none"):
         assert option in header, option
     assert "module load PrgEnv-gnu cudatoolkit craype-accel-nvidia80 cray-mpich nccl python" in text
@@ -74,6 +74,7 @@ def test_perlmutter_facts():
     assert settings["CB_FORBID_WHEEL_MPICH"] == "1"
     assert "--nccl-algo Ring" in settings["CB_RUNS"]
     assert settings["CB_NODE_COUNTS"] == "1 2 4 8"
+    assert settings["CB_NIC_GPUS"] == "0 1 2 3"  # 4 NICs, one per GPU: one baseline pair each
 
 
 def test_delta_facts():
@@ -83,14 +84,18 @@ def test_delta_facts():
         assert re.search(rf"^#SBATCH {re.escape(option)}(\s|$)", text, re.M), option
     modules = text.split("# ---- modules")[1].split("# ----")[0]
     assert "module load nccl" in modules and "RH9" in modules
+    # the OS python3 is too old for collbench: the module block loads a Python
+    assert re.search(r"^module load nccl openmpi/\S+ python \|\|", modules, re.M)
+    assert "cupy-cuda12x[ctk]" in text and "525" in text  # CUDA 12 libraries and driver, said plainly
     settings = _settings(text)
     assert settings["CB_NCCL_NET_MULTINODE"] == "AWS Libfabric" and settings["CB_FORBID_WHEEL_MPICH"] == "1"
+    assert settings["CB_NIC_GPUS"] == "3"  # one NIC, PHB to GPU3
 
 
 def test_generated_script_follows_the_options(tmp_path):
     out = tmp_path / "pm.sbatch"
     result = _cli("slurm", "--cluster", "perlmutter", "--nodes", "2,1,16", "-A", "m1234_g", "-q", "debug",
-                  "-t", "00:20:00", "--collectives", "allreduce", "-e", "1G",
+                  "-t", "00:20:00", "--collectives", "allreduce", "-e", "1G", "--step-timeout", "60",
                   "--run", "ring:--backend nccl --nccl-algo Ring", "-o", str(out))
     assert result.returncode == 0, result.stderr
     text = out.read_text()
@@ -171,3 +176,173 @@ def test_shellcheck_clean(tmp_path):
     result = subprocess.run(["shellcheck", "--severity=style", *map(str, scripts)], capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# ------------------------------------------------------------------ checks at generation time
+
+def _warnings(result: subprocess.CompletedProcess) -> list[str]:
+    return [line for line in result.stderr.splitlines() if "warning:" in line]
+
+
+def test_perlmutter_gpu_account_needs_the_g_suffix(tmp_path):
+    out = tmp_path / "pm.sbatch"
+    result = _cli("slurm", "--cluster", "perlmutter", "-A", "m1234", "-o", str(out))
+    assert result.returncode == 0 and out.is_file(), result.stderr  # written anyway
+    assert "#SBATCH -A m1234 " in out.read_text()
+    warnings = _warnings(result)
+    assert len(warnings) == 1 and "m1234 does not end in _g" in warnings[0] and "m1234_g" in warnings[0]
+    assert not _warnings(_cli("slurm", "--cluster", "perlmutter", "-A", "m1234_g"))
+    # a CPU-only run charges the CPU allocation: no suffix wanted
+    cpu = _cli("slurm", "--cluster", "perlmutter", "-A", "m1234", "--gpus-per-node", "0",
+               "--run", "mpi:--backend mpi")
+    assert not any("_g" in w for w in _warnings(cpu))
+
+
+def test_debug_qos_clamps_the_default_time_and_warns_about_an_explicit_one():
+    clamped = _cli("slurm", "--cluster", "perlmutter", "-A", "m1_g", "-q", "debug")
+    assert "#SBATCH -t 00:30:00" in clamped.stdout
+    assert any("00:30:00, the maximum of the debug QOS" in w for w in _warnings(clamped))
+    kept = _cli("slurm", "--cluster", "perlmutter", "-A", "m1_g", "-q", "debug", "-t", "01:00:00", "--nodes", "1,2")
+    assert "#SBATCH -t 01:00:00" in kept.stdout
+    assert any("-t 01:00:00 is over the 00:30:00 maximum of the debug QOS" in w for w in _warnings(kept))
+    big = _cli("slurm", "--cluster", "perlmutter", "-A", "m1_g", "-q", "debug", "--nodes", "1,16")
+    assert any("16 nodes is over the 8-node maximum" in w for w in _warnings(big))
+    # Delta has no debug QOS: its short queue is the interactive partition (1 h, 4 nodes)
+    delta = _cli("slurm", "--cluster", "delta", "-A", "x-delta-gpu", "-p", "gpuA100x4-interactive")
+    assert "#SBATCH -t 01:00:00" in delta.stdout
+    assert any("gpuA100x4-interactive partition" in w for w in _warnings(delta))
+
+
+def test_steps_times_timeout_must_fit_the_time_limit():
+    from collbench.slurm.checks import worst_case
+    from collbench.slurm.profiles import PROFILES
+
+    # 4 node counts x 3 runs; preflight + NCCL probe + 4 baseline pairs (one per NIC)
+    budget = worst_case(PROFILES["perlmutter"])
+    assert (budget.steps, budget.checks) == (12, 6)
+    assert budget.seconds == 12 * 600 + 6 * 180
+    # without -t the limit covers the worst case: no warning
+    default = _cli("slurm", "--cluster", "perlmutter", "-A", "m1_g")
+    assert not _warnings(default) and "#SBATCH -t 02:20:00" in default.stdout
+    short = _cli("slurm", "--cluster", "perlmutter", "-A", "m1_g", "-t", "01:00:00")
+    warnings = _warnings(short)
+    assert len(warnings) == 1 and "12 step(s) x 600 s + 6 check(s) x 180 s = 02:18:00" in warnings[0]
+    assert "time limit 01:00:00" in warnings[0]
+    assert not _warnings(_cli("slurm", "--cluster", "perlmutter", "-A", "m1_g", "-t", "01:00:00",
+                              "--step-timeout", "200"))
+
+
+@pytest.mark.parametrize("text, seconds", [("30", 1800), ("05:00", 300), ("01:30:00", 5400),
+                                           ("2-00:00:00", 172800), ("1-12", 129600), ("1-00:30", 88200)])
+def test_slurm_time_parsing(text, seconds):
+    from collbench.slurm.checks import slurm_seconds, slurm_time
+
+    assert slurm_seconds(text) == seconds
+    assert slurm_seconds(slurm_time(seconds)) == seconds
+
+
+def test_spare_nodes_enlarge_the_allocation_only():
+    result = _cli("slurm", "--cluster", "generic", "--nodes", "1,2,4", "--spare-nodes", "1")
+    assert "#SBATCH -N 5 " in result.stdout and _settings(result.stdout)["CB_NODE_COUNTS"] == "1 2 4"
+    assert _cli("slurm", "--cluster", "generic", "--spare-nodes", "-1").returncode == 2
+
+
+def _fake_python(tmp_path: Path, answer: str) -> Path:
+    """A 'python' that answers the mpi4py question the way a given MPI would."""
+    fake = tmp_path / "python"
+    fake.write_text(f"#!/bin/sh\ncat <<'EOF'\n{answer}\nEOF\n")
+    fake.chmod(0o755)
+    return fake
+
+
+def test_generation_checks_the_job_pythons_mpi4py(tmp_path):
+    wheel = _fake_python(tmp_path, '{"library": "MPICH Version: 4.3.0 (https://pypi.org/p/mpich)", "maps": []}')
+    result = _cli("slurm", "--cluster", "delta", "-A", "x-delta-gpu", "--python", str(wheel))
+    assert result.returncode == 0
+    warnings = _warnings(result)
+    assert len(warnings) == 1 and "pip MPICH wheel" in warnings[0] and str(wheel) in warnings[0]
+    loaded = tmp_path / "site"
+    loaded.mkdir()
+    in_site = _fake_python(loaded, '{"library": "MPICH Version: 4.2", "maps": '
+                           '["7f00 r-xp 0 0:0 1 /v/lib/python3.11/site-packages/mpich/lib/libmpi.so.12"]}')
+    assert "libmpi is loaded from a Python package" in _warnings(
+        _cli("slurm", "--cluster", "perlmutter", "-A", "m_g", "--python", str(in_site)))[0]
+    cray = tmp_path / "cray"
+    cray.mkdir()
+    system = _fake_python(cray, '{"library": "MPI VERSION : CRAY MPICH version 8.1.28", '
+                          '"maps": ["7f00 r-xp 0 0:0 1 /opt/cray/pe/lib64/libmpi_gnu_123.so.12"]}')
+    assert not _warnings(_cli("slurm", "--cluster", "perlmutter", "-A", "m_g", "--python", str(system)))
+    # the venv the script activates is the job's Python too
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    _fake_python(venv / "bin", '{"library": "x pypi.org/p/mpich", "maps": []}')
+    assert _warnings(_cli("slurm", "--cluster", "perlmutter", "-A", "m_g", "--venv", str(venv)))
+    # the local test cluster runs on the wheel on purpose
+    assert not _warnings(_cli("slurm", "--cluster", "local", "--python", str(wheel)))
+
+
+def test_generation_checks_this_pythons_mpi4py_for_real():
+    """This environment's mpi4py runs on the pip MPICH wheel (the tests install it)."""
+    result = _cli("slurm", "--cluster", "perlmutter", "-A", "m_g", "--python", sys.executable)
+    assert any("pip MPICH wheel" in w for w in _warnings(result)), result.stderr
+
+
+def _module_block(cluster: str) -> str:
+    text = slurm.template_text(cluster)
+    return text.split("# ---- modules")[1].split("\n", 1)[1].split("# ----")[0]
+
+
+@pytest.mark.parametrize("cluster", ["perlmutter", "delta"])
+def test_a_failed_module_load_stops_the_job_with_one_line(cluster, tmp_path):
+    block = _module_block(cluster)
+    assert "module load" in block
+    # Lmod's `module load` exits non-zero when it cannot load a module
+    failing = subprocess.run(["bash", "-c", "module() { return 1; }\n" + block + "\necho SWEEP RAN"],
+                             capture_output=True, text=True)
+    assert failing.returncode == 1 and "SWEEP RAN" not in failing.stdout
+    lines = failing.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("collbench: 'module load ") and "failed" in lines[0]
+    working = subprocess.run(["bash", "-c", "module() { return 0; }\n" + block + "\necho SWEEP RAN"],
+                             capture_output=True, text=True)
+    assert working.returncode == 0 and "SWEEP RAN" in working.stdout
+
+
+def _lib(script: str) -> subprocess.CompletedProcess:
+    lib = REPO / "collbench" / "slurm" / "sweep-lib.sh"
+    return subprocess.run(["bash", "-c", f'source "{lib}"\n{script}'], capture_output=True, text=True)
+
+
+def test_retry_host_choice():
+    hosts = "CB_HOSTS=(n1 n2 n3 n4); CB_SUSPECTS=()\n"
+    # srun blamed n1: hosts the attempt did not use come first
+    assert _lib(hosts + "cb_retry_hosts 2 n1,n2 n1").stdout.split() == ["n3,n4"]
+    assert _lib(hosts + "cb_retry_hosts 3 n1,n2,n3 n2").stdout.split() == ["n4,n1,n3"]
+    # nobody blamed: avoid the attempt's first host, which every node count shares
+    assert _lib(hosts + "cb_retry_hosts 4 n1,n2,n3,n4 ''").returncode != 0
+    assert _lib(hosts + "cb_retry_hosts 3 n1,n2,n3 ''").stdout.split() == ["n4,n2,n3"]
+    # later steps start on the hosts that never failed
+    assert _lib(hosts + "CB_SUSPECTS=(n1); cb_pick_hosts 2; cb_pick_hosts 4").stdout.split() == [
+        "n2,n3", "n2,n3,n4,n1"]
+
+
+def test_the_failing_host_is_the_one_srun_names_first(tmp_path):
+    log = tmp_path / "step.out"
+    log.write_text("collbench: rank 3 raised\n"
+                   "srun: error: n1: tasks 0-1: Killed\n"
+                   "srun: error: n3: task 5: Exited with exit code 7\n"
+                   "srun: error: n2: tasks 2-3: Exited with exit code 1\n")
+    assert _lib(f'cb_failed_host "{log}"').stdout.strip() == "n3"
+    log.write_text("srun: error: n2: tasks 2-3: Terminated\n")
+    assert _lib(f'cb_failed_host "{log}"').stdout.strip() == ""
+
+
+@pytest.mark.parametrize("driver, runtime, expected", [
+    (12020, 12040, None),             # minor-version compatibility: a 12.2 driver runs 12.4
+    (11080, 12020, "CuPy was built for CUDA 12.2 but the driver supports CUDA 11.8"),
+    (0, 12020, "no CUDA driver found"),
+])
+def test_cuda_driver_against_cupys_runtime(driver, runtime, expected):
+    from collbench.slurm.injob import cuda_mismatch
+
+    found = cuda_mismatch(driver, runtime)
+    assert found == expected if expected is None else expected in found

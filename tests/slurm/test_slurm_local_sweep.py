@@ -1,6 +1,7 @@
 """The real sweep script on a real (local) 2-node Slurm cluster: sbatch --wait, then the results
 directory, the job metadata, two nodes seen by MPI, a hierarchical algorithm across them, the
-node-count report; and a sweep whose steps hang, fail or do not fit loses none of the others."""
+node-count report with the network baseline; a sweep whose steps hang, fail or do not fit loses
+none of the others; and a step that fails on a bad node is retried on the others."""
 
 from __future__ import annotations
 
@@ -52,7 +53,14 @@ def test_results_directory(sweep):
     assert plan["ranks_per_node"] == 2 and plan["launcher"] == "srun" and plan["srun_mpi"] == "pmi2"
     steps = [json.loads(line) for line in (job.results / "steps.ndjson").read_text().splitlines()]
     assert [(s["nodes"], s["status"]) for s in steps if s["event"] == "step"] == [(1, "ok"), (2, "ok")]
-    assert steps[-1]["event"] == "end" and steps[-1]["failed"] == 0
+    assert [s["nodelist"] for s in steps if s["event"] == "step"] == ["n1", "n1,n2"]
+    assert steps[-1]["event"] == "end" and steps[-1]["failed"] == 0 and steps[-1]["suspect_hosts"] == []
+    # the network baseline: one pair (no GPUs: host memory over MPI), one rank on each of two nodes
+    baseline = [s for s in steps if s["event"] == "baseline"]
+    assert [(b["pair"], b["backend"], b["status"], b["nodelist"]) for b in baseline] == [("pair", "mpi", "ok", "n1,n2")]
+    pair = read_results(job.results / "baseline" / "pair.jsonl")
+    assert (pair.metadata["nranks"], pair.metadata["nnodes"]) == (2, 2)
+    assert {r.collective for r in pair.rows} == {"allgather"} and all(r.wrong == 0 for r in pair.rows)
 
 
 def test_job_metadata(sweep):
@@ -100,6 +108,8 @@ def test_node_count_report(sweep):
     assert "N=1" in text and "N=2" in text and "4 ranks" in text
     assert "algorithm hierarchical" in text and "algorithm native" in text
     assert "run mpi: N=1 ok; N=2 ok" in text
+    assert "# network baseline (2 nodes x 1 rank" in text and "pair on n1,n2: " in text
+    assert "# the wire allows about" in text and "#   peak busbw across nodes" in text
     rows = list(csv.DictReader(io.StringIO(_report(cluster, job.results, "--format", "csv"))))
     assert {(r["algorithm"], r["nodes"], r["status"]) for r in rows} == {
         (a, n, "ok") for a in ("native", "hierarchical") for n in ("1", "2")}
@@ -155,3 +165,36 @@ def test_failures_lose_nothing_else(slurm_cluster, tmp_path):
     rows = list(csv.DictReader(io.StringIO(_report(slurm_cluster, job.results, "--format", "csv"))))
     assert {(r["run"], r["nodes"], r["status"]) for r in rows} >= {
         ("hang", "2", "timeout"), ("fail", "2", "failed"), ("ok", "4", "skipped"), ("ok", "2", "ok")}
+
+
+def test_a_bad_node_costs_one_retry(slurm_cluster, tmp_path):
+    """Node n1 fails every `collbench run` started on it (a wrapper around the job's Python stands
+    in for a broken node). The sweep takes the first k hosts, so without retries every node count
+    would fail. N=1 fails on n1, srun names n1, the retry on n2 passes and n1 becomes suspect; N=2
+    then needs both nodes of this 2-node allocation, so it fails on n1 again, with nowhere to go."""
+    bad = tmp_path / "python-bad-n1"
+    bad.write_text("#!/bin/bash\n"
+                   'if [[ ${SLURMD_NODENAME:-} == n1 && "$1 $2 $3" == "-m collbench run" ]]; then\n'
+                   '    echo "injected: node $SLURMD_NODENAME is broken" >&2; exit 7\n'
+                   "fi\n"
+                   f'exec "{sys.executable}" "$@"\n')
+    bad.chmod(0o755)
+    script = slurm_cluster.generate(tmp_path, "--nodes", "1,2", "-b", "8", "-e", "64")
+    job = slurm_cluster.submit_and_wait(script, env={"CB_PYTHON": str(bad), "CB_BASELINE": "0"})
+    steps_text = (job.results / "steps.ndjson").read_text()
+    context = f"{job.output}\n{steps_text}\n{slurm_cluster.logs()}"
+    assert job.returncode != 0, context
+    steps = [json.loads(line) for line in steps_text.splitlines()]
+    attempts = [(s["nodes"], s["attempt"], s["nodelist"], s["status"]) for s in steps if s["event"] == "step"]
+    assert attempts == [(1, 1, "n1", "failed"), (1, 2, "n2", "ok"), (2, 1, "n2,n1", "failed")], context
+    first = next(s for s in steps if s["event"] == "step")
+    assert first["retried"] and first["suspect"] == "n1" and first["rc"] == 7
+    assert steps[-1]["suspect_hosts"] == ["n1"]
+    # the failed attempt keeps its log; the retry wrote the usual files
+    assert "injected: node n1 is broken" in (job.results / "logs" / "N1-mpi.attempt1.out").read_text()
+    assert read_results(job.results / "N1-mpi.jsonl").metadata["nodes"] == ["n2"]
+    assert "retrying once on n2 (without n1)" in job.output
+    text = _report(slurm_cluster, job.results)
+    assert "N=1 ok [retry on n2 after failed on n1 (exit 7; suspect n1" in text, text
+    assert "# suspect host(s): n1" in text and "# r measured on a retry" in text
+    assert any(line.strip().startswith("8 ") and "r" in line.split()[1] for line in text.splitlines()), text

@@ -226,3 +226,78 @@ def test_nccl_verdict(tmp_path, log, rc, nodes, expected):
     if log:
         (tmp_path / "nccl.nid001.1234.log").write_text(log)
     assert expected in nccl_verdict(tmp_path, rc, nodes)
+
+
+# ------------------------------------------------------------ retries and the network baseline
+
+def _with_retry_and_baseline(tmp_path: Path) -> Path:
+    """The sweep of _sweep, where run a at N=2 first failed on n1,n2 (srun blamed n1) and passed
+    on a retry on n2,n3, after a baseline of two NIC pairs (one of them retried too)."""
+    d = _sweep(tmp_path)
+    events = [json.loads(line) for line in (d / "steps.ndjson").read_text().splitlines()]
+    out = []
+    for e in events:
+        if e.get("event") == "step" and e.get("run") == "a" and e.get("nodes") == 2:
+            out.append({"event": "step", "nodes": 2, "run": "a", "status": "failed", "rc": 7, "seconds": 4,
+                        "nodelist": "n1,n2", "attempt": 1, "retried": True, "suspect": "n1",
+                        "file": "", "log": "logs/N2-a.attempt1.out"})
+            e.update(attempt=2, nodelist="n2,n3", retry_of="n1,n2", excluded="n1")
+        if e.get("event") == "end":
+            e["suspect_hosts"] = ["n1"]
+        out.append(e)
+    (d / "baseline").mkdir()
+    for gpu, busbw in (("0", 24.0), ("1", 23.5)):
+        _results(d / "baseline" / f"pair-gpu{gpu}.jsonl", 1, [_row(2, 8, busbw=0.01), _row(2, 1 << 20, busbw=busbw)])
+        out.insert(2, {"event": "baseline", "pair": f"pair-gpu{gpu}", "gpu": gpu, "backend": "nccl",
+                       "status": "ok", "rc": 0, "seconds": 9, "nodelist": "n1,n2", "attempt": 1,
+                       "file": f"baseline/pair-gpu{gpu}.jsonl", "log": f"logs/baseline/pair-gpu{gpu}.out"})
+    (d / "steps.ndjson").write_text("".join(json.dumps(e) + "\n" for e in out))
+    return d
+
+
+def test_retries_are_shown(tmp_path):
+    d = _with_retry_and_baseline(tmp_path)
+    sweep = load_sweep(d)
+    cell = sweep.cells[("a", 2)]
+    assert cell.status == "ok" and cell.retried and cell.nodelist == "n2,n3"
+    text = sweep_report(d)
+    lines = text.splitlines()
+    title = lines.index(next(line for line in lines if line.startswith("# allreduce · algorithm native · run a")))
+    assert lines[title + 4].split() == ["8", "1.50", "3.00r", "skipped"]
+    assert ("# run a: N=1 ok; N=2 ok [retry on n2,n3 after failed on n1,n2 (exit 7; suspect n1; "
+            "log logs/N2-a.attempt1.out)]; N=4 skipped") in text
+    assert "# r measured on a retry on other hosts" in text
+    assert "# suspect host(s): n1" in text
+    rows = list(csv.DictReader(io.StringIO(sweep_report(d, "csv"))))
+    by = {(r["run"], r["algorithm"], r["bytes"], r["nodes"]): r for r in rows}
+    assert by[("a", "native", "8", "2")]["attempts"] == "2" and by[("a", "native", "8", "2")]["nodelist"] == "n2,n3"
+    assert by[("a", "native", "8", "1")]["attempts"] == "1"
+
+
+def test_network_baseline_beside_busbw(tmp_path):
+    d = _with_retry_and_baseline(tmp_path)
+    sweep = load_sweep(d)
+    assert [(p.name, p.bandwidth_gbps, p.latency_us, p.latency_bytes) for p in sweep.baseline] == [
+        ("pair-gpu1", 23.5, 10.0, 8), ("pair-gpu0", 24.0, 10.0, 8)]
+    assert sweep.wire_gbps == 47.5
+    text = sweep_report(d)
+    assert "pair-gpu0 on n1,n2: 24.00 GB/s, 10.00 us at 8 B" in text
+    assert "# the wire allows about 47.50 GB/s per node (sum of 2 NIC pairs, each measured alone)" in text
+    # each table: its peak busbw across nodes next to what the wire allows
+    assert "#   peak busbw across nodes 5.00 GB/s (N=2, 64 B) = 11% of what the wire allows (47.50 GB/s per node)" in text
+    assert "peak busbw across nodes" in sweep_report(d, "markdown")
+    rows = list(csv.DictReader(io.StringIO(sweep_report(d, "csv"))))
+    assert {r["wire_gbps"] for r in rows} == {"47.5"}
+
+
+def test_baseline_skipped_or_failed(tmp_path):
+    d = _sweep(tmp_path)
+    with (d / "steps.ndjson").open("a") as f:
+        f.write(json.dumps({"event": "baseline", "status": "skipped", "reason": "one node: there is no network"}) + "\n")
+    assert "# network baseline: skipped (one node: there is no network)" in sweep_report(d)
+    d2 = _sweep(tmp_path / "second")
+    with (d2 / "steps.ndjson").open("a") as f:
+        f.write(json.dumps({"event": "baseline", "pair": "pair", "gpu": "", "backend": "mpi", "status": "failed",
+                            "rc": 1, "nodelist": "n1,n2", "file": "", "log": "logs/baseline/pair.out"}) + "\n")
+    text = sweep_report(d2)
+    assert "pair on n1,n2: failed" in text and "wire allows" not in text and "peak busbw across" not in text
