@@ -147,7 +147,8 @@ class Pair:
 
     @property
     def busbw_ratio(self) -> float | None:
-        return self.b.busbw_gbps / self.a.busbw_gbps if self.a.busbw_gbps > 0 else None
+        a, b = self.a.busbw_gbps, self.b.busbw_gbps  # None: an imported log without bandwidth
+        return b / a if a is not None and b is not None and a > 0 else None
 
     def mark(self, alpha: float) -> str:
         if self.p_value is None:

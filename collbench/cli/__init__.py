@@ -43,6 +43,7 @@ COMMANDS: dict[str, Command] = {
                     "add_list_parser", "list_main"),
     "verify": Command("collbench.cli.inspect", "prove every algorithm correct symbolically (no MPI needed)",
                       "add_verify_parser", "verify_main"),
+    "import": Command("collbench.importers.cli", "nccl-tests or OSU logs as a collbench results file"),
     "slurm": Command("collbench.slurm.cli", "write an sbatch script for a node-count sweep",
                      "add_parser", "command"),
     "compare": Command("collbench.analysis.cli", "B relative to A, row by row, with significance",

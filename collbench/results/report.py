@@ -43,21 +43,34 @@ def report(paths: Sequence[str], fmt: str = "text") -> str:
         return buffer.getvalue()
     headers = ["collective", "algorithm", "backend", "dtype", "op", "placement", "nranks", "bytes",
                "time (us)", "algbw (GB/s)", "busbw (GB/s)", "#wrong"]
-    body = [[r["collective"], r["algorithm"], r["backend"], r["dtype"], r["op"] or "-",
-             str(r["placement"]).replace("_", "-"), r["nranks"], r["bytes"], f"{r['time_us']:.2f}",
-             f"{r['algbw_gbps']:.2f}", f"{r['busbw_gbps']:.2f}",
-             "N/A" if r["wrong"] is None else r["wrong"]] for r in records]
+    body = [[r["collective"], r["algorithm"], r["backend"], _known(r["dtype"]), r["op"] or "-",
+             str(r["placement"]).replace("_", "-"), _known(r["nranks"]), _known(r["bytes"]),
+             _number(r["time_us"]), _number(r["algbw_gbps"]), _number(r["busbw_gbps"]),
+             _known(r["wrong"])] for r in records]
     return tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def _known(value: object) -> object:
+    """A field an imported log did not give is None: show N/A."""
+    return "N/A" if value is None else value
+
+
+def _number(value: float | None) -> str:
+    return "N/A" if value is None else f"{value:.2f}"
+
+
+def _meta(value: object) -> object:
+    return "?" if value is None else value
 
 
 def _text(results: ResultsFile) -> str:
     meta = results.metadata
-    mpi = meta.get("mpi", {})
+    mpi = meta.get("mpi") or {}
     lines = [f"# file {results.path}",
-             f"# {meta.get('start_time', '?')} · collbench {meta.get('collbench_version', '?')} · "
-             f"{meta.get('nranks', '?')} ranks on {meta.get('nnodes', '?')} node(s) · "
-             f"{mpi.get('library_version', '?')} · thread level {mpi.get('thread_level', '?')}",
-             f"# command: {meta.get('command', '?')}"]
+             f"# {_meta(meta.get('start_time'))} · collbench {_meta(meta.get('collbench_version'))} · "
+             f"{_meta(meta.get('nranks'))} ranks on {_meta(meta.get('nnodes'))} node(s) · "
+             f"{_meta(mpi.get('library_version'))} · thread level {_meta(mpi.get('thread_level'))}",
+             f"# command: {_meta(meta.get('command'))}"]
     lines += [f"# warning: {w}" for w in results.warnings]
     lines.append(table.render(results.rows, meta.get("nnodes")) if results.rows else "# (no rows)")
     return "\n".join(lines)

@@ -22,8 +22,11 @@ _STATS = (("min", "(us)", 8), ("p50", "(us)", 8), ("p99", "(us)", 8), ("max", "(
           ("stdev", "(us)", 8))
 
 
-def _fit(value: float, width: int) -> str:
-    """Like nccl-tests' getFloatStr: as many decimals (2, 1, 0) as fit, then scientific."""
+def _fit(value: float | None, width: int) -> str:
+    """Like nccl-tests' getFloatStr: as many decimals (2, 1, 0) as fit, then scientific.
+    Unknown values (an imported log that lacks them) print as N/A."""
+    if value is None:
+        return "N/A".rjust(width)
     for decimals in (2, 1, 0):
         text = f"{value:.{decimals}f}"
         if len(text) <= width:
@@ -62,9 +65,11 @@ def _half(row: Row | None, per_iteration: bool) -> str:
 def line(rows: dict[str, Row], per_iteration: bool = False) -> str:
     """One table line from the rows of one size, keyed by placement value."""
     first = next(iter(rows.values()))
-    dtype = DTYPES[first.dtype].nccl_tests_name if first.dtype in DTYPES else first.dtype
+    dtype = DTYPES[first.dtype].nccl_tests_name if first.dtype in DTYPES else (first.dtype or "N/A")
     root = str(first.root) if first.root is not None else "-1"
-    pre = (f"  {first.bytes:>12}  {first.count:>12}  {dtype:>8}  {first.op or 'none':>6}"
+    size = "N/A" if first.bytes is None else first.bytes
+    count = "N/A" if first.count is None else first.count
+    pre = (f"  {size:>12}  {count:>12}  {dtype:>8}  {first.op or 'none':>6}"
            f"  {root:>6}")
     return pre + "".join(_half(rows.get(p), per_iteration) for p in PLACEMENTS)
 
@@ -73,12 +78,13 @@ def footer(rows: Iterable[Row]) -> str:
     """Out-of-bounds status, peak busbw (with where it was reached) and nccl-tests' average."""
     rows = list(rows)
     checked = [r for r in rows if r.wrong is not None]
-    wrong = sum(r.wrong for r in checked)
+    wrong = sum(r.wrong or 0 for r in checked)
     if not checked:
         status = "N/A (validation off)"
     else:
         status = f"{wrong} {'OK' if wrong == 0 else 'FAILED'}"
     lines = [f"# Out of bounds values : {status}"]
+    rows = [r for r in rows if r.busbw_gbps is not None]  # imported rows may lack a bandwidth
     if rows:
         peak = max(rows, key=lambda r: r.busbw_gbps)
         where = f"{format_bytes(peak.bytes)} {peak.placement.replace('_', '-')}"
@@ -94,8 +100,10 @@ def footer(rows: Iterable[Row]) -> str:
 def table_title(row: Row, nnodes: int | None = None) -> str:
     nodes = f" on {nnodes} node{'s' if nnodes != 1 else ''}" if nnodes else ""
     executor = f" ({row.executor} executor)" if row.executor not in ("library",) else ""
+    ranks = f"{row.nranks} rank{'s' if row.nranks != 1 else ''}" if row.nranks else "unknown rank count"
     return (f"{row.collective} · algorithm {row.algorithm}{executor} · backend {row.backend} · "
-            f"{row.nranks} rank{'s' if row.nranks != 1 else ''}{nodes} · time = {row.aggregation} over ranks, {row.timing} timing")
+            f"{ranks}{nodes} · time = {row.aggregation or 'unknown'} over ranks, "
+            f"{row.timing or 'unknown'} timing")
 
 
 def render(rows: Sequence[Row], nnodes: int | None = None) -> str:

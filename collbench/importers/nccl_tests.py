@@ -1,0 +1,394 @@
+"""nccl-tests logs (``all_reduce_perf`` and friends, 2017 to today) to collbench rows.
+
+A log is read line by line into *runs*: one run is one program's header (version line,
+``# nThread …`` line, device list), its results table and its footer. Several runs may follow
+each other in one file (``all_reduce_perf`` then ``all_gather_perf``). The table's own column
+header says which columns the rows have, so old layouts (no ``root``, no ``redop``, an
+``error`` column of floats instead of ``#wrong``) and new ones (``-I`` statistics, ``-S``
+timestamps) are read by the same code. Every other line (NCCL INFO/WARN, MPI noise) is skipped.
+
+Layouts: /work/shared/reference/nccl_tests.md §2; nccl-tests' conventions: collbench/metrics.py.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..metrics import bus_factor
+from .common import (Log, LogError, Options, base_metadata, clean, collective_of, dtype_of, layout,
+                     row_record)
+
+_VERSION = re.compile(r"nccl-tests version (\S+)(?:\s+\((\w+)\))?(?:.*?nccl-headers=(\d+))?"
+                      r"(?:.*?nccl-library=(\d+))?")
+_STARTING = re.compile(r"Collective test starting:\s*(\S+)")
+_CONCLUDED = re.compile(r"Collective test concluded:\s*(\S+)")
+_HEADER = re.compile(r"^nThread\s+\d+\s+nGpus\s+\d+")
+_DEVICE = re.compile(r"^Rank\s+(\d+)\s+(?:Group\s+(\d+)\s+)?(?:Pid\s+(\d+)\s+)?on\s+(\S*)\s+"
+                     r"device\s+(\d+)\s+\[([^\]]*)\]\s*(.*)$")
+_COLUMNS = re.compile(r"^size\s+count\s")
+_OOB = re.compile(r"Out of bounds values\s*:\s*(\d+)\s*(\w*)")
+_AVG = re.compile(r"Avg bus bandwidth\s*:\s*(\S+)")
+_NCCL_LOG = re.compile(r"\bNCCL (?:INFO|WARN|TRACE)\b")
+_NCCL_VERSION = re.compile(r"\bNCCL version (\S+)")
+_BINARY = re.compile(r"\b([a-z][a-z0-9]*(?:_[a-z0-9]+)*?)_perf(?:_\w+)?\b")
+_AVERAGE_FLAG = re.compile(r"(?:^|\s)(?:-a|--average)[\s=](\d)\b")
+_AGGREGATION = {"0": "rank0", "1": "mean", "2": "min", "3": "max"}   # nccl-tests -a
+_HEADER_FIELDS = {"nthread": r"nThread\s+(\d+)", "ngpus": r"nGpus\s+(\d+)",
+                  "minbytes": r"minBytes\s+(\d+)", "maxbytes": r"maxBytes\s+(\d+)",
+                  "warmup": r"warmup iters:\s*(\d+)", "iters": r"(?<!warmup )iters:\s*(\d+)",
+                  "agg_iters": r"agg iters:\s*(\d+)", "validation": r"validation:\s*(\d+)",
+                  "graph": r"graph:\s*(\d+)"}
+_WRONG = ("#wrong", "wrong", "error")
+_STATS = {"i_min": "min", "i_max": "max", "i_p99": "p99"}   # -I columns collbench also keeps
+_NUMERIC = {"time", "cputime", "algbw", "busbw", "i_min", "i_max", "i_p99", "i_cv%", *_WRONG}
+
+
+@dataclass
+class _Run:
+    """What one program printed, as it accumulates."""
+
+    log: str
+    line: int
+    binary: str | None = None
+    version_line: str | None = None
+    nccl_library: int | None = None
+    nccl_version: str | None = None
+    header_line: str | None = None
+    header: dict[str, int] = field(default_factory=dict)
+    command: str | None = None
+    devices: list[dict[str, Any]] = field(default_factory=list)
+    columns: list[str] | None = None
+    columns_line: int = 0
+    rows: list[tuple[int, list[str]]] = field(default_factory=list)
+    cut: tuple[int, str] | None = None       # a row that did not parse: cut off, or an error
+    out_of_bounds: str | None = None
+    avg_busbw: float | None = None
+
+    @property
+    def started(self) -> bool:
+        return bool(self.header_line or self.columns or self.devices)
+
+    @property
+    def has_footer(self) -> bool:
+        return self.avg_busbw is not None or self.out_of_bounds is not None
+
+
+def _split_columns(columns: list[str], log: str, line: int) -> tuple[list[str], list[dict[str, int]]]:
+    """The preamble column names and, per placement, the index of each half's columns."""
+    starts = [i for i, name in enumerate(columns) if name in ("time", "cputime")]
+    if len(starts) != 2 or columns[:2] != ["size", "count"]:
+        raise LogError(log, line, "unrecognised nccl-tests table header (expected size, count, …, "
+                       "then time/algbw/busbw twice for out-of-place and in-place)")
+    halves = []
+    for start, end in ((starts[0], starts[1]), (starts[1], len(columns))):
+        half = {name: i for i, name in enumerate(columns[start:end], start)}
+        half["time"] = start
+        if "algbw" not in half or "busbw" not in half:
+            raise LogError(log, line, "nccl-tests table header without algbw/busbw columns")
+        halves.append(half)
+    return columns[:starts[0]], halves
+
+
+def _wrong(text: str, column: str) -> tuple[int | None, float | None]:
+    """(#wrong, old max error): N/A is unknown; the old ``error`` column held the largest
+    deviation (a float), not a count, so only an exact 0 says "nothing wrong"."""
+    if text.upper() == "N/A":
+        return None, None
+    if column == "error":
+        value = float(text)
+        return (0 if value == 0 else None), value
+    return int(float(text)), None
+
+
+class _Parser:
+    """Reads logs into runs; one parser for all the logs of one import."""
+
+    def __init__(self) -> None:
+        self.runs: list[_Run] = []
+
+    def parse(self, log: Log) -> None:
+        run = _Run(log.name, 1)
+        found_table = False
+        for number, raw in enumerate(log.lines, start=1):
+            line = clean(raw).strip()
+            if not line:
+                continue
+            if _NCCL_LOG.search(line) or line.startswith("NCCL version"):
+                version = _NCCL_VERSION.search(line)
+                if version and run.nccl_version is None:
+                    run.nccl_version = version.group(1)
+                continue
+            # GitHub turns an unfenced "# ..." line into a heading: accept headers without "#"
+            text = line[1:].strip() if line.startswith("#") else line
+            if (match := _VERSION.search(text)) is not None:
+                run = self._next(run, number)
+                run.version_line = text
+                run.nccl_library = int(match.group(4)) if match.group(4) else None
+            elif (match := _STARTING.search(text)) is not None:
+                run = self._next(run, number)
+                run.binary = match.group(1)
+            elif _CONCLUDED.search(text):
+                pass   # the footer's last line; its program name must not start a new run
+            elif _HEADER.match(text):
+                run = self._next(run, number)
+                run.header_line = text
+                run.header = {k: int(m.group(1)) for k, p in _HEADER_FIELDS.items()
+                              if (m := re.search(p, text))}
+            elif (match := _DEVICE.match(text)) is not None:
+                if run.columns:
+                    run = self._next(run, number)
+                rank, group, pid, host, device, pci, name = match.groups()
+                run.devices.append({"rank": int(rank), "group": int(group) if group else None,
+                                    "pid": int(pid) if pid else None, "host": host or None,
+                                    "index": int(device), "pci": pci, "name": name.strip() or None})
+            elif _COLUMNS.match(text):
+                if run.rows:
+                    run = self._next(run, number, keep_all=True)
+                run.columns, run.columns_line = text.lower().split(), number
+                found_table = True
+            elif (match := _OOB.search(text)) is not None:
+                run.out_of_bounds = f"{match.group(1)} {match.group(2)}".strip()
+            elif (match := _AVG.search(text)) is not None:
+                try:
+                    run.avg_busbw = float(match.group(1))
+                except ValueError:
+                    run.avg_busbw = None
+            elif run.columns and re.match(r"^\d+\s+\d+\s", text) and not line.startswith("#"):
+                self._row(run, number, text.split())
+            elif (match := _BINARY.search(text)) is not None:
+                # a pasted command line (./build/all_gather_perf -b 8 …) starts the next run
+                if run.columns or run.header_line:
+                    run = self._next(run, number)
+                run.binary, run.command = match.group(0), line
+        self._finish(run)
+        if not found_table:
+            raise LogError(log.name, None, f"no nccl-tests results table in {len(log.lines)} lines "
+                           "(is this an nccl-tests log?)")
+
+    def _next(self, run: _Run, number: int, keep_all: bool = False) -> _Run:
+        """Finish ``run`` if it has begun; the lines that announce a program (version, "test
+        starting", its command) come before its header and belong to the next run."""
+        if not run.started:
+            return run
+        self._finish(run)
+        new = _Run(run.log, number)
+        if keep_all:   # a second table header in one run (pasted twice): same program and job
+            new.binary, new.version_line, new.nccl_library = run.binary, run.version_line, run.nccl_library
+            new.header_line, new.header, new.devices = run.header_line, run.header, run.devices
+            new.command, new.nccl_version = run.command, run.nccl_version
+        return new
+
+    def _row(self, run: _Run, number: int, tokens: list[str]) -> None:
+        if run.cut is not None:   # a broken row followed by more rows: not a cut-off log
+            raise LogError(run.log, run.cut[0], f"cannot read this nccl-tests row: {run.cut[1]}")
+        assert run.columns is not None
+        if len(tokens) < len(run.columns):
+            run.cut = (number, f"{len(tokens)} fields, the header has {len(run.columns)}")
+            return
+        try:
+            for index, name in enumerate(run.columns):
+                if name in ("size", "count", "root"):
+                    int(tokens[index])
+                elif name in _NUMERIC and tokens[index].upper() != "N/A":
+                    float(tokens[index])
+        except ValueError:
+            run.cut = (number, f"{tokens[index]!r} in column {run.columns[index]}")
+            return
+        run.rows.append((number, tokens))
+
+    def _finish(self, run: _Run) -> None:
+        if run.cut is not None and run.has_footer:
+            raise LogError(run.log, run.cut[0], f"cannot read this nccl-tests row: {run.cut[1]}")
+        if run.columns:
+            self.runs.append(run)
+
+
+def _records(run: _Run, options: Options, nranks: int | None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The rows of one run, and what the metadata says about it."""
+    assert run.columns is not None
+    pre, halves = _split_columns(run.columns, run.log, run.columns_line)
+    binary = run.binary or options.collective
+    info: dict[str, Any] = {
+        "file": run.log, "line": run.line, "program": run.binary, "version_line": run.version_line,
+        "header_line": run.header_line, "command": run.command, "columns": run.columns,
+        "rows": 0, "truncated": not run.has_footer, "out_of_bounds": run.out_of_bounds,
+        "avg_bus_bandwidth": run.avg_busbw, "notes": []}
+    if not binary:
+        raise LogError(run.log, run.columns_line, "the log does not say which collective this table "
+                       "measures (no *_perf name or \"Collective test starting\" line); pass --collective")
+    collective, name = _collective(binary)
+    if collective is None:
+        info["notes"].append(f"skipped: collbench has no {name} collective")
+        return [], info
+    if run.cut is not None:
+        info["notes"].append(f"line {run.cut[0]}: the last row is cut off ({run.cut[1]}); kept the "
+                             "complete rows")
+    if not run.has_footer:
+        info["notes"].append("no footer: the log ends inside the table (truncated)")
+    average = _AVERAGE_FLAG.search(run.command or "")
+    aggregation = _AGGREGATION.get(average.group(1)) if average else None
+    records = []
+    for _, tokens in run.rows:
+        value = dict(zip(run.columns, tokens, strict=False))   # -S adds timestamp tokens
+        pre_values = {name: tokens[i] for i, name in enumerate(pre)}
+        dtype, _ = dtype_of(pre_values.get("type", "unknown"))
+        redop = pre_values.get("redop")
+        root = int(pre_values["root"]) if "root" in pre_values else -1
+        for placement, half in zip(("out_of_place", "in_place"), halves, strict=True):
+            wrong_column = next((c for c in _WRONG if c in half), None)
+            wrong, error = (_wrong(tokens[half[wrong_column]], wrong_column)
+                            if wrong_column else (None, None))
+            if error is not None and (run.out_of_bounds or "").startswith("0 "):
+                wrong = 0   # the footer's "0 OK": every deviation was within nccl-tests' tolerance
+            stats = {key: float(tokens[half[col]]) for col, key in _STATS.items()
+                     if col in half and tokens[half[col]].upper() != "N/A"}
+            if error is not None:
+                info["max_error"] = max(info.get("max_error", 0.0), error)
+            records.append(row_record(
+                collective=collective.value, algorithm="native", backend="nccl",
+                executor="nccl-tests", dtype=dtype,
+                op=None if redop in (None, "none") else redop,
+                root=root if root >= 0 and collective.rooted else None,
+                placement=placement, nranks=nranks, bytes=int(value["size"]),
+                count=int(value["count"]), iterations=run.header.get("iters"),
+                warmup=run.header.get("warmup"), timing="batch", aggregation=aggregation,
+                time_us=float(tokens[half["time"]]), algbw_gbps=float(tokens[half["algbw"]]),
+                busbw_gbps=float(tokens[half["busbw"]]), wrong=wrong, stats_us=stats or None))
+    if "max_error" in info:
+        info["notes"].append("old nccl-tests: the error column is the largest deviation, not a count "
+                             "of wrong elements; rows carry wrong=0 where it was 0 or the footer says "
+                             "\"Out of bounds values : 0 OK\", else null")
+    if "cputime" in run.columns:
+        info["notes"].append("-C: the time column is CPU enqueue time, not completion time")
+    info["rows"] = len(records)
+    return records, info
+
+
+def _collective(binary: str) -> tuple[Any, str]:
+    """(Collective or None, the name as the log has it) for all_gather_perf_mpi, --collective, …"""
+    name = re.sub(r"_perf.*$", "", binary.split()[0].rsplit("/", 1)[-1])
+    return collective_of(name), name
+
+
+def _consistent(run: _Run, nranks: int, options: Options) -> bool:
+    """Whether the printed busbw/algbw ratio is nccl-tests' factor for ``nranks``. A device list
+    cut with "..." (or ranks split into groups) would otherwise give a wrong rank count."""
+    collective, _ = _collective(run.binary or options.collective or "unknown")
+    if collective is None or not run.columns:
+        return True
+    factor = bus_factor(collective, nranks)
+    _, halves = _split_columns(run.columns, run.log, run.columns_line)
+    for _, tokens in run.rows:
+        for half in halves:
+            algbw, busbw = float(tokens[half["algbw"]]), float(tokens[half["busbw"]])
+            # both are rounded to 2 decimals (fewer above 1000): allow that rounding, no more
+            if algbw >= 1 and abs(busbw - algbw * factor) > 0.025 + 0.0006 * busbw:
+                return False
+    return True
+
+
+def _version_string(code: int) -> str:
+    """2.27.3 from 22703 (NCCL ≥ 2.9: major*10000 + minor*100 + patch; before: *1000)."""
+    if code >= 10000:
+        return f"{code // 10000}.{code % 10000 // 100}.{code % 100}"
+    return f"{code // 1000}.{code % 1000 // 100}.{code % 100}"
+
+
+def _job(runs: list[_Run]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The devices the runs list (one job for all of them: runs of other jobs go to other
+    files), and the job shape they give."""
+    devices: list[dict[str, Any]] = []
+    where = ""
+    for run in runs:
+        if not run.devices:
+            continue
+        mine = sorted(run.devices, key=lambda d: d["rank"])
+        placed = [(d["host"], d["index"]) for d in mine]
+        if devices and placed != [(d["host"], d["index"]) for d in devices]:
+            raise LogError(run.log, run.line, f"this run used other devices ({len(mine)} ranks) than the "
+                           f"run at {where}; import them into separate files")
+        if not devices:
+            devices, where = mine, f"{run.log}:{run.line}"
+    hosts = [d["host"] for d in devices]
+    shape = layout(hosts if devices and all(hosts) else None)
+    if devices and not all(hosts):
+        shape["nranks"] = len(devices)
+    shape["gpus_per_node"] = ([len({d["index"] for d in devices if d["host"] == h}) for h in shape["nodes"]]
+                              if shape["nodes"] else None)
+    return devices, shape
+
+
+def _resolve(shape: dict[str, Any], runs: list[_Run], options: Options, name: str,
+             notes: list[str]) -> dict[str, Any]:
+    """The job shape once --nranks/--nodes and the printed busbw/algbw have had their say: a
+    rank count the numbers contradict is dropped (from the log) or refused (from the user)."""
+    unknown = {**layout(None), "gpus_per_node": None}
+    listed = shape["nranks"]
+    nranks = options.nranks or listed
+    if nranks and not all(_consistent(r, nranks, options) for r in runs):
+        if options.nranks:
+            raise LogError(name, None, f"busbw/algbw in the log do not match {options.nranks} ranks "
+                           "(--nranks)")
+        notes.append(f"the {listed} devices listed do not match busbw/algbw (a cut device list?): "
+                     "rank and node counts left unknown")
+        shape = unknown
+    elif options.nranks and listed and listed != options.nranks:
+        notes.append(f"the log lists {listed} devices; --nranks {options.nranks} matches busbw/algbw: "
+                     "the host layout is left unknown")
+        shape = {**unknown, "nranks": options.nranks}
+    elif options.nranks:
+        shape = {**shape, "nranks": options.nranks}
+    if options.nodes is not None:
+        if shape["nnodes"] is not None and shape["nnodes"] != options.nodes:
+            raise LogError(name, None, f"the log lists {shape['nnodes']} hosts, --nodes says {options.nodes}")
+        shape = {**shape, "nnodes": options.nodes}
+    return shape
+
+
+def convert(logs: list[Log], options: Options) -> tuple[dict[str, Any], list[dict[str, Any]], list[str]]:
+    """(metadata, rows, skipped) for ``collbench import nccl-tests``.
+
+    Raises:
+        LogError: a log holds no nccl-tests table, a row is broken mid-table, or the logs mix jobs.
+    """
+    parser = _Parser()
+    for log in logs:
+        parser.parse(log)
+    devices, shape = _job(parser.runs)
+    notes: list[str] = []
+    shape = _resolve(shape, parser.runs, options, logs[0].name, notes)
+    rows: list[dict[str, Any]] = []
+    runs_info, skipped = [], []
+    for run in parser.runs:
+        records, info = _records(run, options, shape["nranks"])
+        rows += records
+        runs_info.append(info)
+        skipped += [f"{run.log}:{run.line}: {n[len('skipped: '):]}" for n in info["notes"]
+                    if n.startswith("skipped: ")]
+    if not rows:
+        first = parser.runs[0] if parser.runs else None
+        raise LogError(first.log if first else logs[0].name, first.columns_line if first else None,
+                       "no table of a collective collbench knows (" + "; ".join(skipped) + ")"
+                       if skipped else "the nccl-tests table has no rows")
+    versions = sorted({r.version_line for r in parser.runs if r.version_line})
+    libraries = sorted({_version_string(r.nccl_library) for r in parser.runs if r.nccl_library}
+                       | {r.nccl_version for r in parser.runs if r.nccl_version})
+    metadata = base_metadata("nccl-tests", options.argv)
+    metadata.update(shape)
+    metadata["processes"] = ([{"host": d["host"], "pid": d["pid"]} for d in devices]
+                             if devices else None)
+    metadata["spec"] = {"collectives": sorted({r["collective"] for r in rows}), "backend": "nccl",
+                        "dtypes": sorted({r["dtype"] for r in rows}),
+                        "ops": sorted({r["op"] for r in rows if r["op"]}),
+                        "placements": ["out_of_place", "in_place"]}
+    metadata["backend"] = {"backend": "nccl",
+                           "nccl_version": libraries[0] if len(libraries) == 1 else (libraries or None),
+                           "devices": [{k: d[k] for k in ("rank", "host", "index", "pci", "name", "group")}
+                                       for d in devices] or None}
+    metadata["import"].update({
+        "tool_version": versions[0] if len(versions) == 1 else (versions or None),
+        "files": [log.name for log in logs], "runs": runs_info, "notes": notes,
+        "truncated": any(info["truncated"] for info in runs_info)})
+    return metadata, rows, skipped
