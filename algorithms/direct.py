@@ -49,8 +49,8 @@ def allgather_span(g: int) -> int:
 
 
 def allgather_core(b: Builder, grp: Group, part: Partition, region: Region, units: UnitsOf,
-                   own: Slice | None, t0: int) -> None:
-    """One-step allgather; arguments as in :func:`.ring.allgather_core`."""
+                   own: Slice | None, t0: int, scratch: int = 0) -> None:
+    """One-step allgather; arguments as in :func:`.ring.allgather_core` (no scratch used)."""
     g, i = grp.size, grp.me
     if units is flat_units:
         runs = [[slc] for slc in part.slices(region)]

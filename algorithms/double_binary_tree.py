@@ -1,10 +1,15 @@
-"""Double binary tree allreduce (NCCL's Tree algorithm; Sanders, Speck and Traeff's two-tree idea).
+"""Double binary tree allreduce: two complementary binary trees over ranks.
 
-Two binary trees span the ranks; each reduces and broadcasts one half of the vector. The first
-tree is NCCL's "btree" (``ncclGetBtree``: rank 0 is the root with one child, interior nodes have
-even ranks, leaves odd ones); the second is its mirror image (``r -> p-1-r``) when ``p`` is even
-and the same tree shifted by one rank when ``p`` is odd, so most ranks that are interior in one
-tree are leaves in the other and the two halves keep different links busy.
+This is the idea behind NCCL's double binary tree (Sanders, Speck and Traeff's two-tree
+pipelining), but not NCCL's Tree algorithm itself: NCCL builds its two trees over *nodes* and
+links the GPUs inside a node by a chain, while here both trees span all ranks, whatever the
+layout, so ranks of one node can sit far apart in the trees.
+
+Each tree reduces and broadcasts one half of the vector. The first tree has the shape of NCCL's
+"btree" (``ncclGetBtree``, here applied to ranks: rank 0 is the root with one child, interior
+nodes have even ranks, leaves odd ones); the second is its mirror image (``r -> p-1-r``) when
+``p`` is even and the same tree shifted by one rank when ``p`` is odd, so most ranks that are
+interior in one tree are leaves in the other and the two halves keep different links busy.
 
 Each half is cut into ``chunks`` pipeline chunks. A node of height ``h`` (leaves have 0) sends
 chunk ``c`` up in step ``c + h``, as soon as its children's chunks are in; the root of height

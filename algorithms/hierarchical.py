@@ -9,13 +9,15 @@ is an *inner group*. The layout must be uniform (every node holds ``g`` ranks).
   (in place in the output) -> inner allgather of the shards. Every rank sends ``1/g`` of the
   vector across the network, and the inter-node phase can use a latency-optimal algorithm.
 * allgather: outer allgather first (local index ``j`` collects the blocks of the ranks with
-  local index ``j`` everywhere, straight into their places in the output), then inner allgather
-  of those sets of blocks. When a node's ranks are not numbered ``j*P + k`` ("round robin"),
-  the sets are strided in the output and travel as one message per block.
+  local index ``j`` everywhere), then inner allgather of those sets of blocks. Both work on a
+  *packed* vector in local-index-major order (position ``j*P + k`` holds the block of rank
+  ``nodes[k][j]``), where what an outer group gathers and what a member of a node holds are
+  each one contiguous range: every step is one message per peer. A final local copy unpacks it
+  into rank order. Only a "round robin" layout (node ``k`` holds ranks ``j*P + k``) is packed
+  already and skips the scratch and the copy; a blocked layout (what Slurm gives) needs them.
 * reduce_scatter: inner reduce-scatter first (local index ``j`` gets the blocks destined to its
-  outer group, summed over the node), then outer reduce-scatter. The input is first packed into
-  scratch in local-index-major order (one local copy of the input) unless the layout already is
-  round robin.
+  outer group, summed over the node), then outer reduce-scatter. The input is first packed in
+  the same order into scratch (one local copy of the input) unless the layout is round robin.
 
 Options: ``inner`` and ``outer`` name the algorithms of each level. ``inner`` picks the
 intra-node reduce-scatter / allgather pair: ``ring``, ``direct`` or ``halving_doubling``
@@ -33,7 +35,8 @@ from functools import lru_cache
 from typing import Any, Callable, Mapping
 
 from . import bruck, direct, double_binary_tree, halving_doubling, recursive_doubling, ring, tree
-from ._build import INPUT, OUTPUT, Builder, Group, Partition, Region, Units, units_of, union
+from ._build import INPUT, OUTPUT, Builder, Group, Partition, Region
+from ._flat import flat_units
 from .schedule import Buf, Collective, Layout, Problem, Program
 
 AllreduceCore = tuple[Callable[..., None], Callable[[int, int, Mapping[str, Any]], int]]
@@ -62,8 +65,8 @@ REDUCE_SCATTER_CORES = {
 INNER = {"ring": ("ring", "ring"), "direct": ("direct", "direct"),
          "halving_doubling": ("recursive_halving", "recursive_doubling")}
 _SYNONYMS = {"rabenseifner": "halving_doubling", "recursive_halving": "halving_doubling",
-             "recursive_doubling": "halving_doubling", "pairwise": "direct"}
-_OUTER_SYNONYMS = {"halving_doubling": "rabenseifner", "pairwise": "direct"}
+             "recursive_doubling": "halving_doubling"}
+_OUTER_SYNONYMS = {"halving_doubling": "rabenseifner"}
 
 DEFAULTS: dict[Collective, dict[str, Any]] = {
     Collective.ALLREDUCE: {"inner": "ring", "outer": "recursive_doubling",
@@ -158,16 +161,31 @@ def allreduce(problem: Problem, rank: int, options: Mapping[str, Any]) -> Progra
     t += max(span(nodes, shards.len(s), outer_opts) for s in {0, g - 1})
     if g > 1:
         core, _ = ALLGATHER_CORES[inner_ag]
-        core(b, inner, shards, OUTPUT, lambda lo, hi: ((lo, hi),), None, t)
+        core(b, inner, shards, OUTPUT, flat_units, None, t)
     return b.build()
 
 
 @lru_cache(maxsize=64)
-def _by_local_index(layout: Layout) -> tuple[Units, ...]:
-    """``[j]``: the output blocks of every rank with local index ``j``, which member ``j`` of a
-    node holds after the outer phase (shared by every rank of the layout)."""
-    g = len(layout.nodes[0])
-    return tuple(units_of([node[j] for node in layout.nodes]) for j in range(g))
+def packed_order(layout: Layout) -> tuple[int, ...]:
+    """Rank whose block sits at each position of the local-index-major packed vector:
+    position ``j * P + k`` holds rank ``nodes[k][j]`` (identity for a round-robin layout)."""
+    g, nodes = len(layout.nodes[0]), len(layout.nodes)
+    return tuple(layout.nodes[k][j] for j in range(g) for k in range(nodes))
+
+
+def _is_identity(order: tuple[int, ...]) -> bool:
+    return all(r == pos for pos, r in enumerate(order))
+
+
+def _unpack(b: Builder, t: int, order: tuple[int, ...], vec: Region, count: int) -> None:
+    """Copy packed position ``pos`` to block ``order[pos]`` of the output, one copy per run of
+    positions whose ranks are consecutive too."""
+    start = 0
+    for pos in range(1, len(order) + 1):
+        if pos == len(order) or order[pos] != order[pos - 1] + 1:
+            length = (pos - start) * count
+            b.copy(t, vec.at(start * count, length), OUTPUT.at(order[start] * count, length))
+            start = pos
 
 
 def allgather(problem: Problem, rank: int, options: Mapping[str, Any]) -> Program:
@@ -176,24 +194,24 @@ def allgather(problem: Problem, rank: int, options: Mapping[str, Any]) -> Progra
     inner, outer_grp, _, j = _groups(layout, rank)
     g, nodes = inner.size, outer_grp.size
     p, count = problem.nranks, problem.count
-    blocks = Partition(count * p, p)  # block r of the output belongs to rank r
-    by_local = _by_local_index(layout)
+    order = packed_order(layout)
+    packed = not _is_identity(order)
+    # the packed vector: the output itself when it is already in packed order, else scratch
+    # (then the cores' own scratch, e.g. Bruck's rotated buffer, goes after it)
+    vec = Region(Buf.SCRATCH, 0) if packed else OUTPUT
+    free = count * p if packed else 0
     b = Builder(rank)
-
-    def outer_units(lo: int, hi: int) -> Units:
-        if hi - lo == 1:
-            r = outer_grp.members[lo]
-            return ((r, r + 1),)
-        return units_of(outer_grp.members[lo:hi])
-
-    def inner_units(lo: int, hi: int) -> Units:
-        return by_local[lo] if hi - lo == 1 else union(*by_local[lo:hi])
-
+    group_len = nodes * count  # outer group j gathers positions j*P .. j*P + P-1
     core, span = ALLGATHER_CORES[outer]
-    core(b, outer_grp, blocks, OUTPUT, outer_units, INPUT.at(0, count), 0)
-    if g > 1:
-        core2, _ = ALLGATHER_CORES[inner_ag]
-        core2(b, inner, blocks, OUTPUT, inner_units, None, span(nodes))
+    core(b, outer_grp, Partition(group_len, nodes), Region(vec.buf, j * group_len), flat_units,
+         INPUT.at(0, count), 0, scratch=free)
+    t = span(nodes)
+    if g > 1:  # member j of a node holds the range of outer group j: one block of g
+        core, span = ALLGATHER_CORES[inner_ag]
+        core(b, inner, Partition(count * p, g), vec, flat_units, None, t, scratch=free)
+        t += span(g)
+    if packed:
+        _unpack(b, t, order, vec, count)
     return b.build()
 
 
@@ -205,13 +223,12 @@ def reduce_scatter(problem: Problem, rank: int, options: Mapping[str, Any]) -> P
     p, count = problem.nranks, problem.count
     b = Builder(rank)
     t = 0
-    # packed order: position j' * P + k' holds the block of rank nodes[k'][j']
-    packed = [layout.nodes[kk][jj] for jj in range(g) for kk in range(nodes)]
-    if packed == list(range(p)):
+    order = packed_order(layout)
+    if _is_identity(order):
         vec = INPUT
     else:
         vec = Region(Buf.SCRATCH, 0)
-        for pos, r in enumerate(packed):
+        for pos, r in enumerate(order):
             b.copy(t, INPUT.at(r * count, count), vec.at(pos * count, count))
         t += 1
     base = count * p if vec.buf is Buf.SCRATCH else 0

@@ -71,12 +71,12 @@ def allgather_span(g: int, fold_in: bool = True) -> int:
 
 
 def allgather_core(b: Builder, grp: Group, part: Partition, region: Region, units: UnitsOf,
-                   own: Slice | None, t0: int, fold_in: bool = True) -> None:
+                   own: Slice | None, t0: int, fold_in: bool = True, scratch: int = 0) -> None:
     """Recursive-doubling allgather of the members' units into ``region``.
 
-    Arguments as in :func:`.ring.allgather_core`. With ``fold_in=False`` the even members of the
-    fold pairs are assumed to own nothing (their step of handing data over is left out), which
-    is how Rabenseifner's allreduce uses it.
+    Arguments as in :func:`.ring.allgather_core` (no scratch used). With ``fold_in=False`` the
+    even members of the fold pairs are assumed to own nothing (their step of handing data over
+    is left out), which is how Rabenseifner's allreduce uses it.
     """
     g, i = grp.size, grp.me
 

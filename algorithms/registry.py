@@ -340,16 +340,20 @@ def _register_builtins() -> None:
     register("double_binary_tree", A, double_binary_tree.allreduce, log_steps=True,
              defaults={"chunks": None}, check=_check_chunks,
              verify_options=({}, {"chunks": 1}, {"chunks": 4}),
-             description="NCCL-style double binary tree: two complementary trees, one half of "
-                         "the data each, pipelined in chunks")
-    register("direct", A, direct.allreduce, aliases=("one_shot", "pairwise"),
+             description="two complementary binary trees over ranks (the idea behind NCCL's "
+                         "double binary tree, which NCCL builds over nodes with intra-node "
+                         "chains), one half of the data each, pipelined in chunks")
+    # not "pairwise": pairwise exchange is a different algorithm (direct's reduce-scatter is
+    # one), and the name is kept free for an alltoall
+    register("direct", A, direct.allreduce, aliases=("one_shot",),
              description="one-shot: everyone sends its whole input to everyone, 1 step")
     register("direct", G, direct.allgather, description="everyone sends its block to everyone, "
                                                          "1 step")
     register("direct", RS, direct.reduce_scatter,
              description="pairwise exchange: step s sends block i+s to rank i+s, p-1 steps")
     register("bruck", G, bruck.allgather, log_steps=True,
-             description="Bruck allgather, ceil(lg p) steps for any p")
+             description="Bruck allgather through a rotated scratch copy: ceil(lg p) steps and "
+                         "messages for any p")
     hier = dict(check=hierarchical.precondition, verify_layouts=_hierarchical_layouts)
     register("hierarchical", A, hierarchical.allreduce,
              defaults=hierarchical.DEFAULTS[A], **hier,

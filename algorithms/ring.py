@@ -65,13 +65,14 @@ def allgather_span(g: int) -> int:
 
 
 def allgather_core(b: Builder, grp: Group, part: Partition, region: Region, units: UnitsOf,
-                   own: Slice | None, t0: int) -> None:
+                   own: Slice | None, t0: int, scratch: int = 0) -> None:
     """Ring allgather: every member ends with every member's units in ``region``.
 
     ``units(lo, hi)`` is the set of units (blocks of ``part``) members ``lo .. hi-1`` own; the
     data of unit ``u`` lives at block ``u`` of ``region``. If ``own`` is given, this member's
     data is there (e.g. the input) instead of in ``region``: it is sent from ``own`` and copied
-    into place in the first step.
+    into place in the first step. ``scratch`` is the first scratch element the core may use
+    (every allgather core takes it; the ring needs none).
     """
     g, i = grp.size, grp.me
     if units is flat_units:  # member u owns block u: one slice each, computed once

@@ -63,8 +63,8 @@ def test_native_is_reserved_and_has_no_schedule() -> None:
 
 def test_preconditions_are_precise() -> None:
     ar = Problem(Collective.ALLREDUCE, 4, 8)
-    assert get_algorithm("bruck").precondition(ar) == \
-        "bruck does not implement allreduce (it implements allgather)"
+    assert get_algorithm("tree").precondition(Problem(Collective.ALLGATHER, 4, 8)) == \
+        "tree does not implement allgather (it implements allreduce, broadcast, reduce)"
     assert get_algorithm("ring").precondition(ar, op="xor") == \
         "unknown reduction op 'xor' (known: sum, prod, max, min, avg)"
     assert get_algorithm("ring").precondition(ar, options={"chunks": 2}) == \

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
@@ -70,10 +69,9 @@ def test_power_of_two_formulas(p):
         assert cost(name, Collective.ALLREDUCE, p, n).total == pytest.approx(value), name
     c = n // p
     assert cost("ring", Collective.ALLGATHER, p, c).total == pytest.approx((p - 1) * A + frac * n * BETA)
-    # blocks go straight to their place: a range that wraps past the last rank is one more message
-    wraps = lg - 1
+    # rotated through scratch: one message per step, wrapped ranges included (copies cost δ = 0)
     assert cost("bruck", Collective.ALLGATHER, p, c).total == pytest.approx(
-        (lg + wraps) * A + frac * n * BETA)
+        lg * A + frac * n * BETA)
     assert cost("recursive_doubling", Collective.ALLGATHER, p, c).total == pytest.approx(
         lg * A + frac * n * BETA)
     rs = (p - 1) * A + frac * n * (BETA + G)
@@ -179,17 +177,16 @@ def test_scaled_predictions_match_exact_costs():
             assert scaled.cost.total == pytest.approx(exact.cost.total, rel=1e-3), (name, size)
 
 
-def test_16384_ranks_well_under_a_second_per_collective():
+def test_16384_ranks_have_a_best_algorithm_at_every_size():
+    """The model answers at 16384 ranks for every collective and size (how fast it answers is a
+    benchmark, benchmarks/model_speed.py, not a timed test)."""
     from collbench.sizes import size_sweep
 
     model = Model(load_profile("perlmutter"))
     sizes = size_sweep(8, 1 << 34, 2, None)
     for coll in Collective:
-        start = time.perf_counter()
         tables = predict_tables(model, coll, [4096], 4, sizes, None)
-        elapsed = time.perf_counter() - start
-        assert all(tables[0].best(s) is not None for s in sizes)
-        assert elapsed < 2.0, f"{coll.value}: {elapsed:.2f} s (target well under 1 s; CI slack)"
+        assert all(tables[0].best(s) is not None for s in sizes), coll
 
 
 def test_crossover_ring_vs_recursive_doubling():

@@ -27,7 +27,7 @@ def test_predict_tables_crossovers_and_dominant_terms():
 
 
 def test_predict_mistakes_are_one_line():
-    for args, message in ((["--collective", "alltoall"], "unknown collective"),
+    for args, message in ((["--collective", "scan"], "unknown collective"),
                           (["--algo", "bruck"], "no allreduce schedule"),
                           (["--nodes", "0"], "--nodes"),
                           (["--profile", "nowhere.json"], "no such profile")):

@@ -4,29 +4,57 @@ Each function returns the algorithm's *phases* (a step, or a run of identical st
 signatures of the ranks that can be slowest in it), built from formulas for the step count and
 the bytes each rank sends, receives, reduces and copies -- never from the schedule. Evaluating
 the phases under a :class:`~.cost.Machine` gives the time; the textbook formulas are what the
-phases sum to (n bytes, p ranks, p' = 2^floor(lg p), no NIC sharing, one link class):
+phases sum to for p >= 2 ranks on one node (one link class, a rank drives ``ports`` links at
+once, no NIC sharing; local copies, the δ term, left out). The time is the α column times α
+plus the β column times nβ plus the γ column times nγ, where n is the bytes of the largest
+buffer (allgather's output, reduce_scatter's input, the vector otherwise).
 
-================================  ============================================================
-allreduce ring                    2(p-1)α + 2(p-1)/p·nβ + (p-1)/p·nγ
-allreduce recursive doubling      (lg p')α + n·lg p'(β+γ)  [+2α + 2nβ + nγ when p ≠ p']
-allreduce Rabenseifner            2 lg p'·α + 2(p'-1)/p'·nβ + (p'-1)/p'·nγ  [+2α + 2nβ + nγ]
-allreduce binomial tree           2⌈lg p⌉(α + nβ) + ⌈lg p⌉nγ
-allreduce double binary tree      (k + 2H - 1) pipeline steps of n/(2k) per tree, H = height
-allreduce direct (one-shot)       (p-1)α + max(1, (p-1)/ports)·nβ + (p-1)nγ
-allgather ring / direct           (p-1)α + (p-1)/p·nβ          / (p-1)α + (p-1)/p·n/ports·β
-allgather recursive doubling      lg p'·α + (p'-1)/p'·nβ  [fold: +2α + (1/p + 1)nβ]
-allgather Bruck                   ⌈lg p⌉α + (p-1)/p·nβ  (+1 α for steps whose range wraps)
-reduce_scatter ring / pairwise    (p-1)α + (p-1)/p·n(β+γ)
-reduce_scatter recursive halving  lg p'·α + (p'-1)/p'·n(β+γ)  [fold: +2α + n(β+γ) + nβ/p]
-broadcast/reduce binomial         ⌈lg p⌉(α + nβ) [+ ⌈lg p⌉nγ]
-broadcast/reduce chain, k chunks  (p-2+k)(α + nβ/k) [+ (p-2+k) nγ/k]
-hierarchical (P nodes × g)        inner RS(g) + outer algorithm on n/g over P nodes, with the
-                                  node's g ranks sharing its NICs + inner AG(g)
-================================  ============================================================
+Notation: p' = 2^⌊lg p⌋ and r = p - p'; ``[+x]`` is added only when p ≠ p' (MPICH's fold, an
+extra step before and after); s = Σ_{j < lg p'} min(2^j, r) counts the blocks by which the
+fold's doubled new ranks make each level's largest range longer; k is the pipeline chunks;
+H the height of the taller tree of the double binary tree, whose m is the messages of the
+busiest side summed over its steps (each one chunk of n/(2k); k + 2H - 1 <= m <= 4(k + 2H - 1))
+and m_r <= m the chunks the busiest rank reduces, both set by the trees' shape.
+tests/analysis/test_closed_table.py parses every row below and checks it against the code.
+
+==================================  ==============  ========================  ================
+collective, algorithm               α ×             β × n                     γ × n
+==================================  ==============  ========================  ================
+allreduce ring                      2(p-1)          2(p-1)/p                  (p-1)/p
+allreduce recursive_doubling        lg p' [+2]      lg p' [+2]                lg p' [+1]
+allreduce rabenseifner              2 lg p' [+2]    2(p'-1)/p' [+2]           (p'-1)/p' [+1]
+allreduce tree                      2⌈lg p⌉         2⌈lg p⌉                   ⌈lg p⌉
+allreduce double_binary_tree        m               m/(2k)                    m_r/(2k)
+allreduce direct                    p-1             max(1, (p-1)/ports)       p-1
+allgather ring                      p-1             (p-1)/p                   0
+allgather direct                    p-1             max(1, (p-1)/ports)/p     0
+allgather recursive_doubling        lg p' [+2]      (p'-1+s)/p [+(p+1)/p]     0
+allgather bruck                     ⌈lg p⌉          (p-1)/p                   0
+reduce_scatter ring                 p-1             (p-1)/p                   (p-1)/p
+reduce_scatter direct               p-1             (p-1)/p                   (p-1)/p
+reduce_scatter recursive_halving    lg p' [+2]      (p'-1+s)/p [+(p+1)/p]     (p'-1+s)/p [+1]
+broadcast tree                      ⌈lg p⌉          ⌈lg p⌉                    0
+reduce tree                         ⌈lg p⌉          ⌈lg p⌉                    ⌈lg p⌉
+broadcast ring                      p-2+k           (p-2+k)/k                 0
+reduce ring                         p-2+k           (p-2+k)/k                 (p-2+k)/k
+==================================  ==============  ========================  ================
+
+The hierarchical algorithms on P nodes of g ranks (blocked layout, default options) are sums of
+the rows above, each evaluated at (ranks, bytes) -- the outer algorithm's g groups share each
+node's NICs, which the formulas leave out; on a blocked layout allgather also unpacks its
+packed vector with one copy of the output, and reduce_scatter packs its input with one copy:
+
+==================================  ==========================================================
+hierarchical allreduce              reduce_scatter ring (g, n) + allreduce recursive_doubling
+                                    (P, n/g) + allgather ring (g, n)
+hierarchical allgather              allgather recursive_doubling (P, n/g) + allgather ring (g, n)
+hierarchical reduce_scatter         reduce_scatter ring (g, n) + reduce_scatter
+                                    recursive_halving (P, n/g)
+==================================  ==========================================================
 
 Thakur, Rabenseifner & Gropp 2005 (MPICH's algorithms and their costs), Chan et al. 2007
-(lower bounds, bucket/MST building blocks), Sanders, Speck & Träff 2009 (two-tree pipelining);
-the non-power-of-two fold is MPICH's (an extra step before and after, one more vector transfer).
+(lower bounds, bucket/MST building blocks), Sanders, Speck & Träff 2009 (two-tree pipelining),
+Bruck et al. 1997 (the rotated allgather); the non-power-of-two fold is MPICH's.
 
 Link classes: which messages cross nodes (and how many ranks of a node use the NICs at once)
 follows from the layout. For the logarithmic algorithms it is computed with a vectorized pass
@@ -123,7 +151,7 @@ def topo_of(layout: Layout | None, nranks: int) -> Topo:
 
 # -- one step, vectorized over ranks ---------------------------------------------------------------
 
-Msgs = Sequence[tuple]   # (peer per rank or -1, bytes per rank or scalar[, messages they travel as])
+Msgs = Sequence[tuple]   # (peer per rank or -1, bytes per rank or scalar): one message each
 
 
 def _side_columns(topo: Topo, msgs: Msgs) -> list[np.ndarray]:
@@ -134,20 +162,17 @@ def _side_columns(topo: Topo, msgs: Msgs) -> list[np.ndarray]:
     for spec in msgs:
         peer = np.asarray(spec[0], dtype=np.int64)
         nb = np.asarray(spec[1], dtype=np.int64)
-        # optional third item: the bytes travel as that many equal messages (strided runs)
-        k = np.asarray(spec[2] if len(spec) > 2 else 1, dtype=np.int64)
         has = peer >= 0
         valid = has & (nb > 0)
         if not valid.any():
             continue
         inter = valid & (topo.node[np.where(has, peer, 0)] != me)
         intra = valid & ~inter
-        each = nb // np.maximum(k, 1)
-        im = im + np.where(intra, k, 0)
-        imax = np.maximum(imax, np.where(intra, each, 0))
+        im = im + intra
+        imax = np.maximum(imax, np.where(intra, nb, 0))
         itot = itot + np.where(intra, nb, 0)
-        em = em + np.where(inter, k, 0)
-        emax = np.maximum(emax, np.where(inter, each, 0))
+        em = em + inter
+        emax = np.maximum(emax, np.where(inter, nb, 0))
         etot = etot + np.where(inter, nb, 0)
     share = zero
     using = em > 0
@@ -391,38 +416,26 @@ def _binomial_bcast(topo: Topo, root: int, nb: int, root_copy: int) -> list[tupl
     return steps
 
 
-def _one(cnt: Any) -> Any:
-    """Message count of a run of members' blocks in a flat allgather: one contiguous range."""
-    return np.ones_like(np.asarray(cnt))
-
-
-def _bruck(topo: Topo, mb: int, own_given: bool, own_copy: int, runs=_one) -> PhaseList:
-    """Bruck allgather of one block of ``mb`` bytes per member, each straight into its place:
-    a range of blocks that wraps past the last member travels as two parts; ``runs(cnt)`` is
-    how many messages a part of ``cnt`` members' blocks is (1 when contiguous)."""
+def _bruck(topo: Topo, mb: int, own_copy: int) -> PhaseList:
+    """Bruck allgather of one block of ``mb`` bytes per member through a rotated buffer: step
+    k sends one range of min(2^k, g - 2^k) blocks to member i - 2^k. Local copies: the own
+    block into its place (``own_copy``) and, when a later step sends it, into the rotated
+    buffer, in the first step; the inverse rotation of the g - 1 other blocks in the last."""
     g = topo.size
     out = PhaseList()
-    idx = np.arange(g)
-    k, d = 0, 1
     if g == 1:
         if own_copy:
             out.add(1, Sig(copy=own_copy))
         return out
-
-    def parts(first: np.ndarray, n: int, peer: np.ndarray) -> Msgs:
-        head = np.minimum(n, g - first)            # members before the wrap
-        tail = n - head
-        return [(peer, head * mb, runs(head)), (peer, tail * mb, np.where(tail > 0, runs(tail), 0))]
-
-    while d < g:
-        n = min(d, g - d)
-        if k == 0:
-            sends = [((idx - d) % g, mb, 1 if own_given else runs(np.ones(g, dtype=np.int64)))]
-        else:
-            sends = parts(idx, n, (idx - d) % g)
-        recvs = parts((idx + d) % g, n, (idx + d) % g)
-        out.add(1, *vstep(topo, sends, recvs, 0, own_copy if k == 0 else 0))
-        k, d = k + 1, d * 2
+    idx = np.arange(g)
+    steps = log2_ceil(g)
+    for k in range(steps):
+        d = 1 << k
+        nb = min(d, g - d) * mb
+        copy = (own_copy + (mb if steps > 1 else 0)) if k == 0 else 0
+        if k == steps - 1:
+            copy += (g - 1) * mb
+        out.add(1, *vstep(topo, [((idx - d) % g, nb)], [((idx + d) % g, nb)], 0, copy))
     return out
 
 
@@ -606,10 +619,9 @@ def _dbt(topo: Topo, n: int, s: int, k: int, copy_single: bool) -> PhaseList:
 
 # -- direct ---------------------------------------------------------------------------------------
 
-def _direct(topo: Topo, nb: int, reduce_per_msg: int, copy: int, send_k: int = 1,
-            recv_k: int = 1) -> PhaseList:
+def _direct(topo: Topo, nb: int, reduce_per_msg: int, copy: int) -> PhaseList:
     """One step: every member sends ``nb`` bytes to every other member and receives ``nb``
-    from each (as ``send_k`` / ``recv_k`` messages per peer)."""
+    from each."""
     g = topo.size
     out = PhaseList()
     if g == 1:
@@ -621,20 +633,17 @@ def _direct(topo: Topo, nb: int, reduce_per_msg: int, copy: int, send_k: int = 1
     for size in sorted(set(sizes.tolist()) - {0}):
         intra, inter = size - 1, g - size
 
-        def side(k: int) -> Side:
-            each = nb // k
-            return Side(intra * k, each if intra else 0, intra * nb, inter * k,
-                        each if inter else 0, inter * nb, size * topo.mult if inter else 0)
-
-        cands.append(Sig(side(send_k), side(recv_k), reduce_per_msg * (g - 1), copy))
+        side = Side(intra, nb if intra else 0, intra * nb, inter, nb if inter else 0,
+                    inter * nb, size * topo.mult if inter else 0)
+        cands.append(Sig(side, side, reduce_per_msg * (g - 1), copy))
     out.add(1, *cands)
     return out
 
 
 # -- cores shared by the flat algorithms and the hierarchical compositions ---------------------
 
-def _ag_ring(topo: Topo, mb: int, own_given: bool, own_copy: int, runs=_one) -> PhaseList:
-    """Ring allgather of one ``mb``-byte block per member (``runs(1)`` messages each)."""
+def _ag_ring(topo: Topo, mb: int, own_copy: int) -> PhaseList:
+    """Ring allgather of one ``mb``-byte block per member."""
     g = topo.size
     out = PhaseList()
     if g == 1:
@@ -642,25 +651,25 @@ def _ag_ring(topo: Topo, mb: int, own_given: bool, own_copy: int, runs=_one) -> 
             out.add(1, Sig(copy=own_copy))
         return out
     idx = np.arange(g)
-    k = int(np.asarray(runs(np.ones(1, dtype=np.int64)))[0])
     nxt, prv = (idx + 1) % g, (idx - 1) % g
-    out.add(1, *vstep(topo, [(nxt, mb, 1 if own_given else k)], [(prv, mb, k)], 0, own_copy))
-    out.add(g - 2, *vstep(topo, [(nxt, mb, k)], [(prv, mb, k)]))
+    out.add(1, *vstep(topo, [(nxt, mb)], [(prv, mb)], 0, own_copy))
+    out.add(g - 2, *vstep(topo, [(nxt, mb)], [(prv, mb)]))
     return out
 
 
-def ag_core(kind: str, topo: Topo, mb: int, own_given: bool, own_copy: int,
-            runs=_one) -> PhaseList | None:
-    """Allgather of one ``mb``-byte block per member by ``kind`` (None: no closed form)."""
+def ag_core(kind: str, topo: Topo, mb: int, own_copy: int) -> PhaseList | None:
+    """Allgather of one ``mb``-byte block per member by ``kind`` (None: no closed form);
+    ``own_copy``: bytes a member copies to put its own block in place (0 when it is there).
+    Every range a step sends is contiguous (flat blocks, or the hierarchical packed vector),
+    so each is one message."""
     if kind == "ring":
-        return _ag_ring(topo, mb, own_given, own_copy, runs) if topo.contiguous else None
+        return _ag_ring(topo, mb, own_copy) if topo.contiguous else None
     if kind == "direct":
-        k = int(np.asarray(runs(np.ones(1, dtype=np.int64)))[0])
-        return _direct(topo, mb, 0, own_copy, 1 if own_given else k, k)
+        return _direct(topo, mb, 0, own_copy)
     if kind == "recursive_doubling":
-        return _rd_allgather(topo, mb, own_given, own_copy, runs)
+        return _rd_allgather(topo, mb, own_copy)
     if kind == "bruck":
-        return _bruck(topo, mb, own_given, own_copy, runs)
+        return _bruck(topo, mb, own_copy)
     return None
 
 
@@ -758,7 +767,7 @@ def phases(algorithm: str, problem: Problem, itemsize: int, in_place: bool = Fal
             result = ar_core(name, topo, c, s, not in_place, opts)
     elif coll is G:
         if name in ("ring", "direct", "recursive_doubling", "bruck"):
-            result = ag_core(name, topo, c * s, True, 0 if in_place else c * s)
+            result = ag_core(name, topo, c * s, 0 if in_place else c * s)
     elif coll is RS:
         kind = {"ring": "ring", "direct": "direct", "recursive_halving": "recursive_halving"}
         if name in kind:
@@ -787,11 +796,10 @@ def phases(algorithm: str, problem: Problem, itemsize: int, in_place: bool = Fal
     return None if result is None else result.phases
 
 
-def _rd_allgather(topo: Topo, mb: int, own_given: bool, own_copy: int, runs=_one) -> PhaseList:
+def _rd_allgather(topo: Topo, mb: int, own_copy: int) -> PhaseList:
     """Recursive-doubling allgather of one block of ``mb`` bytes per member (fold for
-    non-powers of two); ``runs(cnt)``: messages a range of ``cnt`` members' blocks travels as.
-    A member whose data is still at its own input sends it from there (one message) and copies
-    it into place (``own_copy`` bytes) the first time it sends."""
+    non-powers of two). A member whose data is still at its own input sends it from there and
+    copies it into place (``own_copy`` bytes) the first time it sends."""
     g = topo.size
     out = PhaseList()
     if g == 1:
@@ -802,15 +810,13 @@ def _rd_allgather(topo: Topo, mb: int, own_given: bool, own_copy: int, runs=_one
     idx = np.arange(g)
     pair = idx < 2 * f.rem
     even, odd = pair & (idx % 2 == 0), pair & (idx % 2 == 1)
-    one = np.ones(g, dtype=np.int64)
     if f.rem:
-        out.add(1, *vstep(topo, [(_peers(even, idx + 1), mb, 1 if own_given else runs(one))],
-                          [(_peers(odd, idx - 1), mb, runs(one))], 0,
+        out.add(1, *vstep(topo, [(_peers(even, idx + 1), mb)], [(_peers(odd, idx - 1), mb)], 0,
                           np.where(odd, own_copy, 0)))
     survivors, nr, bound = _fold_arrays(f, g)
     alive = nr >= 0
     nra = np.where(alive, nr, 0)
-    pending = alive & (idx >= 2 * f.rem) & own_given
+    pending = alive & (idx >= 2 * f.rem)    # survivors that did not fold: own data unplaced
     for k in range(f.pof2.bit_length() - 1):
         m = 1 << k
         mine_lo = nra & ~(m - 1)
@@ -818,18 +824,12 @@ def _rd_allgather(topo: Topo, mb: int, own_given: bool, own_copy: int, runs=_one
         mine = bound[mine_lo + m] - bound[mine_lo]
         theirs = bound[theirs_lo + m] - bound[theirs_lo]
         partner = np.where(alive, survivors[nra ^ m], NONE)
-        if k == 0:
-            send_k = np.where(pending, 1, runs(mine))
-            copy = np.where(pending, own_copy, 0)
-        else:
-            send_k, copy = runs(mine), 0
-        out.add(1, *vstep(topo, [(partner, np.where(alive, mine * mb, 0), send_k)],
-                          [(partner, np.where(alive, theirs * mb, 0), runs(theirs))], 0, copy))
+        copy = np.where(pending, own_copy, 0) if k == 0 else 0
+        out.add(1, *vstep(topo, [(partner, np.where(alive, mine * mb, 0))],
+                          [(partner, np.where(alive, theirs * mb, 0))], 0, copy))
     if f.rem:
         total = g * mb
-        k_all = runs(np.full(g, g, dtype=np.int64))
-        out.add(1, *vstep(topo, [(_peers(odd, idx - 1), total, k_all)],
-                          [(_peers(even, idx + 1), total, k_all)]))
+        out.add(1, *vstep(topo, [(_peers(odd, idx - 1), total)], [(_peers(even, idx + 1), total)]))
     return out
 
 

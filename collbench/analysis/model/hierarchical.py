@@ -5,9 +5,10 @@ For P nodes of g ranks numbered node by node (a *blocked* layout):
 
 * allreduce  = inner reduce-scatter over g (blocks of n/g) + outer allreduce of the n/g shard
   over P nodes + inner allgather over g;
-* allgather  = outer allgather of one block per node (the g outer groups' blocks are strided
-  in the output, so every block is its own message when g > 1) + inner allgather of P blocks
-  per rank (P messages per rank's share unless the range covers the whole node);
+* allgather  = outer allgather of one block per node + inner allgather of P blocks per rank,
+  both on the local-index-major packed vector in scratch (every range one message), + a step
+  that unpacks it into the output (a copy of the whole output; none when g = 1 or P = 1,
+  where the packed order is the rank order);
 * reduce_scatter = a packing copy of the input (local-index-major) + inner reduce-scatter over
   g (blocks of P·n/p) + outer reduce-scatter over P (blocks of n/p).
 
@@ -20,8 +21,6 @@ one NIC is shared four ways. Other layouts (round robin) fall back to walking th
 from __future__ import annotations
 
 from typing import Any, Mapping
-
-import numpy as np
 
 from ...algorithms import Collective, Problem
 from ...algorithms.hierarchical import _resolve
@@ -41,6 +40,11 @@ def blocked_shape(problem: Problem) -> tuple[int, int] | None:
 
 def hierarchical_phases(problem: Problem, s: int, in_place: bool,
                         options: Mapping[str, Any]) -> list[Phase] | None:
+    # closed forms exist for these three; any other collective (e.g. a newly registered
+    # alltoall) is walked, not looked up in tables that do not know it
+    if problem.collective not in (Collective.ALLREDUCE, Collective.ALLGATHER,
+                                  Collective.REDUCE_SCATTER):
+        return None
     shape = blocked_shape(problem)
     if shape is None:
         return None
@@ -60,21 +64,18 @@ def hierarchical_phases(problem: Problem, s: int, in_place: bool,
             parts.append(rs_core(inner_rs, single_node(g), shard, s, 0))
         parts.append(ar_core(outer, own_nodes(P, g), shard, s, g == 1 and not in_place, outer_opts))
         if g > 1:
-            parts.append(ag_core(inner_ag, single_node(g), shard * s, False, 0))
+            parts.append(ag_core(inner_ag, single_node(g), shard * s, 0))
     elif coll is Collective.ALLGATHER:
         mb = c * s
-
-        def strided(cnt: Any) -> Any:        # outer: every member's block is its own run
-            return np.asarray(cnt)
-
-        def by_node(cnt: Any) -> Any:        # inner: one run per node unless the range is whole
-            cnt = np.asarray(cnt)
-            return np.where(cnt == g, 1, P) if P > 1 else np.ones_like(cnt)
-
-        parts.append(ag_core(outer, own_nodes(P, g), mb, True, 0 if in_place else mb,
-                             strided if g > 1 else (lambda cnt: np.ones_like(np.asarray(cnt)))))
+        packed = g > 1 and P > 1     # a blocked layout is in packed order only then
+        # own block: into the packed scratch (always a copy), or into the output (none in place)
+        parts.append(ag_core(outer, own_nodes(P, g), mb, mb if packed or not in_place else 0))
         if g > 1:
-            parts.append(ag_core(inner_ag, single_node(g), P * mb, False, 0, by_node))
+            parts.append(ag_core(inner_ag, single_node(g), P * mb, 0))
+        if packed:
+            unpack = PhaseList()
+            unpack.add(1, Sig(copy=problem.nranks * mb))
+            parts.append(unpack)
     elif coll is Collective.REDUCE_SCATTER:
         p = problem.nranks
         if g > 1 and P > 1:
