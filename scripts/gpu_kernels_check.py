@@ -11,11 +11,14 @@ Sections (one output line per check, a summary table last, exit status 1 on any 
              sizes 0 .. 64 MiB, aligned, misaligned (all pointers +1 element: vector path with a
              scalar head; one pointer +1: scalar path) and in place; outputs poisoned, guard
              elements around every output checked.
-  bandwidth  sum of two 256 MiB float32 / bfloat16 inputs (3 x size bytes) vs a 256 MiB
-             device-to-device cudaMemcpy (2 x size bytes); CUDA events, median of runs.
+  bandwidth  sum of two float32 / bfloat16 inputs (3 x size bytes) vs a device-to-device
+             cudaMemcpy (2 x size bytes) at 16 and 256 MiB: launches back to back between CUDA
+             events (queued behind a hold kernel, so Python's launch cost is not timed), buffer
+             sets rotated past twice the L2 size so every launch reads HBM; median of 5.
   ipc        `mpiexec -n N` (N = 1, 2, 4; all ranks on GPU 0) running this script with
              --ipc-worker: every IPC collective vs numpy, in and out of place, and CUDA-graph mode
-             (N captured launches of an 8-byte one-shot allreduce, replayed; per-op microseconds).
+             (N captured launches of an 8-byte one-shot allreduce, replayed; per-op microseconds), and
+             a barrier timeout on rank 0 alone, which every rank must report (np > 1).
 Float results must match bit for bit (NaN matches NaN; +0 matches -0 for max/min only): the
 kernels compute in the same arithmetic as the numpy reference (16-bit types: float32 math,
 one rounding).
@@ -391,61 +394,125 @@ def check_reduce(rep: Report, cp: Any, seed: int) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def time_events(cp: Any, fn: Callable[[], None], reps: int, warmup: int = 2) -> float:
-    """Median milliseconds of fn() on the current stream, by CUDA events."""
+# A spin kernel that holds the stream while the timed launches are queued behind it, so the timed
+# region holds the kernels back to back however slowly Python launches them (kernels.reduce costs
+# tens of microseconds of Python; a 16 MiB reduction on an H200 takes about ten).
+HOLD_SOURCE = r"""
+extern "C" __global__ void collbench_hold(unsigned long long ns) {
+  unsigned long long t0, t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
+  do { asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t)); } while (t - t0 < ns);
+}
+"""
+BANDWIDTH_SIZES = (16 * MiB, 256 * MiB)
+DEFAULT_L2_BYTES = 64 * MiB  # when the device does not report L2CacheSize
+
+
+def rotation_sets(bytes_per_set: int, l2_bytes: int) -> int:
+    """Buffer sets to rotate over so that consecutive launches touch more than twice the L2
+    cache: each launch then reads from HBM (what the row claims to measure), not from L2."""
+    return max(1, -(-2 * l2_bytes // max(1, bytes_per_set)))
+
+
+def time_back_to_back(cp: Any, launches: list[Callable[[], None]], trials: int = 5, hold_ms: float = 20.0) -> float:
+    """Median over trials of milliseconds per launch for ``launches`` run back to back.
+
+    Each trial: a hold kernel, start event, every launch, end event. The launches queue behind
+    the hold, so the events bracket device time only, not Python's launch overhead. If the hold
+    ended before the last launch was queued (the start event already completed), the trial is
+    repeated with a longer hold.
+    """
     stream = cp.cuda.get_current_stream()
-    for _ in range(warmup):
-        fn()
+    hold = cp.RawKernel(HOLD_SOURCE, "collbench_hold")
+    for launch in launches:  # warm-up: module loads, first-touch, clocks up
+        launch()
     stream.synchronize()
-    times = []
-    for _ in range(reps):
+    times: list[float] = []
+    while len(times) < trials:
         start, end = cp.cuda.Event(), cp.cuda.Event()
+        hold((1,), (1,), (np.uint64(int(hold_ms * 1e6)),))
         start.record(stream)
-        fn()
+        for launch in launches:
+            launch()
+        overran = start.done  # the GPU started timing before everything was queued
         end.record(stream)
         end.synchronize()
-        times.append(cp.cuda.get_elapsed_time(start, end))
+        if overran:
+            if hold_ms >= 2000:
+                raise RuntimeError("launching is too slow to queue the timed kernels behind a 2 s hold")
+            hold_ms *= 4
+            continue
+        times.append(cp.cuda.get_elapsed_time(start, end) / len(launches))
     return float(np.median(times))
 
 
-def check_bandwidth(rep: Report, cp: Any, strict: bool) -> dict[str, float]:
-    size = 256 * MiB
+def l2_bytes(cp: Any) -> int:
+    try:
+        return int(cp.cuda.Device().attributes["L2CacheSize"]) or DEFAULT_L2_BYTES
+    except Exception:  # noqa: BLE001 - attribute missing on an odd CuPy: assume a large L2
+        return DEFAULT_L2_BYTES
+
+
+def copy_launches(cp: Any, size: int, sets: int, rounds: int) -> tuple[list[Callable[[], None]], list[Any]]:
+    """Device-to-device copies of ``size`` bytes, rotating over ``sets`` (src, dst) pairs."""
     rt = cp.cuda.runtime
     stream = cp.cuda.get_current_stream()
-    bufs = [cp.empty(size, dtype=cp.uint8) for _ in range(2)]
-    bufs[0].fill(1)
-    src_ptr, dst_ptr = bufs[0].data.ptr, bufs[1].data.ptr
-    copy_ms = time_events(cp, lambda: rt.memcpyAsync(dst_ptr, src_ptr, size, rt.memcpyDeviceToDevice, stream.ptr),
-                          reps=10)
-    copy_bw = 2 * size / copy_ms / 1e6  # GB/s
-    rep.add("bandwidth", "d2d copy 256 MiB", "info", f"{copy_bw:.1f} GB/s (2 x size / time, median of 10)",
-            gbps=copy_bw, ms=copy_ms)
-    bufs.clear()
-    out = {"copy_gbps": copy_bw}
-    for name in ("float32", "bfloat16"):
-        info = _layout.dtype_info(name)
-        n = size // info.itemsize
-        a = cp.ones(n, dtype=info.storage)
-        b = cp.ones(n, dtype=info.storage)
-        c = cp.empty(n, dtype=info.storage)
-        dt = "bfloat16" if name == "bfloat16" else None
-        ms = time_events(cp, lambda: kernels.reduce("sum", c, a, b, dtype=dt), reps=10)
-        bw = 3 * size / ms / 1e6
-        ratio = bw / copy_bw
-        status = "pass" if ratio >= 0.85 else ("fail" if strict else "warn")
-        rep.add("bandwidth", f"reduce sum {name} 256 MiB", status,
-                f"{bw:.1f} GB/s (3 x size / time) = {100 * ratio:.1f}% of copy (target >= 85%)",
-                gbps=bw, ms=ms, ratio=ratio)
-        out[f"{name}_ratio"] = ratio
-        del a, b, c
-    if True:  # context: CuPy's own elementwise add on the same float32 data
-        n = size // 4
-        a, b, c = cp.ones(n, cp.float32), cp.ones(n, cp.float32), cp.empty(n, cp.float32)
-        ms = time_events(cp, lambda: cp.add(a, b, out=c), reps=10)
-        rep.add("bandwidth", "cupy.add float32 256 MiB (context)", "info", f"{3 * size / ms / 1e6:.1f} GB/s",
-                gbps=3 * size / ms / 1e6)
-        del a, b, c
-    cp.get_default_memory_pool().free_all_blocks()
+    pairs = [(cp.empty(size, dtype=cp.uint8), cp.empty(size, dtype=cp.uint8)) for _ in range(sets)]
+    for src, _ in pairs:
+        src.fill(1)
+
+    def copy(src: Any, dst: Any) -> Callable[[], None]:
+        return lambda: rt.memcpyAsync(dst.data.ptr, src.data.ptr, size, rt.memcpyDeviceToDevice, stream.ptr)
+
+    return [copy(*pairs[i % sets]) for i in range(rounds * sets)], pairs
+
+
+def reduce_launches(cp: Any, info: _layout.DTypeInfo, size: int, sets: int,
+                    rounds: int) -> tuple[list[Callable[[], None]], list[Any]]:
+    """``c = a + b`` over ``size`` bytes each, rotating over ``sets`` (a, b, c) triples."""
+    n = size // info.itemsize
+    triples = [(cp.ones(n, dtype=info.storage), cp.ones(n, dtype=info.storage), cp.empty(n, dtype=info.storage))
+               for _ in range(sets)]
+    dt = "bfloat16" if info.name == "bfloat16" else None
+
+    def add(a: Any, b: Any, c: Any) -> Callable[[], None]:
+        return lambda: kernels.reduce("sum", c, a, b, dtype=dt)
+
+    return [add(*triples[i % sets]) for i in range(rounds * sets)], triples
+
+
+def check_bandwidth(rep: Report, cp: Any, strict: bool, sizes: tuple[int, ...] = BANDWIDTH_SIZES,
+                    rounds: int = 4) -> dict[str, float]:
+    """Reduction bandwidth (3 x size bytes per sum) against a device-to-device copy (2 x size) at
+    each size, both measured back to back from HBM (buffer sets rotated past twice the L2)."""
+    l2 = l2_bytes(cp)
+    out: dict[str, float] = {"l2_bytes": float(l2)}
+    for size in sizes:
+        label = f"{size // MiB} MiB"
+        suffix = "" if size == 256 * MiB else f"_{size // MiB}MiB"  # 256 MiB keeps the old keys
+        sets = rotation_sets(2 * size, l2)
+        launches, keep = copy_launches(cp, size, sets, rounds)
+        copy_ms = time_back_to_back(cp, launches)
+        del launches, keep
+        copy_bw = 2 * size / copy_ms / 1e6  # GB/s
+        rep.add("bandwidth", f"d2d copy {label}", "info",
+                f"{copy_bw:.1f} GB/s (2 x size / time; {rounds * sets} back-to-back "
+                f"copies over {sets} buffer set(s), L2 {l2 / MiB:.0f} MiB; median of 5)", gbps=copy_bw, ms=copy_ms)
+        out[f"copy_gbps{suffix}"] = copy_bw
+        for name in ("float32", "bfloat16"):
+            info = _layout.dtype_info(name)
+            sets = rotation_sets(3 * size, l2)
+            launches, keep = reduce_launches(cp, info, size, sets, rounds)
+            ms = time_back_to_back(cp, launches)
+            del launches, keep
+            bw = 3 * size / ms / 1e6
+            ratio = bw / copy_bw
+            status = "pass" if ratio >= 0.85 else ("fail" if strict else "warn")
+            rep.add("bandwidth", f"reduce sum {name} {label}", status,
+                    f"{bw:.1f} GB/s (3 x size / time; {rounds * sets} back-to-back launches over {sets} buffer "
+                    f"set(s)) = {100 * ratio:.1f}% of copy (target >= 85%)", gbps=bw, ms=ms, ratio=ratio)
+            out[f"{name}_ratio{suffix}"] = ratio
+        cp.get_default_memory_pool().free_all_blocks()
     return out
 
 
@@ -503,8 +570,13 @@ def ipc_worker(args: argparse.Namespace) -> int:
         rep.add("ipc", f"np={nranks} setup", "fail", f"{type(exc).__name__}: {exc}")
         return finish_worker(args, rep, node)
     if rank == 0:
+        # the occupancy query must work on a GPU (1 is also its fallback when CuPy lacks it)
+        one_shot = kernels.get_kernel("ipc_collectives.cu", "ipc_one_shot_sum_float32", "float32")
+        per_sm = kernels.occupancy_per_sm(one_shot, comm.threads)
         rep.add("ipc", f"np={nranks} setup", "info",
-                f"max_bytes={max_bytes}, max_blocks={comm.max_blocks}, same_device={comm.same_device}")
+                f"max_bytes={max_bytes}, max_blocks={comm.max_blocks}, same_device={comm.same_device}, "
+                f"{comm.residency}, one-shot f32: {per_sm} blocks/SM -> grid cap "
+                f"{comm.grid_cap(one_shot, 'ipc_one_shot_sum_float32/float32')}")
     stream = cp.cuda.Stream(non_blocking=True)
     groups: dict[str, dict[str, Any]] = {}
     fatal = False
@@ -547,7 +619,39 @@ def ipc_worker(args: argparse.Namespace) -> int:
         comm.close()
     except Exception as exc:  # noqa: BLE001
         rep.add("ipc", f"np={nranks} close", "fail", str(exc))
+    if nranks > 1:
+        ipc_error_agreement(node, rep, lambda: IpcCommunicator(node, 4096, timeout_s=1.0))
     return finish_worker(args, rep, node)
+
+
+def ipc_error_agreement(node: Any, rep: Report, make_comm: Callable[[], Any]) -> None:
+    """A barrier that times out on one rank must be reported by every rank, naming it. Rank 0
+    launches a one-shot allreduce alone on a fresh communicator (1 s barrier timeout); its peers
+    launch nothing, so their local check is clean and only check_error_all can tell them."""
+    rank = node.Get_rank()
+    outcome: str | None = "no error raised"
+    try:
+        comm = make_comm()  # setup errors are agreed: every rank lands in the except below
+    except Exception as exc:  # noqa: BLE001
+        comm, outcome = None, f"setup: {type(exc).__name__}: {exc}"
+    if comm is not None:
+        try:
+            if rank == 0:
+                comm.allreduce_one_shot(2, "float32", "sum")
+            comm.check_error_all()
+        except Exception as exc:  # noqa: BLE001 - IpcTimeoutError expected
+            text = f"{type(exc).__name__}: {exc}"
+            outcome = None if (type(exc).__name__ == "IpcTimeoutError" and "rank 0:" in text) else text
+        finally:
+            try:
+                comm.close()
+            except Exception:  # noqa: BLE001,S110 - the communicator is dead by design here
+                pass
+    outcomes = node.gather(outcome, root=0)
+    if rank == 0:
+        bad = [f"rank {r}: {o}" for r, o in enumerate(outcomes) if o]
+        rep.add("ipc", f"np={node.Get_size()} one-rank timeout", "fail" if bad else "pass",
+                "; ".join(bad) if bad else "a barrier timeout on rank 0 alone was raised on every rank, naming it")
 
 
 def finish_worker(args: argparse.Namespace, rep: Report, node: Any) -> int:
@@ -836,7 +940,9 @@ def summary_table(rep: Report, perf: dict[str, Any], seconds: float) -> str:
         rows.append((section, counts["pass"], counts["fail"], counts["warn"], counts["skip"]))
     lines = ["", "SUMMARY", f"{'section':10s} {'pass':>5s} {'fail':>5s} {'warn':>5s} {'skip':>5s}"]
     lines += [f"{s:10s} {p:5d} {f:5d} {w:5d} {k:5d}" for s, p, f, w, k in rows]
-    for key, label in (("float32_ratio", "reduce f32 / copy bandwidth"), ("bfloat16_ratio", "reduce bf16 / copy bandwidth")):
+    for key, label in (("float32_ratio", "reduce f32 / copy, 256 MiB"), ("bfloat16_ratio", "reduce bf16 / copy, 256 MiB"),
+                       ("float32_ratio_16MiB", "reduce f32 / copy, 16 MiB"),
+                       ("bfloat16_ratio_16MiB", "reduce bf16 / copy, 16 MiB")):
         if key in perf:
             lines.append(f"{label:32s} {100 * perf[key]:6.1f} %  (target >= 85 %)")
     for c in rep.checks:

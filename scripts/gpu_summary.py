@@ -9,7 +9,15 @@ import json
 import sys
 from pathlib import Path
 
-from collbench.results.files import read_results
+from collbench.results.files import Row, read_results
+
+
+def communicating(row: Row) -> bool:
+    """Rows whose time and bandwidth measure communication. At one rank nothing moves between
+    ranks (reduce and broadcast still get busbw = algbw, from a local copy or a no-op), and a row
+    of zero bytes runs nothing at all (in graph mode, an empty graph): both left out of the peak
+    busbw and the minimum time, which would otherwise report launch overhead as a result."""
+    return row.nranks > 1 and row.bytes > 0
 
 
 def main(workdir: str) -> int:
@@ -25,12 +33,17 @@ def main(workdir: str) -> int:
         if not rows:
             print(f"{path.name:28s} {0:5d}  (no rows{'' if results.complete else ', incomplete'})")
             continue
-        wrong = sum(r.wrong or 0 for r in rows)
-        peak = max(r.busbw_gbps for r in rows)
-        fastest = min(r.time_us for r in rows if r.bytes > 0) if any(r.bytes for r in rows) else 0.0
+        wrong = sum(r.wrong or 0 for r in rows)  # every row is validated, no-op or not
+        measured = [r for r in rows if communicating(r)]
+        if measured:
+            peak = f"{max(r.busbw_gbps for r in measured):9.1f}GB/s"
+            fastest = f"{min(r.time_us for r in measured):7.2f}us"
+        else:
+            peak, fastest = f"{'-':>13s}", f"{'-':>9s}"
         kinds = sorted({f"{r.backend}/{r.executor}" for r in rows})
         flag = "" if results.complete else " INCOMPLETE"
-        print(f"{path.name:28s} {len(rows):5d} {wrong:6d} {peak:9.1f}GB/s {fastest:7.2f}us  {', '.join(kinds)}{flag}")
+        note = "" if measured else "  (no communicating rows: 1 rank or 0 bytes)"
+        print(f"{path.name:28s} {len(rows):5d} {wrong:6d} {peak} {fastest}  {', '.join(kinds)}{flag}{note}")
     kernels = work / "gpu_kernels_check.json"
     if kernels.exists():
         data = json.loads(kernels.read_text())

@@ -120,7 +120,7 @@ class Timer(abc.ABC):
         """Seconds of each of ``iterations`` calls (float64 array)."""
 
     def once(self, run: Callable[[], None]) -> None:
-        """One call, completed (validation: never replayed, whatever the timing mode)."""
+        """One call, completed (validation; in graph mode, captured as a one-operation graph and replayed)."""
         self.batch(run, 1)
 
 

@@ -4,9 +4,10 @@ Algorithms (``--algo``): allreduce ``one_shot`` (every rank reads every input; l
 and ``two_shot`` (reduce-scatter by reads, barrier, allgather by reads; bandwidth-optimal);
 allgather and reduce_scatter ``direct`` (each rank reads its blocks from every peer);
 ``native`` picks one_shot / direct. ``hierarchical`` allreduce runs the IPC reduce-scatter
-inside each node, NCCL allreduce among the ranks with the same local index across nodes, and
-the IPC allgather inside the node. Each is one kernel launch (plus NCCL for hierarchical) on the
-backend's stream, so it can be captured in a CUDA graph (``-G``).
+inside each node (out of place: the input stays intact), NCCL allreduce among the ranks with the
+same local index across nodes, and the IPC allgather inside the node. Each is one kernel launch
+(plus NCCL for hierarchical) on the backend's stream, so it can be captured in a CUDA graph
+(``-G``).
 """
 
 from __future__ import annotations
@@ -70,7 +71,9 @@ class CudaIpcBackend(Backend):
         self.uniform = len({s for s, _ in sizes}) == 1
         cupy.cuda.Device(self.device).use()
         self.stream = cupy.cuda.Stream(non_blocking=True)
-        self.timer = CudaEventTimer(self.stream, graph_replays)
+        # barrier: ranks lined up before a graph's timed replays; after: a barrier timeout inside
+        # a kernel on one rank is raised on every rank of the node, naming it (check_error_all)
+        self.timer = CudaEventTimer(self.stream, graph_replays, barrier=comm.Barrier, after=self._agree_kernel_errors)
         self.graph_replays = graph_replays
         self.ipc = None
         self._nccl_cross = None
@@ -111,14 +114,27 @@ class CudaIpcBackend(Backend):
                 raise UsageError(str(exc)) from None
 
     def _cross_nccl(self) -> Any:
-        """NCCL among the ranks with the same local index (created on first hierarchical use)."""
+        """NCCL among the ranks with the same local index (created on first hierarchical use;
+        with a deadline, and a failure on one rank raised on all: see gpu/nccl_init.py)."""
         if self._nccl_cross is None:
             from cupy.cuda import nccl
 
-            uid = nccl.get_unique_id() if self.cross_comm.Get_rank() == 0 else None
-            uid = self.cross_comm.bcast(uid, root=0)
-            self._nccl_cross = nccl.NcclCommunicator(self.cross_comm.Get_size(), uid, self.cross_comm.Get_rank())
+            from ..gpu.nccl_init import create_communicator, init_timeout
+
+            cupy, device = self._cupy, self.device
+            size, rank = self.cross_comm.Get_size(), self.cross_comm.Get_rank()
+
+            def init_rank(uid: Any) -> Any:
+                cupy.cuda.Device(device).use()  # the init thread's current device (per thread)
+                return nccl.NcclCommunicator(size, uid, rank)
+
+            self._nccl_cross = create_communicator(self.cross_comm, init_rank, nccl.get_unique_id, init_timeout())
         return self._nccl_cross
+
+    def _agree_kernel_errors(self) -> None:
+        """The timer's after-hook: every rank of the node raises if a kernel failed on any."""
+        if self.ipc is not None:
+            self.ipc.check_error_all(self.stream)
 
     # -- data -----------------------------------------------------------------------------------
 
@@ -154,14 +170,16 @@ class CudaIpcBackend(Backend):
         ipc, stream, g = self.ipc, self.stream, self.local_size
         count, dtype, op = request.count, request.dtype.name, request.op
         chunk = count // g
-        inp = ipc.send_view("allreduce", count, dtype)                 # the input buffer
-        shard = ipc.recv_view("reduce_scatter", chunk, dtype, True)    # in[rank*chunk], after RS in place
-        gathered_slot = ipc.send_view("allgather", chunk, dtype, True)  # out[rank*chunk]
-        out = ipc.recv_view("allgather", chunk, dtype, True)           # out[0:count]
+        # Out of place means the input is never written: timed iterations must all see the same
+        # data. So the node's reduce-scatter runs out of place (in[0:count] -> out[0:chunk]) and
+        # the cross-node allreduce moves the shard to its allgather slot out[rank*chunk] (the
+        # same place on rank 0, disjoint elsewhere), where the in-place allgather expects it.
+        inp = ipc.send_view("allreduce", count, dtype)                  # in[0:count], read only
+        shard = ipc.recv_view("reduce_scatter", chunk, dtype, False)    # out[0:chunk]
+        slot = ipc.send_view("allgather", chunk, dtype, True)           # out[rank*chunk]
+        out = ipc.recv_view("allgather", chunk, dtype, True)            # out[0:count]
         cross = self._cross_nccl()
         nccl_dtype, nccl_op = NCCL_DTYPES[dtype], NCCL_OPS["sum" if op == "avg" else op]
-        memcpy = self._cupy.cuda.runtime.memcpyAsync
-        d2d = self._cupy.cuda.runtime.memcpyDeviceToDevice
         launch, sptr = ipc.launch, stream.ptr
         # avg cannot be composed stage by stage (each stage would divide by its own rank count):
         # sum through every stage and divide by the total rank count once at the end.
@@ -178,9 +196,8 @@ class CudaIpcBackend(Backend):
         def run() -> None:
             if chunk == 0:
                 return
-            launch("reduce_scatter", chunk, dtype, inner_op, inplace=True, stream=stream)
-            cross.allReduce(shard.data.ptr, shard.data.ptr, chunk, nccl_dtype, nccl_op, sptr)
-            memcpy(gathered_slot.data.ptr, shard.data.ptr, shard.nbytes, d2d, sptr)
+            launch("reduce_scatter", chunk, dtype, inner_op, inplace=False, stream=stream)
+            cross.allReduce(shard.data.ptr, slot.data.ptr, chunk, nccl_dtype, nccl_op, sptr)
             launch("allgather", chunk, dtype, None, inplace=True, stream=stream)
             if finalize is not None:
                 finalize()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ..algorithms import Buf, Collective, Layout, Problem
+from ..algorithms import Buf, Collective, Layout, Problem, inplace_input_offset
 from ..dtypes import DType
 from ..errors import UsageError
 from ..gpu import device as gpu_device
@@ -55,11 +55,45 @@ class CudaBuffers:
         return buffer[start:start + count * dtype.itemsize].view(self.device_dtype(dtype))
 
 
+def _refuse_shared_gpus(devices: list[tuple[str, int, str, Any]]) -> None:
+    """NCCL cannot run two ranks on one GPU. Ranks are compared by physical device (UUID or PCI
+    id), never by index: with per-task GPU binding every rank's GPU is its device 0."""
+    groups = gpu_device.shared_devices([identity for _, _, identity, _ in devices])
+    if groups:
+        ranks = groups[0]
+        host, index, identity, _ = devices[ranks[0]]
+        raise UsageError(f"NCCL needs one GPU per rank, but ranks {', '.join(map(str, ranks))} would share "
+                         f"GPU {index} on {host} ({identity}); use as many ranks per node as GPUs")
+
+
 CAPABILITIES = Capabilities(
     backend="nccl", needs=("mpi4py", "cupy", "gpu", "nccl"),
     native=frozenset({Collective.ALLREDUCE, Collective.ALLGATHER, Collective.REDUCE_SCATTER,
-                      Collective.BROADCAST, Collective.REDUCE}),
-    schedules=True)  # every registered schedule, over grouped ncclSend/ncclRecv
+                      Collective.BROADCAST, Collective.REDUCE, Collective.ALLTOALL}),
+    schedules=True,  # every registered schedule, over grouped ncclSend/ncclRecv
+    native_notes={Collective.ALLTOALL: "grouped send/recv, out of place only"})
+
+
+def _alltoall_call(cupy: Any, nccl: Any, comm: Any, sptr: int, rptr: int, count: int, nccl_dtype: int,
+                   itemsize: int, p: int, rank: int, stream: int) -> Any:
+    """Alltoall as nccl-tests does it: one group of ncclSend/ncclRecv with every peer (block
+    ``j`` of the send buffer to rank ``j``, block ``j`` of the receive buffer from it); the own
+    block is a device copy on the same stream. Pointers are computed once, not per call."""
+    block = count * itemsize
+    peers = [(j, sptr + j * block, rptr + j * block) for j in range(p) if j != rank]
+    own = (rptr + rank * block, sptr + rank * block, block, cupy.cuda.runtime.memcpyDeviceToDevice, stream)
+
+    def run() -> None:
+        if block:
+            cupy.cuda.runtime.memcpyAsync(*own)
+        if not peers or not count:
+            return
+        nccl.groupStart()
+        for peer, send, recv in peers:
+            comm.send(send, count, nccl_dtype, peer, stream)
+            comm.recv(recv, count, nccl_dtype, peer, stream)
+        nccl.groupEnd()
+    return run
 
 
 class NcclBackend(Backend):
@@ -71,6 +105,8 @@ class NcclBackend(Backend):
         algorithm_options: options for custom algorithms.
         graph_replays: CUDA-graph mode (``-G``): replay the captured loop this many times.
         gpu_map: device index per local rank (default: local rank modulo visible devices).
+        init_timeout: seconds NCCL initialisation may take on any rank before every rank gives
+            up together (default: COLLBENCH_NCCL_INIT_TIMEOUT, else 300).
     """
 
     name = "nccl"
@@ -78,7 +114,7 @@ class NcclBackend(Backend):
 
     def __init__(self, comm: Any, layout: Layout | None = None,
                  algorithm_options: dict[str, str] | None = None, graph_replays: int = 0,
-                 gpu_map: tuple[int, ...] | None = None) -> None:
+                 gpu_map: tuple[int, ...] | None = None, init_timeout: float | None = None) -> None:
         from mpi4py import MPI
 
         try:
@@ -88,7 +124,10 @@ class NcclBackend(Backend):
             raise UsageError(f"the nccl backend needs CuPy and NCCL: pip install 'collbench[cuda12]' "
                              f"(or [cuda13]) ({exc})") from None
         if not nccl.available:
-            raise UsageError("CuPy cannot load NCCL: install nvidia-nccl-cu12/-cu13 or set NCCL_HOME")
+            raise UsageError("CuPy cannot load NCCL: install nvidia-nccl-cu12/-cu13, or put the directory "
+                             "holding libnccl.so.2 on LD_LIBRARY_PATH (e.g. `module load nccl`)")
+        from ..gpu.nccl_init import create_communicator
+        from ..gpu.nccl_init import init_timeout as resolve_init_timeout
         from ..gpu.timer import CudaEventTimer
 
         self._cupy, self._nccl = cupy, nccl
@@ -99,28 +138,33 @@ class NcclBackend(Backend):
         local.Free()
         # Device choice can fail on one rank only (a bad --gpu-map on one node): decide it
         # everywhere first and share the verdict, so no rank is left waiting in a collective.
-        error = None
+        error = identity = None
         try:
+            timeout = resolve_init_timeout(init_timeout)
             visible = cupy.cuda.runtime.getDeviceCount()
             self.device = gpu_device.choose_device(self.local_rank, visible, gpu_map)
+            identity = gpu_device.device_identity(self.device)
         except (UsageError, cupy.cuda.runtime.CUDARuntimeError) as exc:
             error, self.device = str(exc), -1
-        devices = comm.allgather((gpu_device.node_name_for_map(), self.device, error))
-        errors = [e for _, _, e in devices if e]
+        devices = comm.allgather((gpu_device.node_name_for_map(), self.device, identity, error))
+        errors = [e for *_, e in devices if e]
         if errors:
             raise UsageError(errors[0])
-        mine = devices[self.rank][:2]
-        sharing = [r for r, d in enumerate(devices) if d[:2] == mine]
-        if len(sharing) > 1:
-            raise UsageError(f"NCCL needs one GPU per rank, but ranks {', '.join(map(str, sharing))} "
-                             f"would share GPU {self.device} on {mine[0]} (use as many ranks per node as GPUs)")
+        _refuse_shared_gpus(devices)
         cupy.cuda.Device(self.device).use()
-        unique_id = nccl.get_unique_id() if self.rank == 0 else None
-        unique_id = comm.bcast(unique_id, root=0)
-        self.nccl_comm = nccl.NcclCommunicator(self.size, unique_id, self.rank)
+        size, rank, device = self.size, self.rank, self.device
+
+        def init_rank(uid: Any) -> Any:
+            # runs in create_communicator's thread: the current CUDA device is per thread, and
+            # ncclCommInitRank binds the communicator to the calling thread's device
+            cupy.cuda.Device(device).use()
+            return nccl.NcclCommunicator(size, uid, rank)
+
+        self.nccl_comm = create_communicator(comm, init_rank, nccl.get_unique_id, timeout)
         self.stream = cupy.cuda.Stream(non_blocking=True)
         self.buffers = CudaBuffers(cupy)
-        self.timer = CudaEventTimer(self.stream, graph_replays)
+        # the barrier lines the ranks up before a graph's timed replays (see CudaEventTimer)
+        self.timer = CudaEventTimer(self.stream, graph_replays, barrier=comm.Barrier)
         self.layout = layout
         self.algorithm_options = dict(algorithm_options or {})
         self.graph_replays = graph_replays
@@ -136,6 +180,9 @@ class NcclBackend(Backend):
                                                 self.algorithm_options)
         if request.op == "avg" and self._nccl.get_version() < 21000:
             return "ncclAvg needs NCCL 2.10 or newer"
+        if request.collective is Collective.ALLTOALL and request.placement is Placement.IN_PLACE:
+            # nccl-tests times it but prints #wrong N/A: sends and receives race on one buffer
+            return "NCCL alltoall (grouped send/recv) runs out of place only"
         return None
 
     def reserve(self, max_bytes: int, dtypes: list[DType]) -> None:
@@ -159,32 +206,31 @@ class NcclBackend(Backend):
         op = NCCL_OPS[request.op] if coll.reduces else None
         in_place = request.placement is Placement.IN_PLACE
         buffers, root = self.buffers, request.root
-        n_out = count * p if coll is Collective.ALLGATHER else count
-        n_in = count * p if coll is Collective.REDUCE_SCATTER else count
+        problem = self.problem(request)  # lengths and in-place aliasing: the collective's descriptor
+        n_in, n_out = problem.input_len(rank), problem.output_len(rank)
         if in_place:
-            if coll is Collective.ALLGATHER:
+            host, offset = inplace_input_offset(problem, rank)
+            if host is Buf.OUTPUT:
                 out = buffers.typed(buffers.recv, dtype, n_out)
-                inp = buffers.typed(buffers.recv, dtype, count, rank * count)
-            elif coll is Collective.REDUCE_SCATTER:
-                inp = buffers.typed(buffers.recv, dtype, n_in)
-                out = buffers.typed(buffers.recv, dtype, count, rank * count)
+                inp = buffers.typed(buffers.recv, dtype, n_in, offset)
             else:
-                inp = out = buffers.typed(buffers.recv, dtype, count)
+                inp = buffers.typed(buffers.recv, dtype, n_in)
+                out = buffers.typed(buffers.recv, dtype, n_out, offset)
         else:
             inp = buffers.typed(buffers.send, dtype, n_in)
             out = buffers.typed(buffers.recv, dtype, n_out)
         sptr, rptr = inp.data.ptr, out.data.ptr
-        if coll is Collective.ALLREDUCE:
-            call = lambda: comm.allReduce(sptr, rptr, count, nccl_dtype, op, stream)  # noqa: E731
-        elif coll is Collective.ALLGATHER:
-            call = lambda: comm.allGather(sptr, rptr, count, nccl_dtype, stream)  # noqa: E731
-        elif coll is Collective.REDUCE_SCATTER:
-            call = lambda: comm.reduceScatter(sptr, rptr, count, nccl_dtype, op, stream)  # noqa: E731
-        elif coll is Collective.BROADCAST:
-            call = lambda: comm.broadcast(sptr, rptr, count, nccl_dtype, root, stream)  # noqa: E731
-        else:
-            call = lambda: comm.reduce(sptr, rptr, count, nccl_dtype, op, root, stream)  # noqa: E731
-        return PreparedOp(call, inp, out)
+        calls = {  # one NCCL call per collective
+            Collective.ALLREDUCE: lambda: comm.allReduce(sptr, rptr, count, nccl_dtype, op, stream),
+            Collective.ALLGATHER: lambda: comm.allGather(sptr, rptr, count, nccl_dtype, stream),
+            Collective.REDUCE_SCATTER: lambda: comm.reduceScatter(sptr, rptr, count, nccl_dtype, op, stream),
+            Collective.BROADCAST: lambda: comm.broadcast(sptr, rptr, count, nccl_dtype, root, stream),
+            Collective.REDUCE: lambda: comm.reduce(sptr, rptr, count, nccl_dtype, op, root, stream),
+            # NCCL has no alltoall call: grouped send/recv, as nccl-tests does (O(p) to build)
+            Collective.ALLTOALL: _alltoall_call(self._cupy, self._nccl, comm, sptr, rptr, count,
+                                                nccl_dtype, dtype.itemsize, p, rank, stream),
+        }
+        return PreparedOp(calls[coll], inp, out)
 
     # -- custom schedules over NCCL send/recv -------------------------------------------------
 
@@ -232,6 +278,10 @@ class NcclBackend(Backend):
             "devices": devices,
             "graph_replays": self.graph_replays,
             "nccl_env": {k: v for k, v in os.environ.items() if k.startswith(NCCL_ENV_PREFIX)},
+            # what CuPy really loaded (the loader's choice, not collbench's search), and the
+            # network plugin NCCL mapped once a communicator existed (aws-ofi-nccl, …)
+            "nccl_library": gpu_device.loaded_library(r"^libnccl\.so"),
+            "nccl_net_plugin": gpu_device.loaded_library(r"^libnccl-net.*\.so"),
         }
 
     def close(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
@@ -70,10 +71,32 @@ def runtime_facts() -> dict[str, Any]:
 
 
 def node_name_for_map() -> str:
-    """The node name used to detect ranks sharing a GPU (same host, same device index)."""
+    """This rank's node name (recorded with each device in the metadata)."""
     from ..run.topology import node_name
 
     return node_name()
+
+
+def device_identity(device: int) -> str:
+    """What tells physical GPUs apart across ranks: the UUID, else host and PCI bus id.
+
+    The device index does not: under per-task binding (``srun --gpus-per-task=1``,
+    ``--gpu-bind=map_gpu``, a per-rank CUDA_VISIBLE_DEVICES) every rank sees its own GPU as
+    device 0. UUIDs are unique across hosts; a PCI bus id only within one host.
+    """
+    facts = device_facts(device)
+    uuid = facts["uuid"]
+    if uuid and set(uuid.removeprefix("GPU-")) != {"0"}:  # an all-zero UUID identifies nothing
+        return uuid
+    return f"{node_name_for_map()}/pci:{facts['pci']}"
+
+
+def shared_devices(identities: list[str]) -> list[list[int]]:
+    """Groups of ranks (by index into ``identities``) that would run on one physical GPU."""
+    groups: dict[str, list[int]] = {}
+    for rank, identity in enumerate(identities):
+        groups.setdefault(identity, []).append(rank)
+    return [ranks for ranks in groups.values() if len(ranks) > 1]
 
 
 def host_view(host: Any) -> Any:
@@ -98,3 +121,19 @@ def copy_to_host(view: Any, stream: Any) -> Any:
     host = view.get(stream=stream)
     stream.synchronize()
     return host_view(host)
+
+
+def loaded_library(pattern: str) -> str | None:
+    """Path of the first shared library mapped into this process whose file name matches the
+    regular expression ``pattern`` (Linux /proc/self/maps), or None."""
+    import re
+
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return None
+    for line in maps.splitlines():
+        fields = line.split()
+        if len(fields) >= 6 and re.search(pattern, os.path.basename(fields[-1])):
+            return fields[-1]
+    return None

@@ -22,7 +22,7 @@ captured launch is correct. Every rank must capture and replay the same sequence
     mpi_comm.Barrier()
     graph.launch(s)            # n_ops collectives; replay as often as needed, same count on all ranks
     s.synchronize()
-    comm.check_error()         # raises if a barrier timed out
+    comm.check_error_all()     # collective: raises on every rank if a barrier timed out on any
 
 Use one stream at a time per communicator: collectives on one communicator must not overlap.
 After an error (a barrier timeout) the communicator is unusable; close it.
@@ -30,17 +30,25 @@ After an error (a barrier timeout) the communicator is unusable; close it.
 Where the ranks share one GPU (the CI setup: 2 or 4 processes on one H100), their contexts are
 time-sliced, so every barrier waits for context switches: correct but slow, not a performance
 measurement. The barrier timeout (``timeout_s``) bounds every wait in the kernel.
+
+Co-residency. The barriers need every block of a launch resident at once, so the grid is capped
+by occupancy x SM count (divided among ranks sharing a GPU and scaled by an MPS client's
+CUDA_MPS_ACTIVE_THREAD_PERCENTAGE; see :class:`Residency`). Work of other processes on the same
+GPU under MPS still takes SMs we cannot see: blocks that do not fit wait, their peers spin, and
+the launch ends in a barrier timeout, not a hang (docs/gpu.md).
 """
 
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
 import numpy as np
 
 from collbench.gpu._layout import DTypeInfo, check_op, dtype_info, header_constants
-from collbench.gpu.kernels import cupy_module, get_kernel, sm_count
+from collbench.gpu.kernels import cupy_module, get_kernel, occupancy_per_sm, sm_count
 
 COLLECTIVES = ("allreduce", "allgather", "reduce_scatter")
 #: Kernel families (``collective`` plus the allreduce algorithm).
@@ -143,6 +151,56 @@ def plan_grid(kind: str, count: int, itemsize: int, nranks: int, max_blocks: int
     return max(1, min(max_blocks, -(-packs // threads)))
 
 
+@dataclass(frozen=True)
+class Residency:
+    """What bounds the blocks of one launch that can all be resident at once (agreed by all ranks).
+
+    The flag barriers need every block of a launch resident: a block spinning on an SM waits for
+    block b of the peers, and if that block cannot get an SM (they are all taken by spinning
+    blocks, ours or another process's) it never arrives and the barrier times out.
+
+    Attributes:
+        sm_count: the smallest SM count among the ranks' GPUs.
+        ranks_per_device: the most ranks sharing one GPU. Under MPS their kernels run at the same
+            time and share the SMs; time-sliced contexts do not, and then this is only cautious.
+        mps_percent: CUDA_MPS_ACTIVE_THREAD_PERCENTAGE (the share of SMs an MPS client may use),
+            the smallest among the ranks; 100 without MPS.
+        uniform_arch: all GPUs have the same compute capability, so a kernel's occupancy (and
+            with it the grid) is the same on every rank; otherwise one block per SM is assumed.
+    """
+
+    sm_count: int
+    ranks_per_device: int
+    mps_percent: float = 100.0
+    uniform_arch: bool = True
+
+    def blocks(self, per_sm: int) -> int:
+        """Blocks one rank may launch: occupancy x usable SMs, shared by the ranks of a GPU."""
+        per_sm = per_sm if self.uniform_arch else 1
+        usable_sms = max(1, math.floor(self.sm_count * min(self.mps_percent, 100.0) / 100.0))
+        return max(1, per_sm * usable_sms // max(1, self.ranks_per_device))
+
+
+def mps_percent() -> float:
+    """This process's CUDA_MPS_ACTIVE_THREAD_PERCENTAGE (100 when unset or unreadable)."""
+    try:
+        value = float(os.environ.get("CUDA_MPS_ACTIVE_THREAD_PERCENTAGE", "100"))
+    except ValueError:
+        return 100.0
+    return value if 0 < value <= 100 else 100.0
+
+
+def agree_residency(info: Sequence[tuple[str, int, str, float]]) -> Residency:
+    """The Residency of a communicator from every rank's (PCI bus id, SMs, compute capability,
+    MPS percentage): the most constrained values, so every rank plans the same grid."""
+    per_device: dict[str, int] = {}
+    for pci, _, _, _ in info:
+        per_device[pci] = per_device.get(pci, 0) + 1
+    return Residency(sm_count=min(s for _, s, _, _ in info), ranks_per_device=max(per_device.values()),
+                     mps_percent=min(m for _, _, _, m in info),
+                     uniform_arch=len({cc for _, _, cc, _ in info}) == 1)
+
+
 def _round_up(n: int, a: int = ALIGN) -> int:
     return max(a, -(-n // a) * a)
 
@@ -158,8 +216,9 @@ class IpcCommunicator:
             Each rank must have selected its CUDA device (``cupy.cuda.Device(i).use()``) before.
         max_bytes: capacity of each of the input, output and scratch buffers. Allgather needs
             ``nranks * count * itemsize`` of output, reduce_scatter as much input.
-        max_blocks: cap on blocks per launch (also capped by the smallest SM count and by the
-            kernels' flag table, COLLBENCH_MAX_BLOCKS).
+        max_blocks: cap on blocks per launch (also capped by the kernels' flag table,
+            COLLBENCH_MAX_BLOCKS, and per kernel by what can be resident at once: occupancy x SMs,
+            divided among the ranks that share a GPU; see :class:`Residency`).
         timeout_s: bound on every barrier wait inside a kernel; on expiry the kernel records an
             error, returns, and :meth:`check_error` raises :class:`IpcTimeoutError`.
     """
@@ -198,11 +257,15 @@ class IpcCommunicator:
         rt = cp.cuda.runtime
         self.device_id = cp.cuda.Device().id
         # Every rank must launch the same grid (block b waits for block b of the peers): agree on
-        # the block cap, the smallest SM count (all blocks resident) and the requested max_blocks.
-        info = comm.allgather((cp.cuda.Device().pci_bus_id, sm_count(), max_blocks))
-        self.pci_bus_ids = [p for p, _, _ in info]
+        # the requested block cap and on what bounds residency (all blocks resident at once).
+        device = cp.cuda.Device()
+        info = comm.allgather(((device.pci_bus_id, sm_count(), str(getattr(device, "compute_capability", "?")),
+                                mps_percent()), max_blocks))
+        self.pci_bus_ids = [facts[0] for facts, _ in info]
         self.same_device = len(set(self.pci_bus_ids)) == 1
-        self.max_blocks = min(c["MAX_BLOCKS"], min(s for _, s, _ in info), min(b for _, _, b in info))
+        self.max_blocks = min(c["MAX_BLOCKS"], min(b for _, b in info))
+        self.residency = agree_residency([facts for facts, _ in info])
+        self._grid_caps: dict[str, int] = {}
 
         self._buf_bytes = _round_up(self.max_bytes)
         need = 3 * self._buf_bytes + c["SIG_BYTES"] + c["DESC_BYTES"]
@@ -380,14 +443,23 @@ class IpcCommunicator:
         if count == 0:
             return None, 0, ()
         if kind == "allgather":
-            kernel = get_kernel("ipc_collectives.cu", "ipc_allgather", info.name)
-            n = count * info.itemsize
+            name, n = "ipc_allgather", count * info.itemsize
         else:
-            kernel = get_kernel("ipc_collectives.cu", f"ipc_{kind}_{op}_{info.name}", info.name)
-            n = count
-        grid = plan_grid(kind, count, info.itemsize, self.nranks, self.max_blocks, self.threads)
+            name, n = f"ipc_{kind}_{op}_{info.name}", count
+        kernel = get_kernel("ipc_collectives.cu", name, info.name)
+        cap = self.grid_cap(kernel, f"{name}/{info.name}")
+        grid = plan_grid(kind, count, info.itemsize, self.nranks, cap, self.threads)
         args = (np.uint64(self._desc.ptr), np.uint64(n), np.uint64(self.timeout_ns), np.int32(1 if inplace else 0))
         return kernel, grid, args
+
+    def grid_cap(self, kernel: Any, key: str) -> int:
+        """Most blocks one launch of ``kernel`` (cached under ``key``) may use: max_blocks, and
+        no more than can be resident at once on a GPU shared by the ranks placed on it."""
+        cap = self._grid_caps.get(key)
+        if cap is None:
+            cap = min(self.max_blocks, self.residency.blocks(occupancy_per_sm(kernel, self.threads)))
+            self._grid_caps[key] = cap
+        return cap
 
     # -- errors and teardown ---------------------------------------------------------------
     def error_record(self, stream: Any = None) -> Optional[IpcErrorRecord]:
@@ -405,12 +477,30 @@ class IpcCommunicator:
         return decode_error(words)
 
     def check_error(self, stream: Any = None) -> None:
-        """Raise :class:`IpcTimeoutError` / :class:`IpcError` if a kernel recorded an error."""
+        """Raise :class:`IpcTimeoutError` / :class:`IpcError` if a kernel recorded an error on
+        this rank (local: a peer whose kernels finished sees nothing; see :meth:`check_error_all`)."""
         rec = self.error_record(stream)
         if rec is None:
             return
         cls = IpcTimeoutError if rec.code == self._c["ERR_TIMEOUT"] else IpcError
         raise cls(rec.message())
+
+    def check_error_all(self, stream: Any = None) -> None:
+        """Collective over the communicator: raise on every rank if a kernel recorded an error on
+        any rank, naming the rank. A barrier can time out on one rank only (its peers passed it,
+        their kernels returned normally): a local check would leave them reporting success."""
+        records = self.comm.allgather(self.error_record(stream))
+        failed = [(r, rec) for r, rec in enumerate(records) if rec is not None]
+        if not failed:
+            return
+        rank, rec = failed[0]
+        message = rec.message()
+        if rank != self.rank:
+            message += f" [reported to rank {self.rank}]"
+        if len(failed) > 1:
+            message += f" (errors also on rank{'s' if len(failed) > 2 else ''} {', '.join(str(r) for r, _ in failed[1:])})"
+        timeout = any(rec.code == self._c["ERR_TIMEOUT"] for _, rec in failed)
+        raise (IpcTimeoutError if timeout else IpcError)(message)
 
     def _check_open(self) -> None:
         if self._closed:

@@ -135,6 +135,23 @@ def sm_count() -> int:
     return _sm_count(cp.cuda.Device().id)
 
 
+def occupancy_per_sm(kernel: Any, threads: int, dynamic_smem: int = 0) -> int:
+    """Blocks of ``kernel`` one SM holds at once (cuOccupancyMaxActiveBlocksPerMultiprocessor),
+    at least 1. Falls back to 1, which the kernels' __launch_bounds__ guarantee, when CuPy does
+    not expose the query or the kernel object has no function handle."""
+    function = getattr(kernel, "kernel", None)  # RawKernel -> cupy.cuda.function.Function
+    pointer = getattr(function, "ptr", None)
+    if pointer is None:
+        return 1
+    query = getattr(getattr(cupy_module().cuda, "driver", None), "occupancyMaxActiveBlocksPerMultiprocessor", None)
+    if query is None:
+        return 1
+    try:
+        return max(1, int(query(pointer, threads, dynamic_smem)))
+    except Exception:  # noqa: BLE001 - CUDADriverError on an odd driver: the safe lower bound
+        return 1
+
+
 def grid_for(n: int, itemsize: int, max_blocks: int, threads: int = REDUCE_THREADS) -> int:
     """Blocks for a grid-stride kernel over n elements handled 16 bytes per thread-iteration."""
     packs = max(1, -(-n * itemsize // 16))

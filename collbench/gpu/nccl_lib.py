@@ -48,7 +48,8 @@ def load() -> tuple[ctypes.CDLL, str]:
         except OSError as exc:
             errors.append(f"{candidate}: {exc}")
     raise OSError("libnccl not found; install collbench[cuda12] or collbench[cuda13] "
-                  "(nvidia-nccl wheels) or set NCCL_HOME. Tried: " + "; ".join(errors))
+                  "(nvidia-nccl wheels) or set COLLBENCH_NCCL_LIBRARY/NCCL_HOME (this search only finds the "
+                  "version, while the benchmark uses the libnccl CuPy loads). Tried: " + "; ".join(errors))
 
 
 def version_code() -> int:

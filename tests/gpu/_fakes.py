@@ -40,6 +40,10 @@ class FakeArray:
         self.device = SimpleNamespace(id=0)
 
     @property
+    def nbytes(self) -> int:
+        return self.size * self.dtype.itemsize
+
+    @property
     def np(self) -> np.ndarray:
         return self.buf[self.offset:self.offset + self.size * self.dtype.itemsize].view(self.dtype)
 
@@ -71,6 +75,11 @@ def fake_cupy(heap: Heap) -> SimpleNamespace:
         buf, off = heap.find(ptr)
         buf[off:off + n] = value
 
+    def memcpy_async(dst: int, src: int, n: int, kind: int, stream: int) -> None:
+        dbuf, doff = heap.find(dst)
+        sbuf, soff = heap.find(src)
+        dbuf[doff:doff + n] = sbuf[soff:soff + n]
+
     stream = SimpleNamespace(synchronize=lambda: None, ptr=0)
     return SimpleNamespace(
         empty=empty, uint8=np.uint8, uint64=np.uint64,
@@ -80,7 +89,7 @@ def fake_cupy(heap: Heap) -> SimpleNamespace:
             get_current_stream=lambda: stream,
             Device=lambda *a: SimpleNamespace(synchronize=lambda: None, id=0),
             MemoryPointer=lambda mem, off: SimpleNamespace(mem=mem, off=off),
-            runtime=SimpleNamespace(memset=memset),
+            runtime=SimpleNamespace(memset=memset, memcpyAsync=memcpy_async, memcpyDeviceToDevice=3),
         ),
     )
 

@@ -174,3 +174,99 @@ def test_kernel_error_on_one_rank_stops_all_ranks_together() -> None:
         assert rank_results[0][-1]
     assert "simulated barrier timeout" in results[2][0][-1]
     assert "another rank failed" in results[0][0][-1]
+
+
+# -- bandwidth section: a simulated device clock ------------------------------------------------
+
+
+class SimulatedDevice:
+    """Device time advances by bytes / bandwidth per operation; events read the clock. The hold
+    kernel can be told to end before the launches are queued (overrun) for a number of trials."""
+
+    def __init__(self, heap: Heap, l2_bytes: int, overruns: int = 0) -> None:
+        self.heap, self.clock, self.overruns, self.overrun_now = heap, 0.0, overruns, False
+        self.copy_gbps, self.reduce_gbps = 4000.0, 3600.0
+        self.log: list[tuple] = []
+        self.l2_bytes = l2_bytes
+
+    def cupy(self):
+        cp = fake_cupy(self.heap)
+        device = self
+
+        class Event:
+            def __init__(self) -> None:
+                self.time = None
+                self.done = False
+
+            def record(self, stream=None) -> None:
+                self.time = device.clock
+                self.done = device.overrun_now  # complete already: the hold ended too soon
+                device.log.append(("record", device.clock))
+
+            def synchronize(self) -> None:
+                pass
+
+        def hold(grid, block, args) -> None:
+            device.log.append(("hold", int(args[0])))
+            device.overrun_now = device.overruns > 0
+            device.overruns -= device.overrun_now
+
+        def raw_kernel(source, name):
+            assert "globaltimer" in source and name == "collbench_hold"
+            return hold
+
+        def ones(n, dtype=np.float32):
+            a = cp.empty(n, dtype)
+            a.np[...] = 1
+            return a
+
+        def memcpy_async(dst, src, n, kind, stream) -> None:
+            device.clock += 2 * n / (device.copy_gbps * 1e6)  # milliseconds
+            device.log.append(("copy", src, dst))
+
+        def elapsed(start, end) -> float:
+            return end.time - start.time
+
+        cp.RawKernel = raw_kernel
+        cp.ones = ones
+        cp.cuda.Event = Event
+        cp.cuda.get_elapsed_time = elapsed
+        cp.cuda.runtime.memcpyAsync = memcpy_async
+        cp.cuda.Device = lambda *a: SimpleNamespace(attributes={"L2CacheSize": device.l2_bytes}, id=0)
+        return cp
+
+    def reduce(self, op, c, a, b, *, dtype=None, stream=None) -> None:
+        self.clock += 3 * c.size * c.dtype.itemsize / (self.reduce_gbps * 1e6)
+        self.log.append(("reduce", a.data.ptr, b.data.ptr, c.data.ptr))
+
+
+def test_bandwidth_section_times_back_to_back_launches_from_hbm(monkeypatch) -> None:
+    MiB = check_script.MiB
+    device = SimulatedDevice(Heap(), l2_bytes=4 * MiB)
+    cp = device.cupy()
+    monkeypatch.setattr(kernels, "reduce", device.reduce)
+    rep = check_script.Report(echo=False)
+    perf = check_script.check_bandwidth(rep, cp, strict=False, sizes=(1 * MiB, 2 * MiB), rounds=2)
+    # bandwidth from the simulated device time alone: no launch overhead inside the events
+    assert perf["copy_gbps_1MiB"] == pytest.approx(4000.0) and perf["copy_gbps_2MiB"] == pytest.approx(4000.0)
+    assert perf["float32_ratio_1MiB"] == pytest.approx(0.9) and perf["bfloat16_ratio_2MiB"] == pytest.approx(0.9)
+    assert {c["status"] for c in rep.checks} == {"info", "pass"}
+    # Rotation past 2 x L2 (8 MiB) between reuses of a buffer. 1 MiB reductions touch 3 MiB:
+    # 3 sets, 2 rounds = 6 launches per trial, run 6 times (warm-up and 5 trials). 1 MiB copies
+    # touch 2 MiB: 4 sets, 8 launches per trial.
+    float32_1mib = [entry for entry in device.log if entry[0] == "reduce"][:36]
+    assert len({entry[3] for entry in float32_1mib}) == 3
+    assert [entry[3] for entry in float32_1mib[:6]] == [entry[3] for entry in float32_1mib[:3]] * 2
+    copies_1mib = [entry for entry in device.log if entry[0] == "copy"][:48]
+    assert len({entry[2] for entry in copies_1mib}) == 4
+    assert "L2 4 MiB" in rep.checks[0]["detail"] and "over 4 buffer set(s)" in rep.checks[0]["detail"]
+
+
+def test_bandwidth_section_retries_when_launching_outran_the_hold(monkeypatch) -> None:
+    device = SimulatedDevice(Heap(), l2_bytes=1 << 20, overruns=2)
+    cp = device.cupy()
+    monkeypatch.setattr(kernels, "reduce", device.reduce)
+    ms = check_script.time_back_to_back(cp, [lambda: cp.cuda.runtime.memcpyAsync(0, 0, 1 << 20, 3, 0)], trials=2)
+    holds = [entry[1] for entry in device.log if entry[0] == "hold"]
+    assert holds == [20_000_000, 80_000_000, 320_000_000, 320_000_000]  # longer after each overrun
+    assert ms == pytest.approx(2 * (1 << 20) / 4e9)

@@ -270,3 +270,19 @@ def test_ipc_case_matrix_fits() -> None:
         for kind, dt, op, count, _ in cases:
             assert (op is None) == (kind == "allgather")
             assert ipc.required_bytes(kind, count, _layout.dtype_info(dt).itemsize, n) <= 16 * 2**20 + 1024
+
+
+def test_device_identity_is_the_physical_gpu(monkeypatch) -> None:
+    """Ranks are told apart by UUID (per-task binding makes every index 0); an all-zero or
+    missing UUID falls back to host and PCI bus id."""
+    from collbench.gpu import device
+
+    facts = {"uuid": "GPU-" + "ab" * 16, "pci": "0000:19:00"}
+    monkeypatch.setattr(device, "device_facts", lambda index: dict(facts))
+    monkeypatch.setattr(device, "node_name_for_map", lambda: "node7")
+    assert device.device_identity(0) == "GPU-" + "ab" * 16
+    for missing in ("GPU-" + "00" * 16, None):
+        facts["uuid"] = missing
+        assert device.device_identity(0) == "node7/pci:0000:19:00"
+    assert device.shared_devices(["a", "b", "a", "c", "b"]) == [[0, 2], [1, 4]]
+    assert device.shared_devices(["GPU-1", "GPU-2"]) == []

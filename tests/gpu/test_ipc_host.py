@@ -66,6 +66,7 @@ def fake_env(monkeypatch):
     mpi.MPI = SimpleNamespace(Get_processor_name=lambda: "node1")
     monkeypatch.setitem(sys.modules, "mpi4py", mpi)
     monkeypatch.setattr(ipc, "sm_count", lambda: 132)
+    monkeypatch.setattr(ipc, "occupancy_per_sm", lambda kernel, threads: 2)
     launches: list = []
 
     def fake_get_kernel(filename, name, dtype):
@@ -107,8 +108,9 @@ def test_setup_exchanges_handles_and_builds_the_descriptor(fake_env) -> None:
         desc = np.zeros(c["DESC_BYTES"] // 8, np.uint64)
         cp.cuda.runtime.memcpy(desc.ctypes.data, comm._desc.ptr, desc.nbytes, 2)
         own = [comm._in.ptr, comm._out.ptr, comm._scratch.ptr, comm._sig.ptr]
-        assert comm.max_blocks == 132  # capped by the SM count (and MAX_BLOCKS)
+        assert comm.max_blocks == 256  # the request, capped by the flag table (MAX_BLOCKS)
         assert comm.same_device
+        assert comm.residency == ipc.Residency(sm_count=132, ranks_per_device=3)
         comm.allreduce_one_shot(17, "bfloat16", "avg", inplace=True)
         comm.allgather(0, "float32")  # nothing to do: no launch
         rec = comm.error_record()
@@ -187,3 +189,131 @@ def test_argument_errors_and_timeout_record(fake_env) -> None:
         return True
 
     assert run_ranks(2, body, cp) == [True, True]
+
+
+def test_large_launch_grid_is_what_can_be_resident(fake_env) -> None:
+    """3 ranks on one GPU, 2 blocks/SM x 132 SMs: 88 blocks each (under MPS the three kernels
+    are resident together), not the 132 of an idle GPU, even when max_blocks allows more."""
+    monkeypatch, launches = fake_env
+    cp = fake_runtime_cupy(Heap(), [])
+    monkeypatch.setattr(ipc, "cupy_module", lambda: cp)
+
+    def body(r, node):
+        with ipc.IpcCommunicator(node, 1 << 22, max_blocks=256) as comm:
+            comm.allreduce_one_shot(1 << 19, "float32", "sum")
+            comm.allgather(1 << 18, "float32")
+            return comm.grid_cap(None, "ipc_allgather/float32")
+
+    assert run_ranks(3, body, cp) == [88, 88, 88]
+    assert {grid for _, grid, _, _ in launches} == {(88,)} and len(launches) == 6
+
+
+def test_grid_fits_what_can_be_resident_at_once() -> None:
+    """Co-residency: the grid is occupancy x usable SMs, shared by the ranks on one GPU."""
+    idle = ipc.Residency(sm_count=132, ranks_per_device=1)
+    assert idle.blocks(per_sm=2) == 264
+    assert ipc.Residency(sm_count=132, ranks_per_device=4).blocks(per_sm=1) == 33
+    assert ipc.Residency(sm_count=132, ranks_per_device=1, mps_percent=25).blocks(per_sm=2) == 66
+    assert ipc.Residency(sm_count=132, ranks_per_device=1, uniform_arch=False).blocks(per_sm=3) == 132
+    assert ipc.Residency(sm_count=2, ranks_per_device=8).blocks(per_sm=1) == 1  # never 0
+    agreed = ipc.agree_residency([("0000:19:00.0", 132, "90", 100.0), ("0000:19:00.0", 132, "90", 50.0),
+                                  ("0000:2a:00.0", 114, "90", 100.0)])
+    assert agreed == ipc.Residency(sm_count=114, ranks_per_device=2, mps_percent=50.0, uniform_arch=True)
+    assert not ipc.agree_residency([("a", 132, "90", 100.0), ("b", 108, "80", 100.0)]).uniform_arch
+
+
+def test_mps_percentage_from_the_environment(monkeypatch) -> None:
+    monkeypatch.setenv("CUDA_MPS_ACTIVE_THREAD_PERCENTAGE", "30")
+    assert ipc.mps_percent() == 30.0
+    for bad in ("", "lots", "0", "150"):
+        monkeypatch.setenv("CUDA_MPS_ACTIVE_THREAD_PERCENTAGE", bad)
+        assert ipc.mps_percent() == 100.0
+
+
+def test_a_timeout_on_one_rank_is_raised_on_every_rank(fake_env) -> None:
+    """The last barrier timed out on rank 1 only; its peers' kernels returned normally. The
+    collective check raises on every rank, naming rank 1 (a local check passes on the peers)."""
+    monkeypatch, _ = fake_env
+    cp = fake_runtime_cupy(Heap(), [])
+    monkeypatch.setattr(ipc, "cupy_module", lambda: cp)
+    c = _layout.header_constants()
+
+    def body(r, node):
+        comm = ipc.IpcCommunicator(node, 64)
+        if r == 1:
+            words = np.zeros(c["ERR_WORDS"], np.uint32)
+            words[:10] = [c["ERR_TIMEOUT"], c["KID_TWO_SHOT"], 3, 2, 2, 9, 8, 1, 20_000_000, 4]
+            cp.cuda.runtime.memcpy(comm._sig.ptr + 4 * c["SIG_ERROR_WORD"], words.ctypes.data, words.nbytes, 1)
+        local = comm.error_record()
+        try:
+            comm.check_error_all()
+        except ipc.IpcTimeoutError as exc:
+            return local, str(exc)
+        finally:
+            comm.close()
+        return local, None
+
+    results = run_ranks(3, body, cp)
+    for r, (local, message) in enumerate(results):
+        assert (local is None) == (r != 1)  # only rank 1 recorded anything
+        assert message is not None, f"rank {r} reported success"
+        assert message.startswith("rank 1: two-shot allreduce: flag barrier 2 of block 3/4 timed out")
+        assert ("[reported to rank" in message) == (r != 1)
+
+
+def test_errors_on_several_ranks_are_all_named(fake_env) -> None:
+    monkeypatch, _ = fake_env
+    cp = fake_runtime_cupy(Heap(), [])
+    monkeypatch.setattr(ipc, "cupy_module", lambda: cp)
+    c = _layout.header_constants()
+
+    def body(r, node):
+        comm = ipc.IpcCommunicator(node, 64)
+        if r in (1, 2):
+            words = np.zeros(c["ERR_WORDS"], np.uint32)
+            words[:10] = [c["ERR_BAD_LAUNCH"], c["KID_ALLGATHER"], 0, 0, 0, 0, 0, r, 0, 999]
+            cp.cuda.runtime.memcpy(comm._sig.ptr + 4 * c["SIG_ERROR_WORD"], words.ctypes.data, words.nbytes, 1)
+        try:
+            comm.check_error_all()
+            return None
+        except ipc.IpcError as exc:
+            return exc
+        finally:
+            comm.close()
+
+    for exc in run_ranks(3, body, cp):
+        assert type(exc) is ipc.IpcError  # not a timeout
+        assert str(exc).startswith("rank 1: allgather: invalid launch") and "errors also on rank 2" in str(exc)
+
+
+def test_check_script_sees_a_one_rank_timeout_on_every_rank(fake_env) -> None:
+    """scripts/gpu_kernels_check.py's ipc_error_agreement on the host fake: rank 0's lone kernel
+    writes a timeout record (as the real one does after its barrier wait), the peers' none."""
+    from _gpu_helpers import load_check_script
+
+    monkeypatch, _ = fake_env
+    heap = Heap()
+    cp = fake_runtime_cupy(heap, [])
+    monkeypatch.setattr(ipc, "cupy_module", lambda: cp)
+    c = _layout.header_constants()
+
+    def lone_kernel(filename, name, dtype):
+        def launch(grid, block, args):
+            desc = np.zeros(c["DESC_BYTES"] // 8, np.uint64)
+            cp.cuda.runtime.memcpy(desc.ctypes.data, int(args[0]), desc.nbytes, 2)
+            m = c["MAX_RANKS"]
+            rank = int(desc.view(np.int32)[8 * m])
+            words = np.zeros(c["ERR_WORDS"], np.uint32)
+            words[:10] = [c["ERR_TIMEOUT"], c["KID_ONE_SHOT"], 0, 1, 1, 1, 0, rank, 1_000_000, grid[0]]
+            cp.cuda.runtime.memcpy(int(desc[3 * m + rank]) + 4 * c["SIG_ERROR_WORD"], words.ctypes.data, words.nbytes, 1)
+        return launch
+
+    monkeypatch.setattr(ipc, "get_kernel", lone_kernel)
+    script = load_check_script()
+    reports = [script.Report(echo=False) for _ in range(3)]
+
+    def body(r, node):
+        script.ipc_error_agreement(node, reports[r], lambda: ipc.IpcCommunicator(node, 4096, timeout_s=1.0))
+
+    run_ranks(3, body, cp)
+    assert [(c_["name"], c_["status"]) for c_ in reports[0].checks] == [("np=3 one-rank timeout", "pass")]
