@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from cbtest import REPO
 
 
 def gpu_skip_reason() -> str | None:

@@ -12,18 +12,17 @@ The run-time path compiles with NVRTC through CuPy, so an NVRTC compile with CuP
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from cbtest import IN_CI
 
 from collbench.gpu import _layout
 from collbench.gpu.kernels import compile_options
 
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 NVCC = shutil.which("nvcc") or ("/usr/local/bin/nvcc" if Path("/usr/local/bin/nvcc").exists() else None)
 CU_FILES = _layout.kernel_files()
 ARCHS = ("sm_80", "sm_90")

@@ -18,10 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cbtest import IN_CI, REPO
 
-REPO = Path(__file__).resolve().parents[2]
 LOCAL_CLUSTER = REPO / "scripts" / "slurm" / "local-cluster.sh"
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 NODES = 2
 
 

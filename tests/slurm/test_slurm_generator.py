@@ -14,11 +14,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from cbtest import IN_CI, REPO
 
 from collbench.slurm import render as slurm
-
-REPO = Path(__file__).resolve().parents[2]
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
