@@ -3,7 +3,7 @@
 Algorithms (``--algo``): allreduce ``one_shot`` (every rank reads every input; latency-optimal)
 and ``two_shot`` (reduce-scatter by reads, barrier, allgather by reads; bandwidth-optimal);
 allgather and reduce_scatter ``direct`` (each rank reads its blocks from every peer);
-``native`` picks one_shot / direct. ``hierarchical`` allreduce runs the IPC reduce-scatter
+``native`` picks one_shot / ipc_direct. ``ipc_hierarchical`` allreduce runs the IPC reduce-scatter
 inside each node (out of place: the input stays intact), NCCL allreduce among the ranks with the
 same local index across nodes, and the IPC allgather inside the node. Each is one kernel launch
 (plus NCCL for hierarchical) on the backend's stream, so it can be captured in a CUDA graph
@@ -23,17 +23,21 @@ from .base import Backend, Capabilities, OpRequest, Placement, PreparedOp
 # --algo name -> IPC kernel family, per collective
 KERNEL_ALGORITHMS = {
     Collective.ALLREDUCE: {"native": "one_shot", "one_shot": "one_shot", "two_shot": "two_shot"},
-    Collective.ALLGATHER: {"native": "allgather", "direct": "allgather"},
-    Collective.REDUCE_SCATTER: {"native": "reduce_scatter", "direct": "reduce_scatter"},
+    Collective.ALLGATHER: {"native": "allgather", "ipc_direct": "allgather"},
+    Collective.REDUCE_SCATTER: {"native": "reduce_scatter", "ipc_direct": "reduce_scatter"},
 }
-BACKEND_ALGORITHMS = ("one_shot", "two_shot")  # names only this backend knows
+# This backend's own algorithms. They are not the registry's schedules of similar names: the
+# registry's `direct` and `hierarchical` are point-to-point schedules any backend can run,
+# these are our IPC kernels (and, for ipc_hierarchical, IPC inside nodes plus NCCL across).
+HIERARCHICAL = "ipc_hierarchical"
+BACKEND_ALGORITHMS = ("one_shot", "two_shot", "ipc_direct", HIERARCHICAL)
 
 CAPABILITIES = Capabilities(
     backend="cuda", needs=("mpi4py", "cupy", "gpu"),
     native=frozenset(KERNEL_ALGORITHMS),  # "native" is the one-shot / direct kernel
     schedules=False,
     own_algorithms={coll: tuple(n for n in names if n != "native")
-                    + (("hierarchical",) if coll is Collective.ALLREDUCE else ())
+                    + ((HIERARCHICAL,) if coll is Collective.ALLREDUCE else ())
                     for coll, names in KERNEL_ALGORITHMS.items()})
 
 
@@ -84,22 +88,22 @@ class CudaIpcBackend(Backend):
         coll, algo = request.collective, request.algorithm
         if coll not in KERNEL_ALGORITHMS:
             return f"the cuda backend has no kernels for {coll.value} (allreduce, allgather, reduce_scatter)"
-        if algo == "hierarchical":
+        if algo == HIERARCHICAL:
             if coll is not Collective.ALLREDUCE:
-                return "hierarchical on the cuda backend is an allreduce"
+                return f"{HIERARCHICAL} is an allreduce"
             if request.placement is Placement.IN_PLACE:
-                return "hierarchical on the cuda backend runs out of place only"
+                return f"{HIERARCHICAL} runs out of place only"
             if not self.uniform:
-                return "hierarchical needs the same number of ranks on every node"
+                return f"{HIERARCHICAL} needs the same number of ranks on every node"
             if request.count % self.local_size:
-                return (f"hierarchical splits the buffer evenly over the {self.local_size} ranks of a node; "
+                return (f"{HIERARCHICAL} splits the buffer evenly over the {self.local_size} ranks of a node; "
                         f"count {request.count} is not a multiple")
             return None
         if algo not in KERNEL_ALGORITHMS[coll]:
-            known = ", ".join(sorted(set(KERNEL_ALGORITHMS[coll]) | {"hierarchical"}))
+            known = ", ".join(sorted(set(KERNEL_ALGORITHMS[coll]) | {HIERARCHICAL}))
             return f"the cuda backend runs {coll.value} with: {known}"
         if self.size != self.local_size:
-            return "IPC kernels work inside one node; use hierarchical (allreduce) or the nccl backend across nodes"
+            return f"IPC kernels work inside one node; use {HIERARCHICAL} (allreduce) or the nccl backend across nodes"
         return None
 
     def reserve(self, max_bytes: int, dtypes: list[DType]) -> None:
@@ -149,7 +153,7 @@ class CudaIpcBackend(Backend):
 
     def prepare(self, request: OpRequest) -> PreparedOp:
         self.check_supported(request)
-        if request.algorithm == "hierarchical":
+        if request.algorithm == HIERARCHICAL:
             return self._prepare_hierarchical(request)
         ipc, stream = self.ipc, self.stream
         coll, count, dtype, op = request.collective, request.count, request.dtype.name, request.op

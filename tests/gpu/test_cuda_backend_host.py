@@ -83,7 +83,7 @@ def test_hierarchical_out_of_place_keeps_its_input(nranks: int) -> None:
     shared = {"n": nranks, "barrier": threading.Barrier(nranks), "comms": [None] * nranks,
               "max_bytes": 4 * count, "launches": []}
     backends = [make_backend(cp, heap, r, shared) for r in range(nranks)]
-    request = OpRequest(Collective.ALLREDUCE, "hierarchical", DTYPES["float32"], "sum", count, Placement.OUT_OF_PLACE)
+    request = OpRequest(Collective.ALLREDUCE, "ipc_hierarchical", DTYPES["float32"], "sum", count, Placement.OUT_OF_PLACE)
     inputs = [np.arange(count, dtype=np.float32) * (r + 1) + r for r in range(nranks)]
     expected = np.sum(inputs, axis=0, dtype=np.float32)
     results: list[Any] = [None] * nranks
