@@ -10,16 +10,48 @@ Pure Python + numpy: no MPI, no CUDA, no I/O. The pieces:
 """
 
 from .reduction import OPS, finalize_avg, is_commutative, reduce_into, ufunc
-from .registry import (NATIVE, Algorithm, Implementation, algorithms, algorithms_for,
-                       get_algorithm, known_names, register, unregister)
-from .schedule import (Buf, Collective, Copy, Layout, Problem, Program, Recv, Reduce, Schedule,
-                       Send, Slice, Step, inplace_input_offset, resolve_slice)
+from .registry import (
+                       NATIVE,
+                       Algorithm,
+                       Implementation,
+                       algorithms,
+                       algorithms_for,
+                       get_algorithm,
+                       known_names,
+                       register,
+                       unregister,
+)
+from .schedule import (
+                       Buf,
+                       Collective,
+                       Copy,
+                       Layout,
+                       Problem,
+                       Program,
+                       Recv,
+                       Reduce,
+                       Schedule,
+                       Send,
+                       Slice,
+                       Step,
+                       inplace_input_offset,
+                       resolve_slice,
+)
+
 # The functions verify() and simulate() are not re-exported here: they share their modules'
 # names, and binding them on the package would hide the submodules (import them from
 # collbench.algorithms.verify / .simulate).
 from .simulate import reference_result
-from .verify import (AlgorithmReport, VerifyFailure, VerifyReport, default_counts,
-                     format_verify_report, verify_algorithm, verify_all, verify_both)
+from .verify import (
+                       AlgorithmReport,
+                       VerifyFailure,
+                       VerifyReport,
+                       default_counts,
+                       format_verify_report,
+                       verify_algorithm,
+                       verify_all,
+                       verify_both,
+)
 
 __all__ = [
     # schedule IR

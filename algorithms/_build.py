@@ -139,25 +139,6 @@ class Merged(Partition):
         return max((self.len(i) for i in range(self.k)), default=0)
 
 
-class Listed(Partition):
-    """A partition given by explicit block offsets (``offsets[k]`` is the vector length)."""
-
-    __slots__ = ("offsets",)
-
-    def __init__(self, offsets: Sequence[int]) -> None:
-        self.offsets = tuple(offsets)
-        self.n, self.k = self.offsets[-1], len(self.offsets) - 1
-
-    def off(self, i: int) -> int:
-        return self.offsets[i]
-
-    def len(self, i: int) -> int:
-        return self.offsets[i + 1] - self.offsets[i]
-
-    def max_len(self) -> int:
-        return max((self.len(i) for i in range(self.k)), default=0)
-
-
 class Fold(NamedTuple):
     """MPICH's reduction of any group size to the largest power of two ``pof2`` below it.
 

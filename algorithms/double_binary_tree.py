@@ -23,7 +23,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any, Mapping, NamedTuple
 
-from ._build import (Builder, Group, Partition, Region, default_chunks, make_slice)
+from ._build import Builder, Group, Partition, Region, default_chunks, make_slice
 from ._flat import flat_allreduce
 from .schedule import Buf
 

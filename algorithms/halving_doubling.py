@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from ._build import (Builder, Fold, Group, Merged, Partition, Region, make_slice)
-from ._flat import flat_allreduce, flat_reduce_scatter
 from . import recursive_doubling
+from ._build import Builder, Fold, Group, Merged, Partition, Region, make_slice
+from ._flat import flat_allreduce, flat_reduce_scatter
 from .ring import flat_units
 from .schedule import Buf, Slice
 

@@ -26,7 +26,15 @@ intra-node reduce-scatter / allgather pair: ``ring``, ``direct`` or ``halving_do
 allgather algorithm (``ring``, ``recursive_doubling``, ``bruck``, ``direct``). ``outer`` is an
 algorithm of the same collective (allreduce: ``ring``, ``recursive_doubling``, ``rabenseifner``,
 ``tree``, ``double_binary_tree``, ``direct``); ``outer_options`` are passed to it (e.g.
-``{"chunks": 4}`` for the double binary tree).
+``{"chunks": 4}`` for the double binary tree, ``{"channels": 2}`` for several rings).
+
+NIC rails: the inter-node phase is one channel per GPU rail by construction -- the outer group
+of local index ``j`` is rank ``j`` of every node, so on a node with one NIC per GPU
+(Perlmutter, DGX A100) the ``g`` outer groups use the ``g`` NICs at once, and where fewer NICs
+serve the node (Delta) the model charges them as shared. ``outer_options={"channels": K}``
+with ``outer="ring"`` (allreduce) runs ``K`` rings over the nodes on every rail, in different
+node orders (:func:`~.ring.ring_orders`), each with ``1/K`` of the shard: more messages in
+flight per NIC and, on nodes whose GPUs drive several NICs, more NICs per GPU.
 """
 
 from __future__ import annotations
@@ -78,7 +86,7 @@ DEFAULTS: dict[Collective, dict[str, Any]] = {
 }
 
 
-def _resolve(problem: Problem, options: Mapping[str, Any]) -> tuple[str, str, str]:
+def resolve_levels(problem: Problem, options: Mapping[str, Any]) -> tuple[str, str, str]:
     """(inner reduce-scatter, inner allgather, outer) names, or ValueError with the reason."""
     inner = str(options.get("inner") or "ring")
     inner = _SYNONYMS.get(inner, inner)
@@ -110,15 +118,19 @@ def precondition(problem: Problem, options: Mapping[str, Any]) -> str | None:
         return (f"hierarchical needs the same number of ranks on every node; the layout has "
                 f"{len(layout.nodes)} nodes holding {sizes} ranks")
     try:
-        _resolve(problem, options)
+        resolve_levels(problem, options)
     except ValueError as exc:
         return str(exc)
     outer_options = options.get("outer_options")
     if outer_options is not None:
         if not isinstance(outer_options, Mapping):
             return "hierarchical: outer_options must be a mapping of option names to values"
-        _, _, outer = _resolve(problem, options)
-        accepted = ("chunks",) if outer == "double_binary_tree" else ()
+        _, _, outer = resolve_levels(problem, options)
+        accepted: tuple[str, ...] = ()
+        if outer == "double_binary_tree":
+            accepted = ("chunks",)
+        elif outer == "ring" and problem.collective is Collective.ALLREDUCE:
+            accepted = ("channels",)       # several rings over the nodes on every rail
         for key, value in outer_options.items():
             if key not in accepted:
                 return (f"hierarchical: outer algorithm {outer} does not take option {key!r} "
@@ -140,7 +152,7 @@ def _groups(layout: Layout, rank: int) -> tuple[Group, Group, int, int]:
 
 
 def allreduce(problem: Problem, rank: int, options: Mapping[str, Any]) -> Program:
-    inner_rs, inner_ag, outer = _resolve(problem, options)
+    inner_rs, inner_ag, outer = resolve_levels(problem, options)
     outer_opts = options.get("outer_options") or {}
     inner, outer_grp, _, j = _groups(problem.nodes, rank)
     g, nodes = inner.size, outer_grp.size
@@ -189,7 +201,7 @@ def _unpack(b: Builder, t: int, order: tuple[int, ...], vec: Region, count: int)
 
 
 def allgather(problem: Problem, rank: int, options: Mapping[str, Any]) -> Program:
-    _, inner_ag, outer = _resolve(problem, options)
+    _, inner_ag, outer = resolve_levels(problem, options)
     layout = problem.nodes
     inner, outer_grp, _, j = _groups(layout, rank)
     g, nodes = inner.size, outer_grp.size
@@ -216,7 +228,7 @@ def allgather(problem: Problem, rank: int, options: Mapping[str, Any]) -> Progra
 
 
 def reduce_scatter(problem: Problem, rank: int, options: Mapping[str, Any]) -> Program:
-    inner_rs, _, outer = _resolve(problem, options)
+    inner_rs, _, outer = resolve_levels(problem, options)
     layout = problem.nodes
     inner, outer_grp, k, j = _groups(layout, rank)
     g, nodes = inner.size, outer_grp.size

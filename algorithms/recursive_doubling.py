@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from ._build import (Builder, Fold, Group, Partition, Region, make_slice, unit_runs)
+from ._build import Builder, Fold, Group, Partition, Region, make_slice, unit_runs
 from ._flat import flat_allgather, flat_allreduce
 from .ring import UnitsOf, _place_own
 from .schedule import Buf, Slice

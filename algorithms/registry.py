@@ -28,6 +28,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from . import reduction
 from .schedule import Collective, Layout, Problem, Program, Schedule
+from .traffic import CostFunction
 
 Generator = Callable[[Problem, int, Mapping[str, Any]], Program]
 Check = Callable[[Problem, Mapping[str, Any]], "str | None"]
@@ -54,6 +55,10 @@ class Implementation:
         verify_layouts: Node layouts to verify at a rank count (None: just the default layout).
         log_steps: Whether its step count grows like ``log p`` (checked at large rank counts).
         commutative_only: Whether it reorders contributions (every built-in one does).
+        cost: ``cost(problem, options, in_place)``: the schedule's steps as model-neutral
+            :class:`~.traffic.Traffic` (messages and local work per rank), written beside the
+            generator; the cost model prices it (None: the model has its own formula or walks
+            the schedule).
     """
 
     collective: Collective
@@ -65,6 +70,7 @@ class Implementation:
     verify_layouts: Callable[[int], Sequence[Layout | None]] | None = None
     log_steps: bool = False
     commutative_only: bool = True
+    cost: CostFunction | None = None
 
 
 @dataclass(frozen=True)
@@ -187,7 +193,8 @@ def register(name: str, collective: Collective, generator: Generator, *, descrip
              check: Check | None = None,
              verify_options: Sequence[Mapping[str, Any]] = ({},),
              verify_layouts: Callable[[int], Sequence[Layout | None]] | None = None,
-             log_steps: bool = False, replace: bool = False) -> Algorithm:
+             log_steps: bool = False, replace: bool = False,
+             cost: CostFunction | None = None) -> Algorithm:
     """Register ``generator`` as algorithm ``name`` for ``collective``.
 
     Registering a second collective under an existing name extends that algorithm (its first
@@ -205,6 +212,7 @@ def register(name: str, collective: Collective, generator: Generator, *, descrip
         verify_layouts: Layouts the verifier sweeps at a rank count.
         log_steps: Whether the step count is logarithmic (verified at 128 and 1000 ranks too).
         replace: Allow replacing an existing implementation of ``collective``.
+        cost: Model-neutral cost function (see :attr:`Implementation.cost`).
 
     Returns:
         The updated :class:`Algorithm`.
@@ -219,7 +227,7 @@ def register(name: str, collective: Collective, generator: Generator, *, descrip
     if key in _ALIASES and _ALIASES[key] != key:
         raise ValueError(f"{key!r} is already an alias of {_ALIASES[key]!r}")
     impl = Implementation(collective, generator, description, dict(defaults or {}), check,
-                          tuple(verify_options), verify_layouts, log_steps)
+                          tuple(verify_options), verify_layouts, log_steps, cost=cost)
     old = _REGISTRY.get(key)
     if old is None:
         algo = Algorithm(key, description, {collective: impl}, tuple(_normalize(a) for a in aliases))
@@ -303,18 +311,21 @@ def _hierarchical_layouts(p: int) -> list[Layout | None]:
 
 
 def _register_builtins() -> None:
-    from . import (bruck, direct, double_binary_tree, halving_doubling, hierarchical,
-                   recursive_doubling, ring, tree)
+    from . import bruck, direct, double_binary_tree, halving_doubling, hierarchical, recursive_doubling, ring, tree
 
     A, G, RS = Collective.ALLREDUCE, Collective.ALLGATHER, Collective.REDUCE_SCATTER
     B, R = Collective.BROADCAST, Collective.REDUCE
     chunked = dict(defaults={"chunks": None}, check=_check_chunks,
                    verify_options=({}, {"chunks": 3}))
 
-    register("ring", A, ring.allreduce,
+    # channels: K rings in distinct orders, one part of the data each (ring.py, issue 11)
+    channels = dict(defaults={"channels": 1}, check=ring.check_channels,
+                    verify_options=({}, {"channels": 2}, {"channels": 3}, {"channels": 4}))
+    register("ring", A, ring.allreduce, **channels,
              description="ring: reduce-scatter then allgather around the ring, 2(p-1) steps")
-    register("ring", G, ring.allgather, description="ring allgather, p-1 steps")
-    register("ring", RS, ring.reduce_scatter, description="ring reduce-scatter, p-1 steps")
+    register("ring", G, ring.allgather, **channels, description="ring allgather, p-1 steps")
+    register("ring", RS, ring.reduce_scatter, **channels,
+             description="ring reduce-scatter, p-1 steps")
     register("ring", B, ring.broadcast, **chunked,
              description="pipelined chain from the root along the ring, p-2+chunks steps")
     register("ring", R, ring.reduce, **chunked,
@@ -375,9 +386,29 @@ def _register_builtins() -> None:
              verify_options=({}, {"inner": "direct", "outer": "ring"},
                              {"inner": "halving_doubling", "outer": "direct"}),
              description="intra-node reduce-scatter, then inter-node reduce-scatter")
+    _register_alltoall()
     _REGISTRY[NATIVE] = Algorithm(NATIVE, "the library's own collective (MPI_Allreduce, "
                                           "ncclAllReduce, ...); no schedule", native=True)
     _ALIASES[NATIVE] = NATIVE
+
+
+def _register_alltoall() -> None:
+    from . import alltoall
+
+    X = Collective.ALLTOALL
+    register("pairwise", X, alltoall.pairwise, cost=alltoall.pairwise_cost,
+             description="pairwise exchange: p-1 steps, one block each way (partner rank xor s "
+                         "for a power of two, else send to r+s and receive from r-s)")
+    register("direct", X, alltoall.direct, cost=alltoall.direct_cost,
+             description="every block to its rank in one step, p-1 messages each way")
+    # not log_steps: its O(p) local copies per step make a symbolic sweep at 1000 ranks slow
+    register("bruck", X, alltoall.bruck, cost=alltoall.bruck_cost,
+             description="Bruck index algorithm: ceil(lg p) steps, the blocks with bit k of "
+                         "their rotated index packed into one message to r+2^k")
+    register("hierarchical", X, alltoall.hierarchical, cost=alltoall.hierarchical_cost,
+             check=alltoall.precondition, verify_layouts=_hierarchical_layouts,
+             description="intra-node transpose, then one node-sized message per other node "
+                         "along the rail (PXN)")
 
 
 _register_builtins()

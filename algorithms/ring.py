@@ -10,26 +10,125 @@ Allgather circulates the finished blocks the same way. Allreduce is the two back
 Broadcast and reduce are pipelined chains along the ring starting (ending) at the root: the
 vector is cut into ``chunks`` segments that follow each other down the chain, ``p - 2 + chunks``
 steps in all.
+
+**Channels** (``-O channels=K``, allreduce, allgather and reduce-scatter), as NCCL runs them:
+the data is cut into ``K`` parts and part ``k`` goes around its own ring, all ``K`` rings in the
+same steps (an executor posts every message of a step together, so they run concurrently).
+The rings visit the ranks in different orders so that their messages use different links
+(:func:`ring_orders`): on one node ring ``k`` steps by a stride coprime with ``g`` (1, g-1, then
+the other strides: forward, backward, then across), so a GPU with a link to every peer keeps
+several busy; on several nodes ring ``k`` keeps the nodes in order but starts every node's
+segment at its local rank ``k``, so each ring leaves and enters a node through a different GPU
+and its NIC (NCCL's rings over several NICs, one rail each). More channels than distinct orders
+reuse orders: their messages then share links, and the cost model charges them so.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+import math
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
-from ._build import (INPUT, OUTPUT, Builder, Group, Partition, Region, Units, default_chunks,
-                     make_slice,
-                     unit_runs)
-from ._flat import flat_allgather, flat_allreduce, flat_reduce_scatter, flat_units
+from ._build import (
+    INPUT,
+    OUTPUT,
+    Builder,
+    Group,
+    Partition,
+    Region,
+    Units,
+    default_chunks,
+    make_slice,
+    unit_runs,
+    world,
+)
+from ._flat import flat_allgather, flat_reduce_scatter, flat_units
 from .schedule import Buf, Problem, Program, Slice
 
 UnitsOf = Callable[[int, int], Units]
+
+
+class Blocks(Protocol):
+    """What the ring cores need of a partition: each member's block in ``region``, and the
+    longest block (a :class:`~._build.Partition`, or one channel's sub-blocks)."""
+
+    def slices(self, region: Region) -> list[Slice]: ...
+
+    def max_len(self) -> int: ...
+
+
+# -- channels --------------------------------------------------------------------------------------
+
+def channels_of(options: Mapping[str, Any]) -> int:
+    k = options.get("channels")
+    return 1 if k is None else int(k)
+
+
+def check_channels(problem: Problem, options: Mapping[str, Any]) -> str | None:
+    """Precondition: ``channels`` is a whole number >= 1."""
+    k = options.get("channels")
+    if k is None:
+        return None
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        return f"channels must be a whole number >= 1, not {k!r}"
+    return None
+
+
+def _strides(g: int) -> list[int]:
+    """Ring strides for one node: 1, g-1, then the other units modulo g in pairs (s, g-s)."""
+    out: list[int] = []
+    for s in range(1, g):
+        if math.gcd(s, g) == 1 and s not in out:
+            out += [s] if g - s == s or g - s in out else [s, g - s]
+    return out or [1]
+
+
+def ring_orders(g: int, channels: int, nodes: Sequence[Sequence[int]] | None = None
+                ) -> list[list[int]]:
+    """The member order of each channel's ring over group indices ``0..g-1``.
+
+    Without ``nodes`` (or with one node), ring ``k`` steps by the ``k``-th stride of
+    :func:`_strides`; with ``nodes`` (each a list of group indices, all the same size), ring
+    ``k`` visits the nodes in order and each node's members from its ``k``-th one on."""
+    if nodes is not None and len(nodes) > 1 and len({len(n) for n in nodes}) == 1:
+        per = len(nodes[0])
+        return [[members[(k + j) % per] for members in nodes for j in range(per)]
+                for k in range(channels)]
+    strides = _strides(g)
+    return [[(j * strides[k % len(strides)]) % g for j in range(g)] for k in range(channels)]
+
+
+class _ChannelBlocks:
+    """Sub-block ``k`` of ``K`` of every block of ``part``, listed in ring position order: what
+    channel ``k`` moves when block ``order[j]`` belongs to the ring's ``j``-th member. It offers
+    the two :class:`~._build.Partition` methods the ring cores use."""
+
+    def __init__(self, part: Partition, order: Sequence[int], k: int, channels: int) -> None:
+        self._blocks = []
+        for member in order:
+            sub = Partition(part.len(member), channels)
+            self._blocks.append((part.off(member) + sub.off(k), sub.len(k)))
+
+    def slices(self, region: Region) -> list[Slice]:
+        return [region.at(off, n) for off, n in self._blocks]
+
+    def max_len(self) -> int:
+        return max((n for _, n in self._blocks), default=0)
+
+
+def _channel_group(grp: Group, order: Sequence[int]) -> Group:
+    return Group([grp.members[o] for o in order], list(order).index(grp.me))
+
+
+def _node_groups(problem: Problem) -> list[list[int]] | None:
+    layout = problem.layout
+    return None if layout is None else [list(n) for n in layout.nodes]
 
 
 def reduce_scatter_span(g: int) -> int:
     return max(1, g - 1)
 
 
-def reduce_scatter_core(b: Builder, grp: Group, part: Partition, src: Region, dst: Region,
+def reduce_scatter_core(b: Builder, grp: Group, part: Blocks, src: Region, dst: Region,
                         mirror: bool, t0: int, scratch: int) -> None:
     """Ring reduce-scatter of the vector at ``src``: member ``i`` ends with block ``i`` reduced.
 
@@ -64,7 +163,7 @@ def allgather_span(g: int) -> int:
     return max(1, g - 1)
 
 
-def allgather_core(b: Builder, grp: Group, part: Partition, region: Region, units: UnitsOf,
+def allgather_core(b: Builder, grp: Group, part: Blocks, region: Region, units: UnitsOf,
                    own: Slice | None, t0: int, scratch: int = 0) -> None:
     """Ring allgather: every member ends with every member's units in ``region``.
 
@@ -78,7 +177,8 @@ def allgather_core(b: Builder, grp: Group, part: Partition, region: Region, unit
     if units is flat_units:  # member u owns block u: one slice each, computed once
         blocks = part.slices(region)
         runs = [[slc] for slc in blocks]
-    else:
+    else:   # units over a plain partition (the hierarchical algorithms' packed vectors)
+        assert isinstance(part, Partition)
         runs = [unit_runs(units(u, u + 1), part, region) for u in range(g)]
     if own is not None:
         _place_own(b, t0, own, runs[i])
@@ -107,22 +207,75 @@ def allreduce_span(g: int, n: int, options: Mapping[str, Any]) -> int:
 
 
 def allreduce_core(b: Builder, grp: Group, src: Region, dst: Region, n: int, t0: int,
-                   scratch: int, options: Mapping[str, Any]) -> None:
-    """Ring allreduce of ``n`` elements: reduce-scatter into ``dst``, then allgather in ``dst``."""
-    part = Partition(n, grp.size)
-    reduce_scatter_core(b, grp, part, src, dst, True, t0, scratch)
-    allgather_core(b, grp, part, dst, flat_units, None, t0 + reduce_scatter_span(grp.size))
+                   scratch: int, options: Mapping[str, Any],
+                   nodes: Sequence[Sequence[int]] | None = None) -> None:
+    """Ring allreduce of ``n`` elements: reduce-scatter into ``dst``, then allgather in ``dst``;
+    with ``channels`` K, part ``k`` of the vector on ring ``k`` (``nodes``: the group's members
+    by node, for the multi-node ring orders)."""
+    channels = channels_of(options)
+    g = grp.size
+    if channels == 1:
+        part = Partition(n, g)
+        reduce_scatter_core(b, grp, part, src, dst, True, t0, scratch)
+        allgather_core(b, grp, part, dst, flat_units, None, t0 + reduce_scatter_span(g))
+        return
+    chunks = Partition(n, channels)
+    slot = Partition(chunks.max_len(), g).max_len()
+    for k, order in enumerate(ring_orders(g, channels, nodes)):
+        sub = _channel_group(grp, order)
+        part = Partition(chunks.len(k), g)
+        off = chunks.off(k)
+        s_src, s_dst = Region(src.buf, src.offset + off), Region(dst.buf, dst.offset + off)
+        # each ring has its own receive slot (partial sums accumulate in dst)
+        reduce_scatter_core(b, sub, part, s_src, s_dst, True, t0, scratch + k * slot)
+        allgather_core(b, sub, part, s_dst, flat_units, None, t0 + reduce_scatter_span(g))
 
 
 # -- public generators -------------------------------------------------------------------------
 
-allreduce = flat_allreduce(allreduce_core)
+def allreduce(problem: Problem, rank: int, options: Mapping[str, Any]) -> Program:
+    """Ring allreduce over every rank (``channels`` rings, see the module docstring)."""
+    b = Builder(rank)
+    allreduce_core(b, world(problem.nranks, rank), INPUT, OUTPUT, problem.count, 0, 0, options,
+                   _node_groups(problem))
+    return b.build()
 
 
-allgather = flat_allgather(allgather_core)
+_allgather_one = flat_allgather(allgather_core)
+_reduce_scatter_one = flat_reduce_scatter(reduce_scatter_core)
 
 
-reduce_scatter = flat_reduce_scatter(reduce_scatter_core)
+def allgather(problem: Problem, rank: int, options: Mapping[str, Any]) -> Program:
+    """Ring allgather; with ``channels`` K, sub-block ``k`` of every rank's block on ring ``k``."""
+    channels = channels_of(options)
+    if channels == 1:
+        return _allgather_one(problem, rank, options)
+    p, count = problem.nranks, problem.count
+    b = Builder(rank)
+    grp, part = world(p, rank), Partition(count * p, p)
+    own = Partition(count, channels)
+    for k, order in enumerate(ring_orders(p, channels, _node_groups(problem))):
+        allgather_core(b, _channel_group(grp, order), _ChannelBlocks(part, order, k, channels),
+                       OUTPUT, flat_units, INPUT.at(own.off(k), own.len(k)), 0)
+    return b.build()
+
+
+def reduce_scatter(problem: Problem, rank: int, options: Mapping[str, Any]) -> Program:
+    """Ring reduce-scatter; with ``channels`` K, sub-block ``k`` of every result on ring ``k``."""
+    channels = channels_of(options)
+    if channels == 1:
+        return _reduce_scatter_one(problem, rank, options)
+    p, count = problem.nranks, problem.count
+    b = Builder(rank)
+    grp, part = world(p, rank), Partition(count * p, p)
+    out = Partition(count, channels)
+    scratch = 0
+    for k, order in enumerate(ring_orders(p, channels, _node_groups(problem))):
+        blocks = _ChannelBlocks(part, order, k, channels)
+        reduce_scatter_core(b, _channel_group(grp, order), blocks, INPUT,
+                            Region(OUTPUT.buf, OUTPUT.offset + out.off(k)), False, 0, scratch)
+        scratch += 2 * blocks.max_len()       # its receive slot and its partial-sum slot
+    return b.build()
 
 
 def _chunks(problem: Problem, options: Mapping[str, Any]) -> Partition:
@@ -169,6 +322,3 @@ def reduce(problem: Problem, rank: int, options: Mapping[str, Any]) -> Program:
             b.send(j + e, (rank - 1) % p, src.at(seg_off, seg_len))
     return b.build()
 
-
-def chain_span(problem: Problem, options: Mapping[str, Any]) -> int:
-    return max(1, _chunks(problem, options).k + problem.nranks - 2)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Iterable, Union
+from typing import Union
 
 
 class Collective(enum.Enum):
@@ -33,6 +33,7 @@ class Collective(enum.Enum):
     REDUCE_SCATTER = "reduce_scatter"
     BROADCAST = "broadcast"
     REDUCE = "reduce"
+    ALLTOALL = "alltoall"
 
     # Members are singletons compared by identity: hash them by identity in C too (Enum's
     # default hashes the name in Python, which dominates dict lookups in the verifier).
@@ -41,20 +42,26 @@ class Collective(enum.Enum):
     @property
     def reduces(self) -> bool:
         """Whether the collective combines data with a reduction operator."""
-        return self in (Collective.ALLREDUCE, Collective.REDUCE_SCATTER, Collective.REDUCE)
+        return _collectives.descriptor(self).reduces
 
     @property
     def rooted(self) -> bool:
         """Whether the collective has a root rank."""
-        return self in (Collective.BROADCAST, Collective.REDUCE)
+        return _collectives.descriptor(self).rooted
 
     @classmethod
     def parse(cls, name: str) -> "Collective":
         """Accept the canonical name and common spellings (``reduce-scatter``, ``all_reduce``)."""
         key = name.strip().lower().replace("-", "_")
         aliases = {"all_reduce": "allreduce", "all_gather": "allgather",
-                   "reducescatter": "reduce_scatter", "bcast": "broadcast"}
+                   "reducescatter": "reduce_scatter", "bcast": "broadcast",
+                   "all_to_all": "alltoall"}
         key = aliases.get(key, key)
+        if key in ("alltoallv", "all_to_all_v"):
+            # not an alias of alltoall: the skewed per-pair counts are a different problem,
+            # and timing the uniform one under its name would be a lie
+            raise ValueError("alltoallv (skewed per-pair counts) is not implemented yet; "
+                             "alltoall is the uniform case")
         for member in cls:
             if member.value == key:
                 return member
@@ -187,7 +194,8 @@ class Problem:
 
     ``count`` follows nccl-tests: for allreduce, broadcast and reduce it is the number of elements
     in each rank's buffer; for allgather it is the per-rank input count (output is ``count *
-    nranks``); for reduce_scatter it is the per-rank output count (input is ``count * nranks``).
+    nranks``); for reduce_scatter it is the per-rank output count (input is ``count * nranks``);
+    for alltoall it is the count per peer (input and output are ``count * nranks``).
     """
 
     collective: Collective
@@ -216,31 +224,23 @@ class Problem:
         return self.layout if self.layout is not None else Layout.single_node(self.nranks)
 
     def input_len(self, rank: int) -> int:
-        """Elements in ``rank``'s input buffer."""
-        if self.collective is Collective.REDUCE_SCATTER:
-            return self.count * self.nranks
-        return self.count
+        """Elements in ``rank``'s input buffer (see :mod:`.collectives`)."""
+        return _collectives.descriptor(self.collective).input_len(self, rank)
 
     def output_len(self, rank: int) -> int:
-        """Elements in ``rank``'s output buffer."""
-        if self.collective is Collective.ALLGATHER:
-            return self.count * self.nranks
-        return self.count
+        """Elements in ``rank``'s output buffer (see :mod:`.collectives`)."""
+        return _collectives.descriptor(self.collective).output_len(self, rank)
 
 
 def inplace_input_offset(problem: Problem, rank: int) -> tuple[Buf, int]:
     """Where the input lives in an in-place run, as (buffer it aliases, element offset).
 
-    Follows MPI/NCCL conventions: allgather's input is the rank's own block of the output;
-    reduce_scatter's output is the rank's own block of the input (so the *output* aliases into
-    the input, reported here as ``(Buf.INPUT, offset)`` of the output); the others share one
-    buffer at offset 0.
+    Follows MPI/NCCL conventions (the facts live in :mod:`.collectives`): allgather's input is
+    the rank's own block of the output; reduce_scatter's output is the rank's own block of the
+    input (so the *output* aliases into the input, reported here as ``(Buf.INPUT, offset)`` of
+    the output); the others (alltoall included, as MPI_IN_PLACE) share one buffer at offset 0.
     """
-    if problem.collective is Collective.ALLGATHER:
-        return Buf.OUTPUT, rank * problem.count
-    if problem.collective is Collective.REDUCE_SCATTER:
-        return Buf.INPUT, rank * problem.count
-    return Buf.OUTPUT, 0
+    return _collectives.descriptor(problem.collective).inplace(problem, rank)
 
 
 def resolve_slice(problem: Problem, rank: int, slc: Slice, in_place: bool) -> Slice:
@@ -270,12 +270,6 @@ class Program:
     steps: tuple[Step, ...]
     scratch_len: int = 0
 
-    def messages(self) -> Iterable[tuple[int, Send | Recv]]:
-        """(step index, op) for every send and receive, in execution order."""
-        for step in self.steps:
-            for op in (*step.sends, *step.recvs):
-                yield step.index, op
-
 
 @dataclass(frozen=True)
 class Schedule:
@@ -291,3 +285,8 @@ class Schedule:
         for index, program in enumerate(self.programs):
             if program.rank != index:
                 raise ValueError(f"program {index} of the schedule is for rank {program.rank}")
+
+
+# At the end: collectives.py imports Collective and Buf from this module (either module may be
+# imported first; the functions above look the descriptor up only when called).
+from . import collectives as _collectives  # noqa: E402

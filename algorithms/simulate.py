@@ -19,6 +19,7 @@ from typing import Sequence
 import numpy as np
 
 from .reduction import finalize_avg, reduce_into, ufunc
+from .collectives import Block, descriptor
 from .schedule import Buf, Collective, Copy, Problem, Reduce, Schedule, inplace_input_offset
 
 
@@ -128,45 +129,59 @@ def simulate(schedule: Schedule, inputs: Sequence[np.ndarray], op: str,
             src, dst = leftover[0]
             raise ValueError(f"step {t}: rank {src} sends to {dst}, which does not receive it")
     outputs = [b[Buf.OUTPUT].copy() for b in bufs]
-    if op == "avg" and problem.collective.reduces:
+    desc = descriptor(problem.collective)
+    if op == "avg" and desc.reduces:
         for r, out in enumerate(outputs):
-            if problem.collective is not Collective.REDUCE or r == problem.root:
+            if desc.has_result(problem, r):
                 finalize_avg(out, p)
     return outputs
 
 
 def reference_result(collective: Collective | str, inputs: Sequence[np.ndarray], op: str,
                      root: int = 0) -> list[np.ndarray | None]:
-    """What each rank's output must be, computed directly with numpy.
+    """What each rank's output must be, computed directly with numpy from the collective's
+    postcondition blocks (:mod:`.collectives`).
 
     Contributions are combined in rank order with :func:`~.reduction.reduce_into` (so 16-bit and
     integer arithmetic match the executors'), then ``avg`` divides once.
 
     Args:
         collective: The collective (enum or name).
-        inputs: One 1-D input array per rank (for reduce_scatter ``count * nranks`` long).
-        op: Reduction operator name (ignored for allgather and broadcast).
+        inputs: One 1-D input array per rank (for reduce_scatter and alltoall ``count * nranks``
+            long).
+        op: Reduction operator name (ignored for collectives that do not reduce).
         root: Root rank of broadcast and reduce.
 
     Returns:
-        One array per rank; ``None`` for the non-root ranks of ``reduce``.
+        One array per rank; ``None`` where the collective leaves the output unspecified (the
+        non-root ranks of ``reduce``).
     """
     coll = collective if isinstance(collective, Collective) else Collective.parse(collective)
+    desc = descriptor(coll)
     arrays = [np.asarray(x) for x in inputs]
     p = len(arrays)
-    if coll is Collective.ALLGATHER:
-        full = np.concatenate(arrays)
-        return [full.copy() for _ in range(p)]
-    if coll is Collective.BROADCAST:
-        return [arrays[root].copy() for _ in range(p)]
-    acc = arrays[0].copy()
-    for x in arrays[1:]:
-        reduce_into(op, acc, acc, x)
-    if op == "avg":
-        finalize_avg(acc, p)
-    if coll is Collective.ALLREDUCE:
-        return [acc.copy() for _ in range(p)]
-    if coll is Collective.REDUCE:
-        return [acc.copy() if r == root else None for r in range(p)]
-    count = acc.shape[0] // p
-    return [acc[r * count:(r + 1) * count].copy() for r in range(p)]
+    problem = Problem(coll, p, desc.count_of_input(arrays[0].shape[0], p), root)
+    done: dict[tuple, np.ndarray] = {}  # blocks shared by several ranks are computed once
+
+    def block_result(block: Block) -> np.ndarray:
+        key = (block.in_offset, block.length, tuple(block.sources))
+        if key not in done:
+            lo, hi = block.in_offset, block.in_offset + block.length
+            first, *rest = block.sources
+            acc = arrays[first][lo:hi].copy()
+            for q in rest:
+                reduce_into(op, acc, acc, arrays[q][lo:hi])
+            if desc.reduces and op == "avg":
+                finalize_avg(acc, p)
+            done[key] = acc
+        return done[key]
+
+    results: list[np.ndarray | None] = []
+    for r in range(p):
+        blocks = desc.blocks(problem, r)
+        if blocks is None:
+            results.append(None)
+            continue
+        parts = [block_result(b) for b in blocks]
+        results.append(np.concatenate(parts) if parts else arrays[0][:0].copy())
+    return results

@@ -3,9 +3,10 @@
 A synthetic program of STEPS steps, each one send and one receive of BYTES with a partner rank
 (0 bytes: the step costs only its bookkeeping), runs through the Python MPI executor
 (collbench.execute.python_mpi.MpiScheduleRun: persistent requests, Startall + Waitall per
-step), through the native executor (collbench.execute.c_executor.NativeScheduleRun: the flattened program
-run by csrc/native_executor.c) and through a hand-written C loop of MPI_Irecv + MPI_Isend +
-MPI_Waitall (csrc/mpi_baselines.c), in the same processes, alternately, for several rounds.
+step), through the C executor (collbench.execute.c_executor.NativeScheduleRun: the flattened
+program run by csrc/native_executor.c; "native" in the output, as in results files) and through
+a hand-written C loop of MPI_Irecv + MPI_Isend + MPI_Waitall (csrc/mpi_baselines.c), in the same
+processes, alternately, for several rounds.
 The difference per step is what each executor adds to the MPI calls themselves.
 
     python benchmarks/executor_overhead.py --rounds 7 [--ranks 4]
@@ -34,9 +35,10 @@ def worker(library: Path, rounds: int) -> None:
     from mpi4py import MPI
 
     from collbench.algorithms import Buf, Slice
-    from collbench.execute.python_mpi import MpiScheduleRun
     from collbench.execute.bind import LoweredProgram, LoweredStep
-    from collbench.execute.c_executor import NativeScheduleRun, load
+    from collbench.execute.c_build import load
+    from collbench.execute.c_executor import NativeScheduleRun
+    from collbench.execute.python_mpi import MpiScheduleRun
 
     comm = MPI.COMM_WORLD
     rank = comm.Get_rank()

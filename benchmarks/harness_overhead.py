@@ -4,8 +4,8 @@ The C loop (csrc/mpi_baselines.c) is built as a shared library with the mpicc of
 that mpi4py uses and loaded into the same MPI processes that run collbench's harness, so all
 are timed alternately on the same ranks, cores, MPI state and thread level. For each size the
 script alternates the C loop, collbench with the Python executor (mpi4py calls timed by a
-Python loop) and collbench with the native executor (the same MPI call timed by collbench's C
-loop, collbench/native.py) for several rounds and reports medians.
+Python loop) and collbench with the C executor (``--executor native``: the same MPI call timed by
+collbench's C loop, collbench/execute/c_executor.py) for several rounds and reports medians.
 
     python benchmarks/harness_overhead.py --ranks 2 --rounds 7 --thread-level single
 

@@ -285,6 +285,7 @@ static int call_collective(int collective, MPI_Comm comm, const void *send, void
     case CB_COLL_REDUCE_SCATTER: return MPI_Reduce_scatter_block(send, recv, count, datatype, op, comm);
     case CB_COLL_BROADCAST: return MPI_Bcast(recv, count, datatype, root, comm);
     case CB_COLL_REDUCE: return MPI_Reduce(send, recv, count, datatype, op, root, comm);
+    case CB_COLL_ALLTOALL: return MPI_Alltoall(send, count, datatype, recv, count, datatype, comm);
     default: return CB_ERR_ARGUMENT;
     }
 }
@@ -298,18 +299,20 @@ static int call_collective_c(int collective, MPI_Comm comm, const void *send, vo
     case CB_COLL_REDUCE_SCATTER: return MPI_Reduce_scatter_block_c(send, recv, count, datatype, op, comm);
     case CB_COLL_BROADCAST: return MPI_Bcast_c(recv, count, datatype, root, comm);
     case CB_COLL_REDUCE: return MPI_Reduce_c(send, recv, count, datatype, op, root, comm);
+    case CB_COLL_ALLTOALL: return MPI_Alltoall_c(send, count, datatype, recv, count, datatype, comm);
     default: return CB_ERR_ARGUMENT;
     }
 }
 #endif
 
 /* ITERATIONS calls of one collective; *elapsed = total seconds; when SAMPLES is not NULL it
- * receives each call's seconds. COUNT follows MPI (per rank for allgather/reduce_scatter_block);
- * IN_PLACE passes MPI_IN_PLACE as the send buffer (the caller decides where MPI allows it). */
+ * receives each call's seconds. COUNT follows MPI (per rank for allgather/reduce_scatter_block,
+ * per peer for alltoall); IN_PLACE passes MPI_IN_PLACE as the send buffer (the caller decides
+ * where MPI allows it). */
 int cb_collective_loop(int collective, MPI_Comm comm, const void *send, void *recv, long long count,
                        MPI_Datatype datatype, MPI_Op op, int root, int in_place,
                        long long iterations, double *samples, double *elapsed) {
-    if (count < 0 || iterations < 0 || collective < CB_COLL_ALLREDUCE || collective > CB_COLL_REDUCE)
+    if (count < 0 || iterations < 0 || collective < CB_COLL_ALLREDUCE || collective > CB_COLL_ALLTOALL)
         return CB_ERR_ARGUMENT;
     const void *sbuf = in_place ? MPI_IN_PLACE : send;
     int rc = MPI_SUCCESS;
@@ -496,5 +499,55 @@ int cb_plan_run(cb_plan *plan, long long iterations, double *samples, double *el
         for (long long i = 0; i < iterations && rc == MPI_SUCCESS; i++) rc = run_once(plan);
         *elapsed = now() - start;
     }
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Traced runs (collbench trace): a copy of run_once with a timestamp at each phase of each    */
+/* step. A separate function so the timed loops above carry no tracing branch at all.          */
+
+static inline int64_t now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000LL + (int64_t)t.tv_nsec;
+}
+
+static int run_traced(const cb_plan *plan, int64_t *stamps) {
+    MPI_Comm comm = plan->comm;
+    MPI_Datatype type = plan->move_type;
+    MPI_Request *requests = plan->requests;
+    for (long long s = 0; s < plan->nsteps; s++, stamps += CB_TRACE_FIELDS) {
+        const cb_step *step = &plan->steps[s];
+        const cb_op *op = step->ops;
+        int nmsg = step->nrecv + step->nsend, rc;
+        stamps[0] = now_ns();
+        for (int k = 0; k < step->nrecv; k++, op++)
+            if ((rc = MPI_Irecv(op->p0, op->count, type, op->peer, step->tag, comm, &requests[k])) != MPI_SUCCESS)
+                return rc;
+        for (int k = step->nrecv; k < nmsg; k++, op++)
+            if ((rc = MPI_Isend(op->p0, op->count, type, op->peer, step->tag, comm, &requests[k])) != MPI_SUCCESS)
+                return rc;
+        stamps[1] = now_ns();
+        if (nmsg && (rc = MPI_Waitall(nmsg, requests, MPI_STATUSES_IGNORE)) != MPI_SUCCESS)
+            return rc;
+        stamps[2] = now_ns();
+        for (int k = 0; k < step->nlocal; k++, op++) {
+            if (op->kind == CB_OP_REDUCE)
+                op->reduce(op->p0, op->p1, op->p2, (size_t)op->count);
+            else if (op->kind == CB_OP_COPY)
+                memmove(op->p0, op->p1, op->bytes);
+            else if (plan->nranks > 1)
+                FINALIZE_TABLE[plan->dtype](op->p0, (size_t)op->count, plan->nranks);
+        }
+        stamps[3] = now_ns();
+    }
+    return MPI_SUCCESS;
+}
+
+int cb_plan_trace(cb_plan *plan, long long iterations, int64_t *stamps) {
+    if (!plan || iterations < 0 || !stamps) return CB_ERR_ARGUMENT;
+    int rc = MPI_SUCCESS;
+    for (long long i = 0; i < iterations && rc == MPI_SUCCESS; i++)
+        rc = run_traced(plan, stamps + i * plan->nsteps * CB_TRACE_FIELDS);
     return rc;
 }

@@ -47,6 +47,7 @@
 #define CB_COLL_REDUCE_SCATTER 2
 #define CB_COLL_BROADCAST 3
 #define CB_COLL_REDUCE 4
+#define CB_COLL_ALLTOALL 5
 
 /* schedule tables */
 #define CB_BUF_INPUT 0
@@ -59,6 +60,7 @@
 #define CB_OP_FINALIZE 4
 #define CB_STEP_FIELDS 5
 #define CB_OP_FIELDS 9
+#define CB_TRACE_FIELDS 4
 
 /* error codes besides MPI's own (which are returned unchanged) */
 #define CB_ERR_ARGUMENT (-1)
@@ -79,6 +81,9 @@ cb_plan *cb_plan_create(MPI_Comm comm, MPI_Datatype move_type, int dtype, int re
                         int error_len);
 int cb_plan_run(cb_plan *plan, long long iterations, double *samples, double *elapsed);
 void cb_plan_free(cb_plan *plan);
+/* Traced runs (collbench trace): STAMPS[iterations][nsteps][CB_TRACE_FIELDS] receive, per step,
+ * CLOCK_MONOTONIC nanoseconds at: post, all posted, all completed, local work done. */
+int cb_plan_trace(cb_plan *plan, long long iterations, int64_t *stamps);
 int cb_reduce(int dtype, int reduction, void *dst, const void *a, const void *b, long long n);
 int cb_finalize_avg(int dtype, void *data, long long n, int nranks);
 #endif

@@ -41,3 +41,9 @@ def test_bench_executor_zero_byte_steps(benchmark, self_exchange):
     if benchmark.stats is not None and benchmark.enabled:
         per_step_us = benchmark.stats.stats.median / STEPS * 1e6
         benchmark.extra_info["median_us_per_step"] = per_step_us
+        assert 0 < per_step_us < 1e4  # a step costs microseconds, not tens of milliseconds
+    # what was timed is what it claims to be: every one of the STEPS steps posted, completed
+    # and finished its (empty) local work, in order
+    stamps = self_exchange.trace(1)
+    assert stamps.shape == (1, STEPS, 4)
+    assert (np.diff(stamps.reshape(-1)) >= 0).all() and stamps.min() > 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 
 from collbench.algorithms import Buf, Collective, Copy, Problem, Slice
@@ -33,7 +35,7 @@ def test_nccl_call_sequence_matches_the_schedule(collective, name, in_place):
         # messages (sends, then receives, on the memory in-place aliasing really addresses),
         # then that step's local ops.
         expected = []
-        phys = lambda s: resolve_slice(problem, rank, s, in_place)  # noqa: E731
+        phys = functools.partial(resolve_slice, problem, rank, in_place=in_place)
         for step in program.steps:
             sends = [("send", m.peer, phys(m.src)) for m in step.sends if m.src.length]
             recvs = [("recv", m.peer, phys(m.dst)) for m in step.recvs if m.dst.length]

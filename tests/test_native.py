@@ -1,4 +1,4 @@
-"""The native execution path without mpiexec: building (and not building), the flattening of
+"""The C executor without mpiexec: building (and not building) its library, the flattening of
 lowered programs, and the C arithmetic against numpy bit for bit (csrc/native_executor.c)."""
 
 from __future__ import annotations
@@ -14,12 +14,14 @@ import numpy as np
 import pytest
 
 from cbtest import REPO, native_library_or_skip
-from collbench.execute import c_executor as native
 from collbench.algorithms import Buf, Collective, Copy, Layout, Problem, Reduce
 from collbench.algorithms.reduction import OPS, finalize_avg, reduce_into
 from collbench.algorithms.registry import algorithms_for
 from collbench.dtypes import DTYPES
+from collbench.execute import c_binding, c_build
 from collbench.execute.bind import lower
+from collbench.execute.tags import TAG_BASE, TAG_SPAN
+from collbench.gpu._layout import csrc_dir
 
 
 @pytest.fixture(scope="module")
@@ -32,11 +34,11 @@ def lib():
 CASES = [(c, a.name) for c in Collective for a in algorithms_for(c, include_native=False)]
 
 
-def _unflatten(flat: native.FlatProgram):
+def _unflatten(flat: c_binding.FlatProgram):
     """Read the tables back as (tag, recvs, sends, local) per step, with Slices."""
     from collbench.algorithms import Slice
 
-    c = native.constants()
+    c = c_binding.constants()
     bufs = {c["BUF_INPUT"]: Buf.INPUT, c["BUF_OUTPUT"]: Buf.OUTPUT, c["BUF_SCRATCH"]: Buf.SCRATCH}
     steps = []
     for tag, first, nrecv, nsend, nlocal in flat.steps.tolist():
@@ -72,20 +74,20 @@ def test_flattening_reproduces_the_lowered_program(collective, name):
         for rank in range(nranks):
             for in_place in (False, True):
                 lowered = lower(problem, algorithm.program(problem, rank), in_place, op)
-                flat = native.flatten(lowered)
+                flat = c_binding.flatten(lowered)
                 assert flat.steps.dtype == np.int64 and flat.ops.dtype == np.int64
                 decoded = _unflatten(flat)
-                expected = [(1000 + s.index % 30000, list(s.recvs), list(s.sends), list(s.local))
+                expected = [(TAG_BASE + s.index % TAG_SPAN, list(s.recvs), list(s.sends), list(s.local))
                             for s in lowered.steps]
                 if lowered.finalize is not None:
-                    expected.append((1000, [], [], [("finalize", lowered.finalize)]))
+                    expected.append((TAG_BASE, [], [], [("finalize", lowered.finalize)]))
                 assert decoded == expected
                 assert sum(row[2] + row[3] + row[4] for row in flat.steps.tolist()) == len(flat.ops)
 
 
 def test_no_schedule_needs_a_partially_overlapping_reduction():
     """The C executor refuses a reduction whose output partly overlaps an input (numpy would
-    buffer it); no built-in schedule has one, so every algorithm runs natively."""
+    buffer it); no built-in schedule has one, so the C executor runs every algorithm."""
     from collbench.algorithms.registry import get_algorithm
 
     for collective, name in CASES:
@@ -111,17 +113,17 @@ def test_no_schedule_needs_a_partially_overlapping_reduction():
 
 
 def test_the_library_is_cached(lib, tmp_path):
-    assert lib.path.is_file() and lib.digest in native._digest(lib.compiler)
+    assert lib.path.is_file() and lib.digest in c_build.build_digest(lib.compiler)
     assert lib.path.name == f"libcollbench_native-{lib.digest[:20]}.so"
-    assert not native._build(lib.compiler, lib.compiler_origin, lib.path)  # present: not rebuilt
+    assert not c_build.build_library(lib.compiler, lib.compiler_origin, lib.path)  # present: not rebuilt
 
 
 def test_a_missing_compiler_is_a_reason_not_a_crash(tmp_path):
     script = textwrap.dedent("""
-        from collbench.execute import c_executor as native
+        from collbench.execute import c_build
         try:
-            native.load()
-        except native.NativeUnavailable as exc:
+            c_build.load()
+        except c_build.NativeUnavailable as exc:
             print("UNAVAILABLE", exc)
     """)
     env = {**os.environ, "MPICC": "/nonexistent/mpicc", "XDG_CACHE_HOME": str(tmp_path)}
@@ -134,13 +136,13 @@ def test_a_missing_compiler_is_a_reason_not_a_crash(tmp_path):
 def test_a_compile_error_is_a_reason(tmp_path, lib):
     csrc = tmp_path / "csrc"
     csrc.mkdir()
-    (csrc / native.HEADER).write_text((native.csrc_dir() / native.HEADER).read_text())
-    (csrc / native.SOURCE).write_text("#include <mpi.h>\nthis is not C;\n")
+    (csrc / c_binding.HEADER).write_text((csrc_dir() / c_binding.HEADER).read_text())
+    (csrc / c_build.SOURCE).write_text("#include <mpi.h>\nthis is not C;\n")
     script = textwrap.dedent("""
-        from collbench.execute import c_executor as native
+        from collbench.execute import c_build
         try:
-            native.load()
-        except native.NativeUnavailable as exc:
+            c_build.load()
+        except c_build.NativeUnavailable as exc:
             print("UNAVAILABLE", exc)
     """)
     env = {**os.environ, "COLLBENCH_CSRC": str(csrc), "XDG_CACHE_HOME": str(tmp_path / "cache")}
@@ -154,8 +156,8 @@ def test_a_compile_error_is_a_reason(tmp_path, lib):
 def test_concurrent_builds_compile_once(tmp_path, lib):
     """Four processes (ranks of one node) start cold at once: one compiles, all load it."""
     script = textwrap.dedent("""
-        from collbench.execute import c_executor as native
-        library = native.load()
+        from collbench.execute import c_build
+        library = c_build.load()
         print("BUILT" if library.built_now else "FOUND", library.path)
     """)
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
@@ -286,7 +288,7 @@ def test_avg_division_matches_numpy(lib, dtype_name):
 def test_the_baseline_loops_match_numpy_too(lib, tmp_path):
     """The library clones its loops for AVX2 and AVX-512 and this CPU runs the best clone; build
     the baseline-only variant (what other CPUs and compilers get) and compare it the same way."""
-    env = {**os.environ, native.CFLAGS_ENV: "-DCB_NO_TARGET_CLONES", "XDG_CACHE_HOME": str(tmp_path)}
+    env = {**os.environ, c_build.CFLAGS_ENV: "-DCB_NO_TARGET_CLONES", "XDG_CACHE_HOME": str(tmp_path)}
     tests = [f"{__file__}::{name}" for name in ("test_reductions_match_numpy_bit_for_bit",
                                                 "test_avg_division_matches_numpy",
                                                 "test_a_partly_overlapping_reduction_is_refused")]
@@ -309,7 +311,7 @@ def test_bench_native_reduce(benchmark, lib, dtype_name, op):
     a, b = rng.integers(0, 3, 1 << 18).astype(dtype), rng.integers(0, 3, 1 << 18).astype(dtype)
     out = np.empty_like(a)
     benchmark.group = f"reduce {np.dtype(dtype).name}"
-    args = (native.dtype_code(dtype_name), native.reduction_code(op), out.ctypes.data, a.ctypes.data,
+    args = (c_binding.dtype_code(dtype_name), c_binding.reduction_code(op), out.ctypes.data, a.ctypes.data,
             b.ctypes.data, out.size)
     benchmark(lib.lib.cb_reduce, *args)   # the bare C call: no per-call argument conversion in Python
     expected = np.empty_like(a)

@@ -5,8 +5,8 @@ import json
 import pytest
 
 from collbench.errors import UsageError
-from collbench.results.report import report
 from collbench.results.files import ResultsWriter, Row, read_results
+from collbench.results.report import report
 
 
 def _row(**changes) -> Row:

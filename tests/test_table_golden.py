@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from collbench.results import table
 from collbench.algorithms import Collective
 from collbench.backends.base import Timer
 from collbench.backends.mpi import MpiBackend
 from collbench.dtypes import DTYPES
-from collbench.run.harness import Harness, make_plan
+from collbench.results import table
 from collbench.results.files import Row
+from collbench.run.harness import Harness, make_plan
 from collbench.run.spec import RunSpec
 from collbench.run.watchdog import Activity, Watchdog
 

@@ -39,8 +39,6 @@ import numpy as np
 from .. import __version__
 from ..errors import UsageError
 
-DEFAULT_DTYPES = ("float32", "float64", "int32", "int64", "int8", "bfloat16", "float16")
-
 
 @dataclass(frozen=True)
 class Fit:
@@ -474,10 +472,34 @@ def format_profile_summary(record: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def calibrate_from_logs(args: Any) -> int:
+    """``collbench calibrate --from LOGS...``: fit a profile on imported logs (no MPI, no
+    measurement): NCCL realisation factors and link α/β per class, printed with residuals."""
+    from .model.fit import calibrate_from, format_residuals
+    from .model.profile import load_profile, local_profile_path, save_profile
+
+    base = load_profile(args.profile)
+    record, res = calibrate_from(args.from_logs, base, args.name)
+    out = Path(args.out) if args.out else local_profile_path()
+    save_profile(record, out)
+    sys.stdout.write(format_residuals(res, record) + f"\n# profile written to {out}\n")
+    return 0
+
+
 def command_calibrate(args: Any, argv: list[str]) -> int:
-    """``collbench calibrate``: relaunch under mpiexec outside a job, else measure."""
-    from ..run.launcher import (KEEP_SHM_VARIABLE, inside_mpi_job, oversubscription_environment,
-                            oversubscription_warning, relaunch)
+    """``collbench calibrate``: relaunch under mpiexec outside a job, else measure; with
+    ``--from``, fit on imported logs instead."""
+    if getattr(args, "from_logs", None):
+        if args.out and Path(args.out).is_dir():
+            raise UsageError(f"--out {args.out} is a directory; give a file name")
+        return calibrate_from_logs(args)
+    from ..run.launcher import (
+        KEEP_SHM_VARIABLE,
+        inside_mpi_job,
+        oversubscription_environment,
+        oversubscription_warning,
+        relaunch,
+    )
 
     if args.out:
         out = Path(args.out)

@@ -57,12 +57,14 @@ def add_compare_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def add_plot_parser(sub: Any) -> argparse.ArgumentParser:
-    plt = sub.add_parser("plot", help="figures: busbw, latency, busbw vs nodes, measured vs model",
+    plt = sub.add_parser("plot", help="figures: busbw, latency, busbw vs nodes, measured vs model, "
+                         "time vs error",
                          description="Plot results files (or Slurm sweep directories for --kind nodes) "
                          "to PNG, SVG or PDF. Needs matplotlib (pip install 'collbench[plot]').")
     plt.add_argument("paths", nargs="+", metavar="FILE")
     plt.add_argument("-o", "--out", required=True, help="output file: .png, .svg or .pdf")
-    plt.add_argument("--kind", choices=["busbw", "latency", "nodes", "model"], default="busbw")
+    plt.add_argument("--kind", choices=["busbw", "latency", "nodes", "model", "error", "timeline"], default="busbw",
+                     help="error: time vs error of compressed algorithms (docs/compression.md)")
     plt.add_argument("--placement", choices=["out-of-place", "in-place"], default=None,
                      help="only this placement (default: both; the model plot uses out-of-place)")
     plt.add_argument("--size", type=_size, default=None,
@@ -100,6 +102,13 @@ def add_calibrate_parser(sub: Any) -> argparse.ArgumentParser:
                      "library visibly switches protocol)")
     cal.add_argument("--executor", choices=["auto", "native", "python"], default="auto",
                      help="which schedule executor to time (default: the one `run` would use)")
+    cal.add_argument("--from", dest="from_logs", nargs="+", metavar="LOG", default=None,
+                     help="fit a profile on imported logs (collbench import nccl-tests) instead of "
+                     "measuring: NCCL realisation factors and link α/β per class (one-node logs: "
+                     "intra, multi-node: inter), with residuals; needs --profile")
+    cal.add_argument("--profile", default=None,
+                     help="--from: the machine's hardware profile to start from (its nccl section "
+                     "says what NCCL's topology search finds), e.g. abci-a, dgx-a100, perlmutter")
     return cal
 
 
@@ -123,6 +132,13 @@ def add_model_parser(sub: Any) -> argparse.ArgumentParser:
     pred.add_argument("--algo", default=None, help="only these algorithms (comma list)")
     pred.add_argument("-d", "--datatype", default="float32")
     pred.add_argument("--format", choices=formats, default="text")
+    pred.add_argument("--defaults-only", action="store_true",
+                      help="cost each algorithm with its default options only (default: search "
+                      "its variants -- ring channels, chunks, hierarchical inner/outer -- and "
+                      "report the fastest with its options)")
+    pred.add_argument("--compressed", action="store_true",
+                      help="compressed allreduce (docs/compression.md): the largest density, bit width "
+                      "and rank at which each compressed algorithm still beats the best dense one")
     chk = msub.add_parser("check", help="predicted vs measured for every row of results files")
     chk.add_argument("paths", nargs="+", metavar="RESULTS")
     chk.add_argument("--profile", default=None)
@@ -201,13 +217,26 @@ def _predict(args: argparse.Namespace) -> int:
                 algo = get_algorithm(name)
             except ValueError as exc:
                 raise UsageError(str(exc)) from None
+            if algo.native and profile.nccl is not None:
+                algos.append("native")       # NCCL's own collective, modelled (nccl section)
+                continue
             if not algo.implements(collective) or algo.native:
                 raise UsageError(f"{algo.name} has no {collective.value} schedule to model")
             algos.append(algo.name)
     if max(nodes) * per_node > 1 << 17:
         raise UsageError(f"{max(nodes) * per_node} ranks is beyond what the model is checked for "
                          f"(131072)")
-    tables = predict_tables(Model(profile), collective, nodes, per_node, sizes, algos, args.datatype)
+    if args.compressed:  # the crossover table of collbench.analysis.model.compressed
+        from .model.compressed import crossovers, format_crossovers
+
+        if collective is not Collective.ALLREDUCE or algos:
+            raise UsageError("--compressed models the compressed allreduces: drop --collective/--algo")
+        item = DTYPES[args.datatype].itemsize
+        rows = crossovers(profile, nodes, per_node, sizes, item, args.datatype)
+        sys.stdout.write(format_crossovers(rows, profile, per_node, item, args.datatype, args.format) + "\n")
+        return 0
+    tables = predict_tables(Model(profile), collective, nodes, per_node, sizes, algos, args.datatype,
+                            search=not args.defaults_only)
     sys.stdout.write(format_predictions(tables, profile, collective, args.datatype, args.format) + "\n")
     return 0
 

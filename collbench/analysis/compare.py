@@ -128,8 +128,7 @@ def differences(a: ResultsFile, b: ResultsFile) -> list[str]:
     for label, get in CHECKS:
         va, vb = get(a), get(b)
         if va != vb:
-            show = (lambda v: "/".join(map(str, v)) if isinstance(v, tuple) else str(v))
-            out.append(f"{label} {show(va)} vs {show(vb)}")
+            out.append(f"{label} {_shown(va)} vs {_shown(vb)}")
     return out
 
 
@@ -305,3 +304,8 @@ def parse_fraction(text: str) -> float:
     if value < 0 or not math.isfinite(value):
         raise UsageError(f"--fail-above must not be negative, got {text!r}")
     return value
+
+
+def _shown(value: object) -> str:
+    """A metadata value for a mismatch message (tuples as a/b/c)."""
+    return "/".join(map(str, value)) if isinstance(value, tuple) else str(value)

@@ -6,7 +6,10 @@
 * ``nodes``   -- bus bandwidth vs node count from Slurm sweep directories (one line per run ×
   algorithm, at ``--size`` or the largest size measured at every node count);
 * ``model``   -- measured time (markers) with the cost model's prediction (lines) for the same
-  rank count, layout and dtype (``--profile``, default: this host's calibrated profile).
+  rank count, layout and dtype (``--profile``, default: this host's calibrated profile);
+* ``error``   -- time per operation against error (relative L2 to the exact dense sum) of
+  compressed algorithms (docs/compression.md), one line per algorithm and setting through its
+  sizes; exact algorithms in the same files sit at the left edge.
 
 Sizes are on a log₂ axis with binary ticks (8B, 1K, 1M, 1G); GB/s are 10⁹ B/s, as in the
 tables. Titles come from the files' metadata (ranks, nodes, MPI library, dtype/op). matplotlib
@@ -23,7 +26,7 @@ from typing import Any, Sequence
 from ..errors import UsageError
 from ..results.files import ResultsFile, Row, expand_paths, read_results
 
-KINDS = ("busbw", "latency", "nodes", "model")
+KINDS = ("busbw", "latency", "nodes", "model", "error", "timeline")
 FORMATS = (".png", ".svg", ".pdf")
 _PLACEMENT = {"out_of_place": "out-of-place", "in_place": "in-place"}
 
@@ -146,7 +149,8 @@ def plot_sizes(files: Sequence[ResultsFile], out: Path, kind: str, placement: st
 
 
 def plot_nodes(paths: Sequence[str], out: Path, size: int | None, placement: str | None) -> None:
-    from ..results.sweep_report import groups as sweep_groups, is_sweep_dir, load_sweep
+    from ..results.sweep_report import groups as sweep_groups
+    from ..results.sweep_report import is_sweep_dir, load_sweep
 
     sweeps = [load_sweep(p) for p in paths if is_sweep_dir(p)]
     if not sweeps or len(sweeps) != len(paths):
@@ -254,6 +258,53 @@ def plot_model(files: Sequence[ResultsFile], out: Path, profile_spec: str | None
     plt.close(fig)
 
 
+def _setting(row: Row, dtype: bool, placement: bool) -> str:
+    """What distinguishes compressed runs of one algorithm: density, format, rank (and the
+    dtype and placement when the rows have several)."""
+    facts = row.compress or {}
+    parts = [f"{k}={facts[k]}" for k in ("density", "format", "rank") if k in facts]
+    parts += [row.dtype] if dtype else []
+    parts += [_PLACEMENT.get(row.placement, row.placement)] if placement else []
+    return f"{row.algorithm} {' '.join(parts)}".strip()
+
+
+def plot_error(files: Sequence[ResultsFile], out: Path, placement: str | None) -> None:
+    """Time against relative L2 error, per algorithm and setting (points: sizes)."""
+    rows = [r for f in files for r in f.rows if not placement or r.placement == placement]
+    lossy = [r for r in rows if r.err_rel_l2 is not None]
+    if not lossy:
+        raise UsageError("nothing to plot: --kind error needs rows of compressed algorithms "
+                         "(with error columns; docs/compression.md)")
+    plt = pyplot()
+    fig, axes = _figure(plt, 1)
+    ax = axes[0]
+    positive = [r.err_rel_l2 for r in lossy if r.err_rel_l2 > 0]
+    floor = min(positive) / 10 if positive else 1e-8
+    groups: dict[str, list[Row]] = {}
+    dtypes, placements = len({r.dtype for r in rows}) > 1, len({r.placement for r in rows}) > 1
+    for r in rows:
+        if r.err_rel_l2 is None and r.compress is None and r.wrong == 0:
+            groups.setdefault(f"{_setting(r, dtypes, placements)} (exact: at the left edge)", []).append(r)
+        elif r.err_rel_l2 is not None:
+            groups.setdefault(_setting(r, dtypes, placements), []).append(r)
+    for label, members in sorted(groups.items()):
+        members.sort(key=lambda r: r.bytes)
+        xs = [max(r.err_rel_l2 or 0.0, floor) for r in members]
+        line = ax.plot(xs, [r.time_us for r in members], marker="o", markersize=4, label=label)[0]
+        for x, r in zip(xs, members):
+            ax.annotate(size_label(r.bytes), (x, r.time_us), fontsize=6, color=line.get_color(),
+                        xytext=(3, 2), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("relative L2 error against the exact dense sum (all ranks)")
+    ax.set_ylabel("time per operation (µs)")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title(_title(files, "allreduce: time vs error (labels: message size)"), fontsize=10)
+    _save(fig, out)
+    plt.close(fig)
+
+
 def plot(paths: Sequence[str], out: str, kind: str = "busbw", placement: str | None = None,
          size: int | None = None, profile: str | None = None) -> Path:
     """Draw one figure; returns its path. UsageError for every user mistake."""
@@ -266,9 +317,16 @@ def plot(paths: Sequence[str], out: str, kind: str = "busbw", placement: str | N
     if kind == "nodes":
         plot_nodes(list(paths), target, size, placement)
         return target
+    if kind == "timeline":  # a trace file from `collbench run --trace` (collbench/trace/)
+        from ..trace.timeline import plot_timeline
+
+        plot_timeline(list(paths), target, pyplot())
+        return target
     files = [read_results(p) for p in expand_paths(paths)]
     if kind == "model":
         plot_model(files, target, profile, placement)
+    elif kind == "error":
+        plot_error(files, target, placement)
     else:
         plot_sizes(files, target, kind, placement)
     return target

@@ -38,6 +38,9 @@ class OpRequest:
     count: int              # nccl-tests convention (per rank for allgather/reduce_scatter)
     placement: Placement
     root: int = 0
+    # algorithm options for this request only (--algo auto's winning variant); empty: the
+    # run's -O options, which the backend holds
+    options: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass
@@ -164,6 +167,12 @@ class Backend(abc.ABC):
     #: the timer matching this backend's execution model (set by each backend's __init__)
     timer: Timer
 
+    def options_for(self, request: OpRequest) -> dict[str, Any]:
+        """The algorithm options of ``request``: its own, else the run's (``-O``)."""
+        if request.options:
+            return dict(request.options)
+        return dict(getattr(self, "algorithm_options", {}) or {})
+
     def check_supported(self, request: OpRequest) -> None:
         """Refuse a request the plan should never have produced (a bug, not a user error)."""
         reason = self.reason(request)
@@ -186,5 +195,5 @@ class Backend(abc.ABC):
         """Backend-specific facts for the results file (library versions, devices, env)."""
         return {}
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook: most backends have nothing to free
         """Release communicators and buffers."""

@@ -8,14 +8,18 @@ from typing import Any, Callable
 import numpy as np
 
 from ..algorithms import Collective, Layout, Problem
+from ..compress.names import is_compressed
 from ..dtypes import DType
 from ..errors import UsageError
-from ..execute.bind import lower
-from ..execute.c_executor import EXECUTORS, NativeCollective, NativeScheduleRun, NativeUnavailable
-from ..execute.c_executor import load_agreed
+from ..execute.bind import bind, views_of
+from ..execute.c_build import NativeUnavailable, load_agreed
+from ..execute.c_executor import NativeCollective, NativeScheduleRun
+from ..execute.names import EXECUTOR_CHOICES as EXECUTORS
+from ..execute.names import ROW_C, ROW_LIBRARY_C, ROW_PYTHON
 from ..execute.programs import algorithm_unsupported_reason, build_program
+from ..execute.python_mpi import MpiScheduleRun
+from ..execute.runner import prepared_op
 from .base import Backend, Capabilities, OpRequest, Placement, PreparedOp, Timer
-from ..execute.python_mpi import MpiScheduleRun, host_buffers
 
 # MPI datatype attribute per dtype; 16-bit floats exist only in MPI 4.1+/MPICH 4+ libraries.
 _MPI_TYPE_NAMES = {"int8": "INT8_T", "uint8": "UINT8_T", "int32": "INT32_T", "uint32": "UINT32_T",
@@ -30,7 +34,7 @@ _ALIGNMENT = 64
 CAPABILITIES = Capabilities(
     backend="mpi", needs=("mpi4py",),
     native=frozenset({Collective.ALLREDUCE, Collective.ALLGATHER, Collective.REDUCE_SCATTER,
-                      Collective.BROADCAST, Collective.REDUCE}),
+                      Collective.BROADCAST, Collective.REDUCE, Collective.ALLTOALL}),
     schedules=True,  # every registered schedule, over point-to-point (Python or C executor)
     native_notes={Collective.BROADCAST: "in place only"})
 
@@ -65,6 +69,79 @@ class HostTimer(Timer):
             run()
             samples[i] = clock() - start
         return samples
+
+
+# -- native calls: one entry per collective --------------------------------------------------------
+# Each returns (call, send view, receive view, whether mpi4py passes MPI_IN_PLACE): the views are
+# what the harness fills and reads, and what the C loop gets (their data pointers) for the same call.
+NativeCall = tuple[Callable[[], Any], np.ndarray, np.ndarray, bool]
+
+
+def _spec(view: np.ndarray, datatype: Any, n: int | None = None) -> list[Any]:
+    return [view, view.size if n is None else n, datatype]
+
+
+def _allreduce(b: "MpiBackend", req: OpRequest, datatype: Any, op: Any) -> NativeCall:
+    in_place = req.placement is Placement.IN_PLACE
+    recv = b._typed(b._recv, req.dtype, req.count)
+    send = recv if in_place else b._typed(b._send, req.dtype, req.count)
+    sspec, rspec = (b._mpi.IN_PLACE if in_place else _spec(send, datatype)), _spec(recv, datatype)
+    return (lambda: b.comm.Allreduce(sspec, rspec, op)), send, recv, in_place
+
+
+def _allgather(b: "MpiBackend", req: OpRequest, datatype: Any, op: Any) -> NativeCall:
+    in_place, count = req.placement is Placement.IN_PLACE, req.count
+    recv = b._typed(b._recv, req.dtype, count * b.size)
+    send = (b._typed(b._recv, req.dtype, count, b.rank * count) if in_place
+            else b._typed(b._send, req.dtype, count))
+    sspec = b._mpi.IN_PLACE if in_place else _spec(send, datatype)
+    rspec = _spec(recv, datatype, count)
+    return (lambda: b.comm.Allgather(sspec, rspec)), send, recv, in_place
+
+
+def _reduce_scatter(b: "MpiBackend", req: OpRequest, datatype: Any, op: Any) -> NativeCall:
+    in_place, count = req.placement is Placement.IN_PLACE, req.count
+    if in_place:  # MPI leaves the result at the start of the receive buffer
+        buf = b._typed(b._recv, req.dtype, count * b.size)
+        sspec, rspec, send, recv = b._mpi.IN_PLACE, [buf, datatype], buf, buf[:count]
+    else:
+        send = b._typed(b._send, req.dtype, count * b.size)
+        recv = b._typed(b._recv, req.dtype, count)
+        sspec, rspec = [send, datatype], [recv, datatype]
+    return (lambda: b.comm.Reduce_scatter_block(sspec, rspec, op)), send, recv, in_place
+
+
+def _broadcast(b: "MpiBackend", req: OpRequest, datatype: Any, op: Any) -> NativeCall:
+    buf = b._typed(b._recv, req.dtype, req.count)  # in place only (unsupported_reason)
+    bspec, root = _spec(buf, datatype), req.root
+    return (lambda: b.comm.Bcast(bspec, root)), buf, buf, False
+
+
+def _reduce(b: "MpiBackend", req: OpRequest, datatype: Any, op: Any) -> NativeCall:
+    in_place, root = req.placement is Placement.IN_PLACE, req.root
+    recv = b._typed(b._recv, req.dtype, req.count)
+    send = recv if in_place else b._typed(b._send, req.dtype, req.count)
+    mpi_in_place = in_place and b.rank == root  # only the root may pass MPI_IN_PLACE
+    sspec = b._mpi.IN_PLACE if mpi_in_place else _spec(send, datatype)
+    rspec = _spec(recv, datatype)
+    return (lambda: b.comm.Reduce(sspec, rspec, op, root)), send, recv, mpi_in_place
+
+
+def _alltoall(b: "MpiBackend", req: OpRequest, datatype: Any, op: Any) -> NativeCall:
+    """MPI_Alltoall with ``count`` elements per peer; in place the one buffer is both."""
+    in_place, count = req.placement is Placement.IN_PLACE, req.count
+    recv = b._typed(b._recv, req.dtype, count * b.size)
+    send = recv if in_place else b._typed(b._send, req.dtype, count * b.size)
+    sspec = b._mpi.IN_PLACE if in_place else _spec(send, datatype, count)
+    rspec = _spec(recv, datatype, count)
+    return (lambda: b.comm.Alltoall(sspec, rspec)), send, recv, in_place
+
+
+_NATIVE_CALLS: dict[Collective, Callable[["MpiBackend", OpRequest, Any, Any], NativeCall]] = {
+    Collective.ALLREDUCE: _allreduce, Collective.ALLGATHER: _allgather,
+    Collective.REDUCE_SCATTER: _reduce_scatter, Collective.BROADCAST: _broadcast,
+    Collective.REDUCE: _reduce, Collective.ALLTOALL: _alltoall,
+}
 
 
 class MpiBackend(Backend):
@@ -119,10 +196,14 @@ class MpiBackend(Backend):
         return Problem(request.collective, self.size, request.count, request.root, self.layout)
 
     def unsupported_reason(self, request: OpRequest) -> str | None:
+        if is_compressed(request.algorithm):  # a runner over mpi4py, not a schedule (compress/)
+            from ..compress.backend import unsupported_reason as compressed_reason
+
+            return compressed_reason(request, self.options_for(request))
         if request.algorithm != "native":
             # custom schedules reduce locally with numpy: every dtype and op works
             return algorithm_unsupported_reason(request.algorithm, self.problem(request), request.op,
-                                                self.algorithm_options)
+                                                self.options_for(request))
         coll = request.collective
         if coll.reduces:
             if request.op == "avg":
@@ -154,66 +235,22 @@ class MpiBackend(Backend):
 
     def prepare(self, request: OpRequest) -> PreparedOp:
         self.check_supported(request)
+        if is_compressed(request.algorithm):  # a runner over mpi4py, not a schedule (compress/)
+            from ..compress.backend import prepare as prepare_compressed
+
+            return prepare_compressed(request, self.comm, self._send, self._recv, self.options_for(request))
         if request.algorithm != "native":
             return self._prepare_schedule(request)
-        MPI = self._mpi
-        comm, p, rank = self.comm, self.size, self.rank
-        dtype, count, coll = request.dtype, request.count, request.collective
-        datatype = self._mpi_type(dtype, for_reduction=coll.reduces)
-        op = getattr(MPI, _MPI_OP_NAMES[request.op]) if coll.reduces else None
-        in_place = request.placement is Placement.IN_PLACE
-        root = request.root
-
-        def spec(view: np.ndarray, n: int | None = None) -> list[Any]:
-            return [view, view.size if n is None else n, datatype]
-
-        if coll is Collective.ALLREDUCE:
-            recv = self._typed(self._recv, dtype, count)
-            send = recv if in_place else self._typed(self._send, dtype, count)
-            sspec, rspec = (MPI.IN_PLACE if in_place else spec(send)), spec(recv)
-            call = comm.Allreduce
-            return self._native_or(PreparedOp(lambda: call(sspec, rspec, op), send, recv), request,
-                                   send, recv, count, datatype, op, in_place)
-        if coll is Collective.ALLGATHER:
-            recv = self._typed(self._recv, dtype, count * p)
-            send = self._typed(self._recv, dtype, count, rank * count) if in_place else self._typed(self._send, dtype, count)
-            sspec, rspec = (MPI.IN_PLACE if in_place else spec(send)), spec(recv, count)
-            call = comm.Allgather
-            return self._native_or(PreparedOp(lambda: call(sspec, rspec), send, recv), request,
-                                   send, recv, count, datatype, op, in_place)
-        if coll is Collective.REDUCE_SCATTER:
-            if in_place:  # MPI leaves the result at the start of the receive buffer
-                buf = self._typed(self._recv, dtype, count * p)
-                sspec, rspec, send, recv = MPI.IN_PLACE, [buf, datatype], buf, buf[:count]
-            else:
-                send = self._typed(self._send, dtype, count * p)
-                recv = self._typed(self._recv, dtype, count)
-                sspec, rspec = [send, datatype], [recv, datatype]
-            call = comm.Reduce_scatter_block
-            return self._native_or(PreparedOp(lambda: call(sspec, rspec, op), send, recv), request,
-                                   send, recv, count, datatype, op, in_place)
-        if coll is Collective.BROADCAST:  # in place only (checked above)
-            buf = self._typed(self._recv, dtype, count)
-            bspec = spec(buf)
-            call = comm.Bcast
-            return self._native_or(PreparedOp(lambda: call(bspec, root), buf, buf), request,
-                                   buf, buf, count, datatype, op, False)
-        if coll is Collective.REDUCE:
-            recv = self._typed(self._recv, dtype, count)
-            send = recv if in_place else self._typed(self._send, dtype, count)
-            if in_place and rank == root:
-                sspec = MPI.IN_PLACE
-            else:
-                sspec = spec(send)
-            rspec = spec(recv)
-            call = comm.Reduce
-            return self._native_or(PreparedOp(lambda: call(sspec, rspec, op, root), send, recv),
-                                   request, send, recv, count, datatype, op, in_place and rank == root)
-        raise ValueError(f"unknown collective {coll}")
+        coll = request.collective
+        datatype = self._mpi_type(request.dtype, for_reduction=coll.reduces)
+        op = getattr(self._mpi, _MPI_OP_NAMES[request.op]) if coll.reduces else None
+        call, send, recv, mpi_in_place = _NATIVE_CALLS[coll](self, request, datatype, op)
+        return self._native_or(PreparedOp(call, send, recv), request, send, recv, request.count,
+                               datatype, op, mpi_in_place)
 
     def _native_or(self, python: PreparedOp, request: OpRequest, send: np.ndarray, recv: np.ndarray,
                    count: int, datatype: Any, op: Any, mpi_in_place: bool) -> PreparedOp:
-        """The same MPI call, made and timed by the C loop when the native path is on.
+        """The same MPI call, made and timed by the C executor when it is on.
 
         ``send``/``recv`` are the buffers mpi4py gets (their data pointers go to C unchanged) and
         ``mpi_in_place`` says where mpi4py passes MPI_IN_PLACE, so both paths make one call.
@@ -222,30 +259,24 @@ class MpiBackend(Backend):
             return python
         loop = NativeCollective(self.native, request.collective.name, self.comm, send, recv, count,
                                 datatype, op, request.root, mpi_in_place)
-        return PreparedOp(loop.run, python.input, python.output, executor="library+native",
-                          batch=loop.batch, per_iteration=loop.per_iteration)
+        return prepared_op(loop, python.input, python.output, ROW_LIBRARY_C)
 
     def _prepare_schedule(self, request: OpRequest) -> PreparedOp:
         problem = self.problem(request)
-        in_place = request.placement is Placement.IN_PLACE
-        program = build_program(request.algorithm, problem, self.rank, self.algorithm_options)
-        lowered = lower(problem, program, in_place, request.op)
-        size = max(problem.input_len(self.rank), problem.output_len(self.rank))
-        send = self._typed(self._send, request.dtype, size)
-        recv = self._typed(self._recv, request.dtype, size)
-        buffers, inp, out = host_buffers(problem, self.rank, in_place, send, recv)
+        program = build_program(request.algorithm, problem, self.rank, self.options_for(request))
+        bound = bind(problem, program, request.placement is Placement.IN_PLACE, request.op,
+                     views_of(self._send, self._recv, request.dtype, self._typed))
         move_type = getattr(self._mpi, _MOVE_TYPE_NAMES[request.dtype.itemsize])
         if self.native is not None:
             try:
-                plan = NativeScheduleRun(self.native, self.comm, lowered, buffers, move_type,
+                plan = NativeScheduleRun(self.native, self.comm, bound.lowered, bound.buffers, move_type,
                                          request.dtype.name, request.op, self.size)
             except NativeUnavailable:
                 pass  # a program the C executor refuses (see csrc/native_executor.c): Python runs it
             else:
-                return PreparedOp(plan.run, inp, out, executor="native", teardown=plan.free,
-                                  batch=plan.batch, per_iteration=plan.per_iteration)
-        runner = MpiScheduleRun(self.comm, lowered, buffers, move_type, request.op, self.size)
-        return PreparedOp(runner.run, inp, out, executor="python", teardown=runner.free)
+                return prepared_op(plan, bound.input, bound.output, ROW_C)
+        runner = MpiScheduleRun(self.comm, bound.lowered, bound.buffers, move_type, request.op, self.size)
+        return prepared_op(runner, bound.input, bound.output, ROW_PYTHON)
 
     def executor_metadata(self) -> dict[str, Any]:
         """Which path produced the rows, and (native) the library, its digest and compiler."""

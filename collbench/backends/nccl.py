@@ -10,10 +10,10 @@ from typing import Any
 from ..algorithms import Buf, Collective, Layout, Problem, inplace_input_offset
 from ..dtypes import DType
 from ..errors import UsageError
-from ..gpu import device as gpu_device
-from ..gpu.nccl_lib import NCCL_DTYPES, NCCL_OPS, version_string
 from ..execute.bind import lower, nccl_calls
 from ..execute.programs import algorithm_unsupported_reason, build_program
+from ..gpu import device as gpu_device
+from ..gpu.nccl_lib import NCCL_DTYPES, NCCL_OPS, version_string
 from .base import Backend, Capabilities, OpRequest, Placement, PreparedOp
 
 # NCCL's own knobs that collbench passes through and records (--nccl-algo, --nccl-proto).
@@ -177,7 +177,7 @@ class NcclBackend(Backend):
     def unsupported_reason(self, request: OpRequest) -> str | None:
         if request.algorithm != "native":
             return algorithm_unsupported_reason(request.algorithm, self.problem(request), request.op,
-                                                self.algorithm_options)
+                                                self.options_for(request))
         if request.op == "avg" and self._nccl.get_version() < 21000:
             return "ncclAvg needs NCCL 2.10 or newer"
         if request.collective is Collective.ALLTOALL and request.placement is Placement.IN_PLACE:
@@ -239,7 +239,7 @@ class NcclBackend(Backend):
 
         problem = self.problem(request)
         in_place = request.placement is Placement.IN_PLACE
-        program = build_program(request.algorithm, problem, self.rank, self.algorithm_options)
+        program = build_program(request.algorithm, problem, self.rank, self.options_for(request))
         lowered = lower(problem, program, in_place, request.op)
         buffers = self.buffers
         n_in, n_out = problem.input_len(self.rank), problem.output_len(self.rank)

@@ -54,6 +54,8 @@ COMMANDS: dict[str, Command] = {
                          "add_calibrate_parser", "calibrate_main"),
     "model": Command("collbench.analysis.cli", "the α-β-γ cost model: predict, check",
                      "add_model_parser", "model_main"),
+    "trace": Command("collbench.trace.cli", "timelines from run --trace: per-step table, measured vs model"),
+    "workload": Command("collbench.workload.cli", "training workloads: a model's step as collectives (show, predict, run, check)"),
 }
 
 

@@ -59,9 +59,8 @@ def add_verify_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def verify_main(args: argparse.Namespace, argv: list[str]) -> int:
     from ..algorithms.verify import format_verify_report
-    from ..verify.parallel import verify_everything
-
     from ..execute.programs import check_algorithm_names
+    from ..verify.parallel import verify_everything
 
     names = check_algorithm_names(a for a in args.algo.split(",") if a.strip()) if args.algo else None
     try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -17,8 +18,13 @@ from ..dtypes import parse_dtypes, parse_ops
 from ..errors import UsageError
 from ..execute.programs import check_algorithm_names, parse_option_value
 from ..results.files import ResultsWriter
-from ..run.launcher import (KEEP_SHM_VARIABLE, inside_mpi_job, oversubscription_environment,
-                            oversubscription_warning, relaunch)
+from ..run.launcher import (
+    KEEP_SHM_VARIABLE,
+    inside_mpi_job,
+    oversubscription_environment,
+    oversubscription_warning,
+    relaunch,
+)
 from ..run.resources import memory_problem
 from ..run.spec import Aggregation, RunSpec
 from ..sizes import parse_size, size_sweep
@@ -96,6 +102,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                      help="where the mpi backend's buffers live (cuda needs a CUDA-aware MPI or --stage-host)")
     gpu.add_argument("--stage-host", action="store_true",
                      help="with --device cuda: copy through host memory around each MPI call")
+    tr = run.add_argument_group("timelines (collbench trace show|compare FILE)")
+    tr.add_argument("--trace", default=None, metavar="FILE",
+                    help="after each row's timed loop and validation, run --trace-iters more operations "
+                    "stamping every step of every rank, into FILE (Chrome trace / Perfetto JSON)")
+    tr.add_argument("--trace-iters", type=_positive_int, default=3,
+                    help="traced operations per row (default 3)")
     x.add_argument("--out", default=None, help="results file (default results/collbench-<time>.jsonl); "
                    "never overwritten")
     auto = run.add_argument_group("--algo auto (per size, the algorithm the model or a sweep says is fastest)")
@@ -135,7 +147,8 @@ def build_spec(args: argparse.Namespace) -> RunSpec:
     if args.profile and args.auto_from:
         raise UsageError("--algo auto uses either the model (--profile) or a sweep (--auto-from), not both")
     options = []
-    for item in args.algo_option:
+    # -O a=1,b=2 is -O a=1 -O b=2 (a comma starts a new option only where KEY= follows it)
+    for item in (part for given in args.algo_option for part in re.split(r",(?=\s*\w+=)", given)):
         key, sep, value = item.partition("=")
         if not sep or not key.strip() or not value.strip():
             raise UsageError(f"-O/--algo-option {item!r}: expected KEY=VALUE, e.g. inner=ring")
@@ -148,6 +161,8 @@ def build_spec(args: argparse.Namespace) -> RunSpec:
         raise UsageError("--device cuda applies to the mpi backend (nccl and cuda always use the GPU)")
     if args.stage_host and args.device != "cuda":
         raise UsageError("--stage-host only makes sense with --device cuda")
+    if args.trace is not None and (not args.trace.strip() or Path(args.trace).is_dir()):
+        raise UsageError(f"--trace {args.trace!r}: give a file name")
     if args.executor == "native" and (args.backend != "mpi" or args.device != "host"):
         raise UsageError("--executor native applies to the mpi backend on host buffers")
     return RunSpec(
@@ -159,7 +174,8 @@ def build_spec(args: argparse.Namespace) -> RunSpec:
         strict_dtypes=args.datatype.strip().lower() != "all",
         strict_ops=args.op.strip().lower() != "all", algorithm_options=tuple(options),
         graph_replays=args.cudagraph, device=args.device, stage_host=args.stage_host,
-        executor=args.executor, auto_profile=args.profile, auto_from=args.auto_from)
+        executor=args.executor, auto_profile=args.profile, auto_from=args.auto_from,
+        trace=args.trace, trace_iterations=args.trace_iters)
 
 
 def default_results_path(spec: RunSpec) -> Path:

@@ -1,4 +1,4 @@
-"""Executes a custom algorithm's schedule over MPI point-to-point (the ``python`` executor).
+"""The Python MPI executor: a bound schedule over mpi4py point-to-point (rows say ``python``).
 
 Everything is prepared once per size, outside the timed loop: scratch is allocated, every
 message gets a persistent request (MPI_Send_init/MPI_Recv_init) bound to a fixed view, and
@@ -10,44 +10,43 @@ lookups. The per-step cost that remains is Python's (measured in docs/performanc
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from ..algorithms import Buf, Copy, Problem, Slice
+from ..algorithms import Buf, Copy, Slice
 from ..algorithms.reduction import finalize_avg, ufunc
 from .bind import LoweredProgram
-
-# Tags of schedule messages live far from collbench's control tags; the step index keeps
-# messages of different steps apart even when a pair talks in several steps.
-_TAG_BASE = 1000
-_TAG_SPAN = 30000
+from .tags import step_tag
 
 
 class MpiScheduleRun:
-    """A lowered program bound to buffers and persistent requests; call :meth:`run`.
+    """A lowered program bound to buffers and persistent requests; call :meth:`run`
+    (a :class:`collbench.execute.runner.ScheduleRunner`, timed by the harness's timer).
 
     Args:
         comm: the measurement communicator.
         lowered: this rank's lowered program.
-        buffers: numpy arrays (of the run's dtype) for INPUT and OUTPUT; scratch is allocated here.
+        buffers: numpy arrays (of the run's dtype) for INPUT and OUTPUT (``BoundProgram.buffers``);
+            scratch is allocated here.
         move_type: an MPI datatype of the element size (messages move bytes, MPI never reduces).
         op: the reduction op (None for data movement).
         nranks: for avg's final division.
     """
 
-    def __init__(self, comm: Any, lowered: LoweredProgram, buffers: dict[Buf, np.ndarray],
+    def __init__(self, comm: Any, lowered: LoweredProgram, buffers: Mapping[Buf, np.ndarray],
                  move_type: Any, op: str | None, nranks: int) -> None:
         from mpi4py import MPI
 
         dtype = next(iter(buffers.values())).dtype
         self._buffers = dict(buffers)
         self._buffers[Buf.SCRATCH] = np.empty(lowered.scratch_len, dtype=dtype)
+        self.lowered = lowered  # what collbench.trace labels each traced step with
         self._requests: list[Any] = []
         steps: list[tuple[list[Any], list[Callable[[], Any]]]] = []
         combine = ufunc(op) if op else None
         for step in lowered.steps:
-            tag = _TAG_BASE + step.index % _TAG_SPAN
+            tag = step_tag(step.index)
             requests = [comm.Recv_init([self._view(s), move_type], source=peer, tag=tag)
                         for peer, s in step.recvs]
             requests += [comm.Send_init([self._view(s), move_type], dest=peer, tag=tag)
@@ -80,29 +79,31 @@ class MpiScheduleRun:
             for call in calls:
                 call()
 
+    def trace(self, iterations: int) -> np.ndarray:
+        """``iterations`` runs with per-step perf_counter_ns stamps (CLOCK_MONOTONIC on Linux,
+        as the C executor's), int64 (iterations, steps, 4): post, posted, completed, local done.
+        A separate loop, so :meth:`run` carries no tracing cost."""
+        import time
+
+        clock = time.perf_counter_ns
+        startall, waitall = self._startall, self._waitall
+        stamps = np.zeros((iterations, len(self._steps), 4), dtype=np.int64)
+        for i in range(iterations):
+            for s, (requests, calls) in enumerate(self._steps):
+                t0 = clock()
+                if requests:
+                    startall(requests)
+                t1 = clock()
+                if requests:
+                    waitall(requests)
+                t2 = clock()
+                for call in calls:
+                    call()
+                stamps[i, s] = (t0, t1, t2, clock())
+        return stamps
+
     def free(self) -> None:
         for request in self._requests:
             request.Free()
         self._requests.clear()
 
-
-def host_buffers(problem: Problem, rank: int, in_place: bool, send: np.ndarray,
-                 recv: np.ndarray) -> tuple[dict[Buf, np.ndarray], np.ndarray, np.ndarray]:
-    """The INPUT/OUTPUT arrays of a schedule run and the harness's input/output views.
-
-    Out of place, input and output are separate buffers. In place they share one buffer with
-    the nccl-tests/NCCL layout: allgather's input is the rank's block of the output,
-    reduce_scatter's output is the rank's block of the input.
-    """
-    n_in, n_out = problem.input_len(rank), problem.output_len(rank)
-    if not in_place:
-        inp, out = send[:n_in], recv[:n_out]
-        return {Buf.INPUT: inp, Buf.OUTPUT: out}, inp, out
-    from ..algorithms import inplace_input_offset
-
-    host, offset = inplace_input_offset(problem, rank)
-    if host is Buf.OUTPUT:
-        out = recv[:n_out]
-        return {Buf.OUTPUT: out, Buf.INPUT: out[offset:offset + n_in]}, out[offset:offset + n_in], out
-    inp = recv[:n_in]
-    return {Buf.INPUT: inp, Buf.OUTPUT: inp[offset:offset + n_out]}, inp, inp[offset:offset + n_out]

@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..metrics import bus_factor
-from .common import (Log, LogError, Options, base_metadata, clean, collective_of, dtype_of, layout,
-                     row_record)
+from .common import Log, LogError, Options, base_metadata, clean, collective_of, dtype_of, layout, row_record
 
 _VERSION = re.compile(r"nccl-tests version (\S+)(?:\s+\((\w+)\))?(?:.*?nccl-headers=(\d+))?"
                       r"(?:.*?nccl-library=(\d+))?")

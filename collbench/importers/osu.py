@@ -19,8 +19,7 @@ from typing import Any
 
 from ..algorithms import Collective
 from ..metrics import bandwidths, bus_factor
-from .common import (Log, LogError, Options, base_metadata, clean, collective_of, dtype_of,
-                     row_record)
+from .common import Log, LogError, Options, base_metadata, clean, collective_of, dtype_of, row_record
 
 _TITLE = re.compile(r"^OSU\s+(\S+)\s+(.+?)\s+(?:Latency\s+)?Test(?:\s+v?(\S+))?$")
 _DATATYPE = re.compile(r"^Datatype:\s*(\S+?)\.?$")

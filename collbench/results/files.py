@@ -46,8 +46,15 @@ class Row:
     wrong: int | None            # summed over ranks; None when validation is off
     stats_us: dict[str, float] | None = None   # min p50 p99 max mean stdev (per_iteration only)
     samples_us: list[float] | None = None      # aggregated per-iteration samples
-    options: dict[str, str] | None = None      # algorithm options (hierarchical inner/outer, …)
+    options: dict[str, object] | None = None   # algorithm options (hierarchical inner/outer, …)
     selected_by: str | None = None             # --algo auto: model:<profile> or results:<file>
+    # compressed algorithms only (collbench/compress; docs/compression.md), None elsewhere:
+    sent_bytes: int | None = None              # most bytes any rank sent per operation
+    compression: float | None = None           # dense ring bytes per rank / sent_bytes
+    err_rel_l2: float | None = None            # vs the exact dense sum, over all ranks' outputs
+    err_max_abs: float | None = None
+    dense_busbw_gbps: float | None = None      # busbw a dense allreduce needs to match the time
+    compress: dict[str, object] | None = None  # options in effect, quantizations, switch point
 
     def to_record(self) -> dict[str, Any]:
         record = {"type": "row", **dataclasses.asdict(self)}

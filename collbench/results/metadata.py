@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from .files import SCHEMA_VERSION
 from ..run.spec import RunSpec
 from ..run.topology import NodeMap
+from .files import SCHEMA_VERSION
 
 # Environment worth keeping: it changes what the libraries do. Never the whole environment.
 _ENV_PREFIXES = ("NCCL_", "MPICH_", "MPIR_CVAR_", "FI_", "SLURM_", "UCX_", "OMPI_MCA_", "CUDA_",
@@ -82,14 +82,16 @@ def spec_record(spec: RunSpec) -> dict[str, Any]:
         "device": spec.device,
         "stage_host": spec.stage_host,
         "executor": spec.executor,
+        # rows measured with --trace: traced operations ran after each row's timed loop
+        "trace": ({"file": spec.trace, "iterations": spec.trace_iterations} if spec.trace else None),
     }
 
 
 def collect(comm: Any, spec: RunSpec, argv: list[str], thread_level_requested: str,
             nodes: NodeMap, backend_metadata: dict[str, Any]) -> dict[str, Any]:
     """Build the metadata record (collective; meaningful on rank 0 only)."""
-    from mpi4py import MPI
     import mpi4py
+    from mpi4py import MPI
 
     library = MPI.Get_library_version().strip().splitlines()
     hosts = comm.gather(node_name_and_pid(), root=0)

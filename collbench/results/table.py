@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any, Iterable, Sequence
 
 from ..dtypes import DTYPES
-from .files import Row
 from ..sizes import format_bytes
+from .files import Row
 
 PLACEMENTS = ("out_of_place", "in_place")
 _PRE = (("size", "(B)", 12), ("count", "(elements)", 12), ("type", "", 8), ("redop", "", 6),
@@ -20,6 +20,10 @@ _PRE = (("size", "(B)", 12), ("count", "(elements)", 12), ("type", "", 8), ("red
 _HALF = (("time", "(us)", 9), ("algbw", "(GB/s)", 7), ("busbw", "(GB/s)", 7), ("#wrong", "", 6))
 _STATS = (("min", "(us)", 8), ("p50", "(us)", 8), ("p99", "(us)", 8), ("max", "(us)", 8),
           ("stdev", "(us)", 8))
+# compressed algorithms (collbench/compress) only: bytes each rank sent, dense ring bytes / sent,
+# error against the exact dense sum, and the busbw a dense allreduce would need to be as fast
+_COMPRESSED = (("sent", "(B)", 10), ("ratio", "(x)", 6), ("relerr", "(L2)", 8),
+               ("maxerr", "(abs)", 8), ("densebw", "(GB/s)", 7))
 
 
 def _fit(value: float | None, width: int) -> str:
@@ -34,14 +38,24 @@ def _fit(value: float | None, width: int) -> str:
     return f"{value:.{max(0, width - 6)}e}".rjust(width)
 
 
-def _columns(per_iteration: bool) -> list[tuple[str, str, int]]:
-    half = list(_HALF) + (list(_STATS) if per_iteration else [])
+def _columns(per_iteration: bool, compressed: bool = False) -> list[tuple[str, str, int]]:
+    half = list(_HALF) + (list(_STATS) if per_iteration else []) + (list(_COMPRESSED) if compressed else [])
     return list(_PRE) + half + half
 
 
-def header(title: str, per_iteration: bool = False) -> str:
-    """The column header of one table, under a ``title`` line."""
-    columns = _columns(per_iteration)
+def is_compressed(row: Row) -> bool:
+    """Whether ``row`` has the compressed algorithms' columns (a table shows them if any does)."""
+    return row.sent_bytes is not None or row.err_rel_l2 is not None
+
+
+def _sci(value: float | None, width: int) -> str:
+    return ("N/A" if value is None else f"{value:.1e}").rjust(width)
+
+
+def header(title: str, per_iteration: bool = False, compressed: bool = False) -> str:
+    """The column header of one table, under a ``title`` line (``compressed``: with the
+    compressed algorithms' columns)."""
+    columns = _columns(per_iteration, compressed)
     pre_width = sum(w + 2 for _, _, w in _PRE)
     half_width = sum(w + 2 for _, _, w in columns[len(_PRE):len(_PRE) + (len(columns) - len(_PRE)) // 2])
     groups = "#" + " " * (pre_width - 1) + "out-of-place".center(half_width) + "in-place".center(half_width)
@@ -50,8 +64,9 @@ def header(title: str, per_iteration: bool = False) -> str:
     return "\n".join([f"# {title}", groups.rstrip(), names.rstrip(), units.rstrip()])
 
 
-def _half(row: Row | None, per_iteration: bool) -> str:
-    widths = [w for _, _, w in _HALF] + ([w for _, _, w in _STATS] if per_iteration else [])
+def _half(row: Row | None, per_iteration: bool, compressed: bool = False) -> str:
+    widths = ([w for _, _, w in _HALF] + ([w for _, _, w in _STATS] if per_iteration else [])
+              + ([w for _, _, w in _COMPRESSED] if compressed else []))
     if row is None:
         return "".join(f"  {'N/A':>{w}}" for w in widths)
     wrong = "N/A" if row.wrong is None else str(row.wrong)
@@ -59,11 +74,16 @@ def _half(row: Row | None, per_iteration: bool) -> str:
     if per_iteration:
         stats = row.stats_us or {}
         cells += [_fit(stats[k], 8) if k in stats else f"{'N/A':>8}" for k in ("min", "p50", "p99", "max", "stdev")]
+    if compressed:
+        sent = "N/A" if row.sent_bytes is None else str(row.sent_bytes)
+        cells += [f"{sent:>10}", _fit(row.compression, 6), _sci(row.err_rel_l2, 8),
+                  _sci(row.err_max_abs, 8), _fit(row.dense_busbw_gbps, 7)]
     return "".join(f"  {c}" for c in cells)
 
 
-def line(rows: dict[str, Row], per_iteration: bool = False) -> str:
-    """One table line from the rows of one size, keyed by placement value."""
+def line(rows: dict[str, Row], per_iteration: bool = False, compressed: bool | None = None) -> str:
+    """One table line from the rows of one size, keyed by placement value (``compressed``
+    None: the compressed columns when a row has them)."""
     first = next(iter(rows.values()))
     dtype = DTYPES[first.dtype].nccl_tests_name if first.dtype in DTYPES else (first.dtype or "N/A")
     root = str(first.root) if first.root is not None else "-1"
@@ -71,7 +91,9 @@ def line(rows: dict[str, Row], per_iteration: bool = False) -> str:
     count = "N/A" if first.count is None else first.count
     pre = (f"  {size:>12}  {count:>12}  {dtype:>8}  {first.op or 'none':>6}"
            f"  {root:>6}")
-    return pre + "".join(_half(rows.get(p), per_iteration) for p in PLACEMENTS)
+    if compressed is None:
+        compressed = any(is_compressed(r) for r in rows.values())
+    return pre + "".join(_half(rows.get(p), per_iteration, compressed) for p in PLACEMENTS)
 
 
 def footer(rows: Iterable[Row]) -> str:
@@ -109,11 +131,12 @@ def table_title(row: Row, nnodes: int | None = None) -> str:
 def render(rows: Sequence[Row], nnodes: int | None = None) -> str:
     """Whole tables (one per collective × algorithm × backend) from rows, e.g. from a file."""
     out: list[str] = []
-    for key, group in group_rows(rows).items():
+    for _key, group in group_rows(rows).items():
         per_iteration = any(r.stats_us for r in group)
-        out.append(header(table_title(group[0], nnodes), per_iteration))
+        compressed = any(is_compressed(r) for r in group)
+        out.append(header(table_title(group[0], nnodes), per_iteration, compressed))
         for by_placement in lines_of(group):
-            out.append(line(by_placement, per_iteration))
+            out.append(line(by_placement, per_iteration, compressed))
         out.append(footer(group))
         out.append("#")
     return "\n".join(out)

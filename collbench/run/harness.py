@@ -15,13 +15,14 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from .. import validation
-from . import faults
 from ..algorithms import Collective
 from ..backends.base import Backend, OpRequest, Placement, PreparedOp
+from ..compress import names as compressed
 from ..dtypes import DType
 from ..errors import UnsupportedError
 from ..metrics import bandwidths, bytes_for_count, count_for_size
 from ..results.files import Row
+from . import faults
 from .spec import Aggregation, RunSpec
 from .watchdog import Activity, Watchdog
 
@@ -58,13 +59,21 @@ def make_plan(spec: RunSpec, backend: Backend) -> Plan:
     groups: list[Group] = []
     skipped: dict[str, list[str]] = {}
     every_algorithm = "all" in spec.algorithms
+    # all-compressed is `all` for the compressed family: what does not apply is skipped
+    family = compressed.ALL_COMPRESSED in spec.algorithms
+    if family or any(compressed.is_compressed(a) for a in spec.algorithms):
+        from ..compress.options import check_sweep  # bad options: one error before anything runs
+
+        check_sweep(compressed.expand(spec.algorithms), dict(spec.algorithm_options), spec.sizes,
+                    spec.dtypes)
     if "auto" in spec.algorithms:  # the profile or --auto-from file must be usable everywhere
         from ..analysis.select import check_auto
 
         check_auto(spec.auto_profile, spec.auto_from)
     for collective in spec.collectives:
         ops: tuple[str | None, ...] = spec.ops if collective.reduces else (None,)
-        algorithms = backend.algorithm_names(collective) if every_algorithm else spec.algorithms
+        algorithms = backend.algorithm_names(collective) if every_algorithm else list(spec.algorithms)
+        algorithms = compressed.expand(algorithms + ([compressed.ALL_COMPRESSED] if family else []))
         for algorithm in algorithms:
             if algorithm == "auto":  # --algo auto: chosen per size in run_group (analysis/select.py)
                 groups += [Group(collective, algorithm, dtype, op, spec.placements)
@@ -76,19 +85,24 @@ def make_plan(spec: RunSpec, backend: Backend) -> Plan:
                 continue
             for dtype in spec.dtypes:
                 for op in ops:
-                    runnable, reasons = [], []
+                    runnable: list[Placement] = []
+                    reasons: list[str] = []
                     for placement in spec.placements:
                         # count 0: what the backend supports at all; size-dependent limits are
                         # checked per size in run_group
                         request = OpRequest(collective, algorithm, dtype, op, 0, placement, spec.root)
                         reason = backend.reason(request)
-                        (reasons if reason else runnable).append(reason or placement)
+                        if reason:
+                            reasons.append(reason)
+                        else:
+                            runnable.append(placement)
                     if runnable:
                         groups.append(Group(collective, algorithm, dtype, op, tuple(runnable)))
                         continue
                     what = f"{collective.value} {algorithm} {dtype.name}{' ' + op if op else ''}"
                     named = (not every_algorithm and (spec.strict_dtypes or not collective.reduces)
-                             and (spec.strict_ops or op is None))
+                             and (spec.strict_ops or op is None)
+                             and not (family and compressed.is_compressed(algorithm)))
                     if named:
                         raise UnsupportedError(f"backend {backend.name} cannot run {what}: {reasons[0]}")
                     skipped.setdefault(reasons[0], []).append(what)
@@ -129,6 +143,7 @@ class Harness:
         self._expected_cache: dict[tuple, np.ndarray | None] = {}
         self._fault = faults.from_environment()
         self.size_skips: dict[str, list[str]] = {}  # reason -> what it skipped, for the summary
+        self._tracer: Any = None  # --trace (collbench/trace/capture.py), made at the first traced row
 
     # -- sweep --------------------------------------------------------------------------------
 
@@ -139,12 +154,14 @@ class Harness:
             count = count_for_size(group.collective, size, group.dtype.itemsize, self.nranks)
             self._expected_cache.clear()
             rows: dict[Placement, Row] = {}
+            options: tuple[tuple[str, Any], ...] = ()
             algorithm, selected_by = group.algorithm, None
             if algorithm == "auto":
-                algorithm, selected_by = self._auto_choice(group, size, count)
+                algorithm, chosen, selected_by = self._auto_choice(group, size, count)
+                options = tuple(sorted(chosen.items()))  # the winning variant, this size only
             for placement in group.placements:
                 request = OpRequest(group.collective, algorithm, group.dtype, group.op,
-                                    count, placement, spec.root)
+                                    count, placement, spec.root, options)
                 if self.on_progress is not None and self.rank == 0:
                     self.on_progress(self._done, total, self.activity)
                 reason = self.backend.reason(request)
@@ -159,9 +176,10 @@ class Harness:
                     rows[placement] = row if selected_by is None else replace(row, selected_by=selected_by)
             yield size, rows
 
-    def _auto_choice(self, group: Group, size: int, count: int) -> tuple[str, str]:
-        """--algo auto: the algorithm for this size (rank 0 decides, every rank gets it)."""
-        from ..analysis.select import Selector, agreed_choice
+    def _auto_choice(self, group: Group, size: int, count: int) -> tuple[str, dict[str, Any], str]:
+        """--algo auto: the algorithm and its options for this size, the fastest variant by the
+        model (rank 0 decides, every rank gets it)."""
+        from ..analysis.select import Selector, agreed_variant
 
         self._auto_at = (group, count)  # what `runnable` checks the backend against
         if self._selector is None and self.rank == 0:
@@ -173,8 +191,8 @@ class Harness:
             self._selector = Selector(self.nranks, getattr(self.backend, "layout", None), runnable,
                                       self.spec.auto_profile, self.spec.auto_from,
                                       dict(self.spec.algorithm_options))
-        return agreed_choice(self.ctrl, self._selector, group.collective, size, group.dtype.name,
-                             group.op, group.placements == (Placement.IN_PLACE,))
+        return agreed_variant(self.ctrl, self._selector, group.collective, size, group.dtype.name,
+                              group.op, group.placements == (Placement.IN_PLACE,))
 
     # -- one measurement ------------------------------------------------------------------------
 
@@ -194,19 +212,51 @@ class Harness:
         prepared = self.backend.prepare(request)
         if fault:
             prepared = fault.wrap(prepared)
+        lossy = None  # compressed algorithms bring their own inputs, validation and columns
+        if compressed.is_compressed(request.algorithm):
+            from ..compress.check import CompressedCheck
+
+            lossy = CompressedCheck(request, prepared, self.backend, self.ctrl, self.spec.check,
+                                    self.watchdog, self.spec.timeout)
         try:
-            self._fill_input(request, prepared, seed=0)
+            if lossy:
+                lossy.fill(seed=0)
+            else:
+                self._fill_input(request, prepared, seed=0)
             act.phase = "warm-up"
             per_op_estimate = self._warm_up(prepared)
             iterations = self._decide_iterations(per_op_estimate)
             act.phase = f"timed loop ({iterations} iterations)"
             times = self._time(prepared, iterations, per_op_estimate)
             act.phase = "validation"
-            wrong = self._validate(request, prepared)
+            wrong = lossy.validate() if lossy else self._validate(request, prepared)
+            if self.spec.trace:  # extra traced operations, after the row's timing and validation
+                act.phase = "trace"
+                self._trace(request, prepared, nbytes, per_op_estimate)
         finally:
             if prepared.teardown is not None:
                 prepared.teardown()
-        return self._row(request, prepared, nbytes, iterations, times, wrong)
+        row = self._row(request, prepared, nbytes, iterations, times, wrong)
+        if self.spec.trace and self._tracer is not None:
+            self._tracer.finish(row, self.backend.options_for(request))
+        return lossy.extend(row) if lossy else row
+
+    def _trace(self, request: OpRequest, prepared: PreparedOp, nbytes: int, per_op_estimate: float) -> None:
+        from ..trace.capture import Tracer
+
+        if self._tracer is None:
+            layout = getattr(self.backend, "layout", None)
+            nodes = None
+            if layout is not None:
+                nodes = [0] * self.nranks
+                for k, members in enumerate(layout.nodes):
+                    for r in members:
+                        nodes[r] = k
+            assert self.spec.trace is not None  # _trace runs only when tracing was asked for
+            self._tracer = Tracer(self.spec.trace, self.spec.trace_iterations, self.ctrl, nodes)
+        self.watchdog.arm(self.spec.timeout + 4 * self.spec.trace_iterations * per_op_estimate)
+        self._tracer.capture(request, prepared, nbytes, self.backend.name)
+        self.watchdog.disarm()
 
     def _fill_input(self, request: OpRequest, prepared: PreparedOp, seed: int) -> np.ndarray | None:
         """Write this rank's input for ``seed``; returns what was written (None: nothing)."""
@@ -337,7 +387,7 @@ class Harness:
             aggregation=spec.aggregation.label, time_us=seconds * 1e6,
             time_us_min_rank=min(per_rank) * 1e6, time_us_max_rank=max(per_rank) * 1e6,
             algbw_gbps=algbw, busbw_gbps=busbw, wrong=wrong, stats_us=stats, samples_us=samples_us,
-            options=(dict(spec.algorithm_options) or None) if request.algorithm != "native" else None)
+            options=(self.backend.options_for(request) or None) if request.algorithm != "native" else None)
 
 
 def aggregate(per_rank: list[float], how: Aggregation) -> float:

@@ -123,10 +123,10 @@ class Rank0Output:
             if first.selected_by:  # --algo auto: say so; each line ends with the algorithm chosen
                 title = title.replace(f"algorithm {first.algorithm}",
                                       f"algorithm auto ({first.selected_by}; choice ends each line)")
-            print(table.header(title, self.per_iteration), flush=True)
+            print(table.header(title, self.per_iteration, table.is_compressed(first)), flush=True)
             self.header_printed = True
         text = table.line({p.value: r for p, r in rows.items()}, self.per_iteration)
-        print(text + (f"  {first.algorithm}" if first.selected_by else ""), flush=True)
+        print(text + (f"  {_variant(first)}" if first.selected_by else ""), flush=True)
 
     def finish(self, skipped: tuple[str, ...], size_skips: dict[str, list[str]],
                out_path: Path | None) -> int:
@@ -154,6 +154,12 @@ class Rank0Output:
     def _clear_progress(self) -> None:
         if self.progress:
             self.progress.clear()
+
+
+def _variant(row: Row) -> str:
+    """--algo auto's choice for a line: the algorithm and the options of the winning variant."""
+    options = " ".join(f"{k}={v}" for k, v in sorted((row.options or {}).items()))
+    return f"{row.algorithm} {options}".rstrip()
 
 
 def _check_memory(spec: RunSpec, local_ranks: int) -> None:

@@ -6,8 +6,8 @@ import os
 import sys
 import time
 
-from .launcher import TTY_MARKER
 from ..sizes import format_bytes
+from .launcher import TTY_MARKER
 from .watchdog import Activity
 
 _SHOW_AFTER_SECONDS = 2.0

@@ -58,6 +58,8 @@ class RunSpec:
     executor: str = "auto"           # mpi on host buffers: auto | native (C loops) | python
     auto_profile: str | None = None  # --algo auto: the model's machine profile (--profile)
     auto_from: str | None = None     # --algo auto: choose from a previous sweep (--auto-from)
+    trace: str | None = None         # --trace FILE: per-step timelines (collbench/trace/)
+    trace_iterations: int = 3        # --trace-iters: traced operations per row, after validation
 
     @property
     def max_bytes(self) -> int:

@@ -36,11 +36,15 @@ def test_bench_reduce_into(benchmark, dtype, op: str) -> None:
 @pytest.mark.parametrize("op", OPS)
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 def test_bench_numpy_baseline(benchmark, dtype, op: str) -> None:
-    """Plain numpy, allocating its result (what ``a + b`` costs)."""
-    a, b, _ = _operands(dtype)
+    """Plain numpy, allocating its result (what ``a + b`` costs): the same values as
+    ``reduce_into``, or it would not be a baseline for it."""
+    a, b, out = _operands(dtype)
     benchmark.group = f"reduce {np.dtype(dtype).name}"
     fn = ufunc(op)
-    benchmark(fn, a, b)
+    result = benchmark(fn, a, b)
+    reduce_into(op, out, a, b)
+    assert result.shape == out.shape
+    np.testing.assert_array_equal(result.astype(np.float64), out.astype(np.float64))
 
 
 @pytest.mark.parametrize("name,coll", [("recursive_doubling", "allreduce"),

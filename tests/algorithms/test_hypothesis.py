@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from algo_cases import IMPLEMENTATIONS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from algo_cases import IMPLEMENTATIONS
-from collbench.algorithms import (Collective, Layout, Problem, get_algorithm, verify_both)
-from collbench.algorithms.hierarchical import ALLGATHER_CORES, ALLREDUCE_CORES, \
-    REDUCE_SCATTER_CORES
+from collbench.algorithms import Collective, Layout, Problem, get_algorithm, verify_both
+from collbench.algorithms.hierarchical import ALLGATHER_CORES, ALLREDUCE_CORES, REDUCE_SCATTER_CORES
 
 SETTINGS = settings(max_examples=150, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])

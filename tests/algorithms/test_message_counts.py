@@ -11,8 +11,8 @@ import math
 from collections import Counter
 
 import pytest
-
 from algo_cases import build
+
 from collbench.algorithms import Collective, Layout, Problem, get_algorithm
 from collbench.algorithms.verify import verify_algorithm
 

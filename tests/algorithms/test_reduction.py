@@ -6,8 +6,7 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from collbench.algorithms.reduction import (OPS, finalize_avg, is_commutative, reduce_into,
-                                            ufunc)
+from collbench.algorithms.reduction import OPS, finalize_avg, is_commutative, reduce_into, ufunc
 
 DTYPES = [np.int8, np.uint8, np.int32, np.uint32, np.int64, np.uint64, np.float16,
           ml_dtypes.bfloat16, np.float32, np.float64]

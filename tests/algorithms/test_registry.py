@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 import pytest
-
 from algo_cases import IMPLEMENTATIONS
-from collbench.algorithms import (NATIVE, Buf, Collective, Layout, Problem, Program, Slice,
-                                  algorithms, algorithms_for, get_algorithm, known_names,
-                                  register, unregister, verify_all)
+
+from collbench.algorithms import (
+    NATIVE,
+    Buf,
+    Collective,
+    Layout,
+    Problem,
+    Program,
+    Slice,
+    algorithms,
+    algorithms_for,
+    get_algorithm,
+    known_names,
+    register,
+    unregister,
+    verify_all,
+)
 from collbench.algorithms._build import OUTPUT, Builder
 
 ISSUE_NAMES = {"ring", "recursive_doubling", "rabenseifner", "halving_doubling", "tree",
@@ -68,7 +81,7 @@ def test_preconditions_are_precise() -> None:
     assert get_algorithm("ring").precondition(ar, op="xor") == \
         "unknown reduction op 'xor' (known: sum, prod, max, min, avg)"
     assert get_algorithm("ring").precondition(ar, options={"chunks": 2}) == \
-        "ring allreduce: unknown option 'chunks' (accepted: none)"
+        "ring allreduce: unknown option 'chunks' (accepted: channels)"
     assert get_algorithm("double_binary_tree").precondition(ar, options={"chunks": 0}) == \
         "chunks must be a positive integer (got 0)"
     assert get_algorithm("hierarchical").precondition(ar, options={"outer": "bruck"}) == (
@@ -78,7 +91,7 @@ def test_preconditions_are_precise() -> None:
         "hierarchical: unknown inner algorithm 'tree'")
     hier = get_algorithm("hierarchical")
     assert hier.precondition(ar, options={"outer": "ring", "outer_options": {"chunks": 2}}) == (
-        "hierarchical: outer algorithm ring does not take option 'chunks' (accepted: none)")
+        "hierarchical: outer algorithm ring does not take option 'chunks' (accepted: channels)")
     assert hier.precondition(ar, options={"outer": "double_binary_tree",
                                           "outer_options": {"chunks": 0}}) == \
         "hierarchical: outer chunks must be a positive integer (got 0)"

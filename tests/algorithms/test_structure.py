@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
-
 from algo_cases import build
+
 from collbench.algorithms import Buf, Collective, Layout, Problem, get_algorithm
 from collbench.algorithms._build import default_chunks
 from collbench.algorithms.double_binary_tree import btree_parent, trees
@@ -200,8 +200,7 @@ def test_slices_used_are_interned_but_equal() -> None:
 def test_core_spans_cover_every_step(g: int) -> None:
     """Hierarchical phases are laid end to end by span: no core may step past its span."""
     from collbench.algorithms._build import INPUT, OUTPUT, Builder, Group, Partition
-    from collbench.algorithms.hierarchical import (ALLGATHER_CORES, ALLREDUCE_CORES,
-                                                   REDUCE_SCATTER_CORES)
+    from collbench.algorithms.hierarchical import ALLGATHER_CORES, ALLREDUCE_CORES, REDUCE_SCATTER_CORES
     from collbench.algorithms.ring import flat_units
 
     t0 = 5

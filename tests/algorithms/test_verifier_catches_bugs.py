@@ -5,10 +5,22 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-
 from algo_cases import build
-from collbench.algorithms import (Buf, Collective, Copy, Problem, Program, Recv, Reduce, Schedule,
-                                  Send, Slice, Step, verify_both)
+
+from collbench.algorithms import (
+    Buf,
+    Collective,
+    Copy,
+    Problem,
+    Program,
+    Recv,
+    Reduce,
+    Schedule,
+    Send,
+    Slice,
+    Step,
+    verify_both,
+)
 from collbench.algorithms.verify import verify
 
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from helpers import row, write
 
 from cbtest import read_jsonl, run_cli
 from collbench.algorithms import Collective
 from collbench.analysis.model.predict import Model
 from collbench.analysis.model.profile import load_profile
 from collbench.analysis.select import Selector
-from helpers import row, write
 
 
 def _everything(coll, name, dtype, op):

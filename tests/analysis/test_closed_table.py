@@ -17,8 +17,9 @@ import pytest
 from collbench.algorithms import Collective, Layout, Problem
 from collbench.algorithms.double_binary_tree import trees
 from collbench.analysis.model import closed
-from collbench.analysis.model.closed import phases, regular_count
+from collbench.analysis.model.closed import regular_count
 from collbench.analysis.model.cost import Link, Machine, Phase, total
+from collbench.analysis.model.forms import phases
 
 TERMS = ("alpha", "beta", "gamma")
 

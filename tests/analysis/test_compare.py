@@ -6,12 +6,12 @@ import json
 
 import numpy as np
 import pytest
+from helpers import meta, row, write
 
 from cbtest import run_cli
 from collbench.analysis.compare import compare, differences, mann_whitney_u, parse_fraction
 from collbench.errors import UsageError
 from collbench.results.files import read_results
-from helpers import meta, row, write
 
 SIZES = [1 << 10, 1 << 16, 1 << 20]
 

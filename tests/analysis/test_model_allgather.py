@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 
 from collbench.algorithms import Collective, Layout, Problem
-from collbench.analysis.model.closed import phases
 from collbench.analysis.model.cost import Link, Machine, total
+from collbench.analysis.model.forms import phases
 from collbench.analysis.model.predict import Model
 from collbench.analysis.model.profile import load_profile
 

@@ -15,8 +15,9 @@ import pytest
 
 from collbench.algorithms import Collective, Layout, Problem
 from collbench.algorithms.registry import algorithms_for, get_algorithm
-from collbench.analysis.model.closed import phases, regular_count
+from collbench.analysis.model.closed import regular_count
 from collbench.analysis.model.cost import Link, Machine, Phase, total
+from collbench.analysis.model.forms import phases
 from collbench.analysis.model.walk import step_signatures
 
 MACHINES = [
@@ -107,7 +108,7 @@ def test_hierarchical_every_blocked_shape(collective):
         else:           # every p: the squarest shape; the other shapes and options in rotation
             other = shapes[p % len(shapes)]
             cases = [(squarest, options[0], False), (other, options[p % len(options)], p % 2 == 0)]
-        for (nodes, per_node), opts, in_place in cases:
+        for (_nodes, per_node), opts, in_place in cases:
             layout = Layout.blocked(p, per_node)
             count = regular_count(p, layout, 3) * 2
             _assert_equal("hierarchical", Problem(collective, p, count, layout=layout), in_place, opts)

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from collbench.algorithms import Collective, Layout, Problem
-from collbench.analysis.model.closed import phases
 from collbench.analysis.model.cost import Link, Machine, Side, Sig, total
+from collbench.analysis.model.forms import phases
 from collbench.analysis.model.predict import Model, parse_counts, predict_tables
 from collbench.analysis.model.profile import load_profile, profile_from_record, shipped_names
 from collbench.errors import UsageError

@@ -6,12 +6,12 @@ import builtins
 import json
 
 import pytest
+from helpers import meta, row, write
 
 from cbtest import run_cli
 from collbench.analysis import plot as plot_module
 from collbench.analysis.plot import plot, size_label
 from collbench.errors import UsageError
-from helpers import meta, row, write
 
 pytest.importorskip("matplotlib")
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 
+from helpers import meta, row, write
+
 from cbtest import run_cli
 from collbench.algorithms import Collective, Layout
 from collbench.analysis.model.check import check
 from collbench.analysis.model.predict import Model
 from collbench.analysis.model.profile import load_profile
-from helpers import meta, row, write
 
 
 def test_predict_tables_crossovers_and_dominant_terms():

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 import collbench
+from cbtest import run_cli
 from collbench.errors import UsageError
 from collbench.run.launcher import find_mpiexec, oversubscription_environment
-from cbtest import run_cli
 
 DRIVER = Path(__file__).with_name("measure_driver.py")
 

@@ -53,6 +53,26 @@ def test_nccl_graph_mode_and_custom_schedules(tmp_path):
     assert all(r["wrong"] == 0 for r in rows)
 
 
+def test_nccl_alltoall_native_and_schedules_over_grouped_send_recv(tmp_path):
+    """alltoall on NCCL: the native entry is one group of ncclSend/ncclRecv per peer (NCCL has
+    no alltoall call), out of place only; the schedules run over grouped send/recv too. Two
+    ranks, so messages really cross (the fake moves a group's messages over MPI)."""
+    out = tmp_path / "a2a.jsonl"
+    result = run_cli(["run", "alltoall", "--backend", "nccl", "--algo", "native,pairwise,bruck", "-np", "2",
+                      "-d", "float32,int8", "-b", "0", "-e", "4K", "-f", "8", "-n", "2", "-w", "1",
+                      "--out", str(out)],
+                     env=_fake_env(FAKECUDA_UUID="per-rank", FAKECUDA_NCCL_DIR=str(tmp_path)), timeout=180)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [r for r in read_jsonl(out) if r["type"] == "row"]
+    assert rows and all(r["wrong"] == 0 for r in rows), [r for r in rows if r["wrong"]][:2]
+    seen = {(r["algorithm"], r["placement"], r["executor"]) for r in rows}
+    assert ("native", "out_of_place", "library") in seen
+    assert ("native", "in_place", "library") not in seen        # refused: one buffer would race
+    assert {("pairwise", "in_place", "nccl-p2p"), ("bruck", "out_of_place", "nccl-p2p")} <= seen
+    assert any(r["count"] > 0 and r["bytes"] == r["count"] * 2 * (4 if r["dtype"] == "float32" else 1)
+               for r in rows)
+
+
 def test_gpu_flags_are_checked_before_launch(tmp_path):
     for args, message in ((["-G", "4"], "needs a GPU backend"),
                           (["--backend", "nccl", "-G", "4", "-I"], "cannot be combined with -G"),

@@ -14,12 +14,10 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-
 from _fakes import FakeNode, Heap, fake_cupy  # tests/gpu/_fakes.py
-
 from _gpu_helpers import load_check_script
-from collbench.gpu import _layout, ipc, kernels
 
+from collbench.gpu import _layout, ipc, kernels
 
 # -- reduce section ---------------------------------------------------------------------------
 
@@ -169,7 +167,7 @@ def test_ipc_cases_catch_broken_collectives(mode, pattern) -> None:
 
 def test_kernel_error_on_one_rank_stops_all_ranks_together() -> None:
     results = run_ipc_matrix(check_script, 3, "raise")
-    for r, rank_results in enumerate(results):
+    for _r, rank_results in enumerate(results):
         assert len(rank_results) == 1  # every rank stopped after the first case, none hung
         assert rank_results[0][-1]
     assert "simulated barrier timeout" in results[2][0][-1]

@@ -18,8 +18,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from cbtest import IN_CI
 
+from cbtest import IN_CI
 from collbench.gpu import _layout
 from collbench.gpu.kernels import compile_options
 

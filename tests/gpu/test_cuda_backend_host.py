@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 from _fakes import Heap, fake_cupy  # tests/gpu/_fakes.py
-from collbench.algorithms import Collective
 
+from collbench.algorithms import Collective
 from collbench.backends.base import OpRequest, Placement
 from collbench.backends.cuda import CudaIpcBackend
 from collbench.dtypes import DTYPES

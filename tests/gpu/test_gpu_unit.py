@@ -9,10 +9,9 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-
 from _gpu_helpers import load_check_script
-from collbench.gpu import _layout, ipc, kernels
 
+from collbench.gpu import _layout, ipc, kernels
 
 # -- dtype / op tables ----------------------------------------------------------------------
 

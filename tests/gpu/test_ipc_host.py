@@ -122,7 +122,7 @@ def test_setup_exchanges_handles_and_builds_the_descriptor(fake_env) -> None:
         assert not isinstance(r, Exception), r
     m = c["MAX_RANKS"]
     owns = [own for _, own, _ in res]
-    for rank, (desc, own, rec) in enumerate(res):
+    for rank, (desc, _own, rec) in enumerate(res):
         assert rec is None
         tail = desc.view(np.int32)
         assert (tail[8 * m], tail[8 * m + 1]) == (rank, 3)

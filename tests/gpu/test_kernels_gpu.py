@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from _gpu_helpers import gpu_skip_reason, load_check_script
+
 from collbench.gpu import _layout, kernels
 
 check_script = load_check_script()  # the check script's numpy reference, as a module

@@ -1,6 +1,6 @@
-"""Every algorithm through both MPI executors, compared bit for bit with each other and with
-the numpy simulator (the test oracle); every native collective through the C loop and through
-mpi4py, compared with each other. Run under mpiexec by tests/mpi/test_native_mpi.py:
+"""Every algorithm through both MPI executors (Python and C), compared bit for bit with each
+other and with the numpy simulator (the test oracle); every library collective through the C
+executor and through mpi4py, compared with each other. Run under mpiexec by tests/mpi/test_native_mpi.py:
 
     mpiexec -n 3 python tests/mpi/native_driver.py --dtypes all --ops all
 
@@ -55,7 +55,6 @@ def main() -> int:
     from collbench.backends.base import OpRequest, Placement
     from collbench.backends.mpi import MpiBackend
     from collbench.dtypes import DTYPES, parse_dtypes, parse_ops
-    from collbench.execute.programs import algorithm_names
 
     comm = MPI.COMM_WORLD
     rank, nranks = comm.Get_rank(), comm.Get_size()
@@ -75,14 +74,15 @@ def main() -> int:
     seed = 0
     for collective in Collective:
         root = nranks - 1 if collective.rooted else 0
-        for algorithm in algorithm_names(collective):
+        # what `--algo all` means on the mpi backend (native only where MPI has the collective)
+        for algorithm in backends["python"].algorithm_names(collective):
             for dtype in (dtypes if collective.reduces else movement):
                 for op in (ops if collective.reduces else (None,)):
                     for placement in Placement:
                         for count in counts:
                             seed += 1
                             request = OpRequest(collective, algorithm, dtype, op, count, placement, root)
-                            if backends["python"].unsupported_reason(request):
+                            if backends["python"].reason(request):
                                 continue
                             problem = backends["python"].problem(request)
                             data = _inputs(problem, dtype.numpy, op, seed)
@@ -113,7 +113,7 @@ def main() -> int:
                                     expected = simulate(schedule, data, op or "sum",
                                                         in_place=placement is Placement.IN_PLACE)
                             for r, per_rank in enumerate(gathered):
-                                for name, (executor, out) in per_rank.items():
+                                for executor, _out in per_rank.values():
                                     ran[executor] = ran.get(executor, 0) + 1
                                 if collective is Collective.REDUCE and r != root:
                                     continue  # undefined outside the root

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from collbench.results.files import read_results
 from cbtest import run_cli
+from collbench.results.files import read_results
 
 pytestmark = pytest.mark.mpi
 

@@ -11,7 +11,7 @@ from cbtest import read_jsonl, run_cli
 
 pytestmark = pytest.mark.mpi
 
-COLLECTIVES = ["allreduce", "allgather", "reduce_scatter", "broadcast", "reduce"]
+COLLECTIVES = ["allreduce", "allgather", "reduce_scatter", "broadcast", "reduce", "alltoall"]
 DTYPES = ["int8", "uint8", "int32", "uint64", "float16", "bfloat16", "float32", "float64"]
 OPS = ["sum", "prod", "max", "min", "avg"]
 SIZES = [0, 502, 1004]          # uneven element counts; 0 is legal

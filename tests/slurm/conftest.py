@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
 from cbtest import IN_CI, REPO
 
 LOCAL_CLUSTER = REPO / "scripts" / "slurm" / "local-cluster.sh"

@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from cbtest import IN_CI, REPO
 
+from cbtest import IN_CI, REPO
 from collbench.slurm import render as slurm
 
 

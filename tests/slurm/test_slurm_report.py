@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from collbench.results.files import ResultsWriter, Row
-from collbench.slurm.injob import nccl_verdict
 from collbench.results.sweep_report import is_sweep_dir, load_sweep, sweep_report
+from collbench.slurm.injob import nccl_verdict
 
 RPN = 2
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import statistics
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 from tabulate import tabulate
@@ -59,8 +60,18 @@ def layout_of(results: ResultsFile) -> Layout | None:
     return Layout(tuple(tuple(groups[k]) for k in sorted(groups)))
 
 
+def gpus_per_process(results: ResultsFile) -> int:
+    """GPUs one process drives (nccl-tests ``-g N``): ranks that share a host and a pid."""
+    procs = results.metadata.get("processes") or []
+    keys = [(p.get("host"), p.get("pid")) for p in procs if isinstance(p, dict)]
+    if not keys or any(k[1] is None for k in keys):
+        return 1
+    return max(keys.count(k) for k in set(keys))
+
+
 def check_rows(model: Model, results: ResultsFile) -> list[Checked]:
     layout = layout_of(results)
+    per_process = gpus_per_process(results)
     out = []
     for row in results.rows:
         predicted, method = None, None
@@ -69,7 +80,8 @@ def check_rows(model: Model, results: ResultsFile) -> list[Checked]:
             item = DTYPES[row.dtype].itemsize
             result = model.cost(coll, row.algorithm, row.nranks, row.count, item, row.dtype,
                                 layout, row.placement == "in_place", row.options or {},
-                                row.root or 0, exact=True)
+                                row.root or 0, exact=True, backend=row.backend,
+                                gpus_per_process=per_process)
         except (ValueError, KeyError):
             result = None
         if result is not None:
@@ -106,15 +118,47 @@ def ranking(checked: Sequence[Checked], margin: float) -> tuple[int, int, list[s
     return agree, total, bad
 
 
+LATENCY_BAND = (8, 64 << 10)        # bytes: where a collective's time is mostly latency
+BANDWIDTH_FROM = 1 << 20            # bytes: where it is mostly bandwidth
+LATENCY_TOLERANCE = 0.5
+
+
+def bands(modelled: Sequence[Checked], tolerance: float) -> list[str]:
+    """Scores by size band: bandwidth (>= 1 MiB, ±tolerance) and latency (8 B - 64 KiB, ±50 %),
+    the two criteria of issue 11's validation against published logs."""
+    out = []
+    big = [c for c in modelled if c.row.bytes >= BANDWIDTH_FROM]
+    small = [c for c in modelled if LATENCY_BAND[0] <= c.row.bytes <= LATENCY_BAND[1]]
+    if big:
+        ok = sum(1 for c in big if abs(c.error or 0.0) <= tolerance)
+        out.append(f"# from 1 MiB: {ok} of {len(big)} rows ({ok / len(big):.0%}) within ±{tolerance:.0%}")
+    if small:
+        ok = sum(1 for c in small if abs(c.error or 0.0) <= LATENCY_TOLERANCE)
+        out.append(f"# 8 B - 64 KiB: {ok} of {len(small)} rows ({ok / len(small):.0%}) within "
+                   f"±{LATENCY_TOLERANCE:.0%}")
+    return out
+
+
+def _fitted_on(profile: Profile) -> set[str]:
+    """Names of the files the profile's NCCL factors were fitted on."""
+    if profile.nccl is None:
+        return set()
+    return {Path(f).name for real in profile.nccl.realisation.values() for f in real.fitted_on}
+
+
 def check(paths: Sequence[str], profile: Profile, tolerance: float = 0.25, margin: float = 0.2,
           min_bytes: int = 0, fmt: str = "text") -> tuple[str, list[Checked]]:
     """The report text and the checked rows."""
     model = Model(profile)
     checked: list[Checked] = []
     notes: list[str] = []
+    fitted = _fitted_on(profile)
     for path in expand_paths(paths):
         results = read_results(path)
         notes += results.warnings
+        if Path(path).name in fitted:
+            notes.append(f"{path}: the profile's NCCL factors were fitted on a file of this name -- "
+                         f"judging a file with factors fitted on it is not a validation")
         checked += [c for c in check_rows(model, results) if c.row.bytes >= min_bytes]
     if fmt == "json":
         return json.dumps([{"file": c.file, "collective": c.row.collective,
@@ -127,7 +171,10 @@ def check(paths: Sequence[str], profile: Profile, tolerance: float = 0.25, margi
     body = []
     for c in checked:
         r = c.row
-        body.append([r.collective, r.algorithm, r.nranks, format_bytes(r.bytes), r.dtype,
+        algorithm = r.algorithm
+        if c.method and c.method.startswith("nccl "):      # NCCL's own choice, as modelled
+            algorithm += f" ({c.method[5:]})"
+        body.append([r.collective, algorithm, r.nranks, format_bytes(r.bytes), r.dtype,
                      r.placement.replace("_", "-"), f"{r.time_us:.4g}",
                      "-" if c.predicted_us is None else f"{c.predicted_us:.4g}",
                      "-" if c.error is None else f"{c.error:+.0%}", c.verdict(tolerance)])
@@ -148,10 +195,11 @@ def check(paths: Sequence[str], profile: Profile, tolerance: float = 0.25, margi
         ok = sum(1 for e in errors if e <= tolerance)
         lines.append(f"# {ok} of {len(modelled)} modelled rows within ±{tolerance:.0%}; median |error| "
                      f"{statistics.median(errors):.0%}, worst {max(errors):.0%}")
+    lines += bands(modelled, tolerance)
     skipped = len(checked) - len(modelled)
     if skipped:
-        lines.append(f"# {skipped} rows have no model (native collectives, or schedules the model "
-                     f"cannot cost)")
+        lines.append(f"# {skipped} rows have no model (an MPI library's native collective, NCCL's "
+                     f"without an nccl section in the profile, or schedules the model cannot cost)")
     agree, total, bad = ranking(checked, margin)
     if total:
         lines.append(f"# ranking: {agree} of {total} algorithm pairs that differ by more than "

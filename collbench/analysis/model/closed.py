@@ -56,6 +56,10 @@ Thakur, Rabenseifner & Gropp 2005 (MPICH's algorithms and their costs), Chan et 
 (lower bounds, bucket/MST building blocks), Sanders, Speck & Träff 2009 (two-tree pipelining),
 Bruck et al. 1997 (the rotated allgather); the non-power-of-two fold is MPICH's.
 
+Ring channels (``-O channels=K``, allreduce/allgather/reduce-scatter): K rings in the same
+steps, ring ``k`` on its own member order (``algorithms/ring.py``, :func:`ring_channel_phases`);
+every message is charged on its own link, so rings that share a link share its bandwidth.
+
 Link classes: which messages cross nodes (and how many ranks of a node use the NICs at once)
 follows from the layout. For the logarithmic algorithms it is computed with a vectorized pass
 over the ranks of each step's pattern (O(p) per step, any layout); for the linear ones (ring,
@@ -85,7 +89,7 @@ import numpy as np
 from ...algorithms import Collective, Layout, Problem
 from ...algorithms._build import Fold, default_chunks, log2_ceil
 from ...algorithms.double_binary_tree import trees
-from .cost import EMPTY, Phase, PhaseList, Side, Sig
+from .cost import EMPTY, PhaseList, Side, Sig
 
 
 def ceil_div(a: int, b: int) -> int:
@@ -154,32 +158,93 @@ def topo_of(layout: Layout | None, nranks: int) -> Topo:
 Msgs = Sequence[tuple]   # (peer per rank or -1, bytes per rank or scalar): one message each
 
 
-def _side_columns(topo: Topo, msgs: Msgs) -> list[np.ndarray]:
-    """Per rank: intra msgs, max, total, inter msgs, max, total, share (7 column arrays)."""
+def _run_totals(peers: np.ndarray, nbytes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Messages of a block of ranks as (messages × ranks) arrays: each rank's peers sorted, and
+    for each message the bytes of all its rank's messages to the same peer (its link's bytes)."""
+    n = len(peers)
+    order = np.argsort(peers, axis=0, kind="stable")
+    ps = np.take_along_axis(peers, order, 0)
+    nbs = np.take_along_axis(nbytes, order, 0)
+    cs = np.cumsum(nbs, axis=0)
+    first = np.ones_like(ps, dtype=bool)
+    first[1:] = ps[1:] != ps[:-1]
+    last = np.ones_like(ps, dtype=bool)
+    last[:-1] = first[1:]
+    # a run's total is the running sum at its last message minus the one before its first;
+    # running sums of non-negative bytes never decrease, so accumulated minima (of the next
+    # run end) and maxima (of the last run start) carry each run's boundaries to its members
+    idx = np.broadcast_to(np.arange(n)[:, None], ps.shape)
+    end_at = np.flip(np.minimum.accumulate(np.flip(np.where(last, idx, n - 1), 0), 0), 0)
+    start_sum = np.maximum.accumulate(np.where(first, cs - nbs, 0), axis=0)
+    return ps, np.take_along_axis(cs, end_at, 0) - start_sum
+
+
+def _columns_many(topo: Topo, msgs: Msgs) -> list[np.ndarray]:
+    """:func:`_side_columns` for many messages per rank (an all-to-all posts p - 1 in one
+    step), in blocks of ranks so the (messages × ranks) work arrays stay small; the message
+    arrays are read, never copied whole."""
     me = topo.me
-    zero = np.zeros(len(me), dtype=np.int64)
-    im, imax, itot, em, emax, etot = zero, zero, zero, zero, zero, zero
-    for spec in msgs:
-        peer = np.asarray(spec[0], dtype=np.int64)
-        nb = np.asarray(spec[1], dtype=np.int64)
-        has = peer >= 0
-        valid = has & (nb > 0)
-        if not valid.any():
-            continue
-        inter = valid & (topo.node[np.where(has, peer, 0)] != me)
-        intra = valid & ~inter
-        im = im + intra
-        imax = np.maximum(imax, np.where(intra, nb, 0))
-        itot = itot + np.where(intra, nb, 0)
-        em = em + inter
-        emax = np.maximum(emax, np.where(inter, nb, 0))
-        etot = etot + np.where(inter, nb, 0)
+    g, n = len(me), len(msgs)
+    cols = [np.zeros(g, dtype=np.int64) for _ in range(6)]
+    width = max(1, (1 << 20) // n)
+    for lo in range(0, g, width):
+        hi = min(g, lo + width)
+        peers = np.stack([np.broadcast_to(np.asarray(q, dtype=np.int64), (g,))[lo:hi] for q, _ in msgs])
+        nb = np.stack([np.broadcast_to(np.asarray(b, dtype=np.int64), (g,))[lo:hi] for _, b in msgs])
+        valid = (peers >= 0) & (nb > 0)
+        peers = np.where(valid, peers, NONE)
+        nb = np.where(valid, nb, 0)
+        ps, link = _run_totals(peers, nb)
+        inter_all = valid & (topo.node[np.where(valid, peers, 0)] != me[lo:hi])
+        inter_sorted = (ps >= 0) & (topo.node[np.where(ps >= 0, ps, 0)] != me[lo:hi])
+        intra_all = valid & ~inter_all
+        cols[0][lo:hi] = intra_all.sum(axis=0)
+        cols[1][lo:hi] = np.where((ps >= 0) & ~inter_sorted, link, 0).max(axis=0)
+        cols[2][lo:hi] = np.where(intra_all, nb, 0).sum(axis=0)
+        cols[3][lo:hi] = inter_all.sum(axis=0)
+        cols[4][lo:hi] = np.where(inter_sorted, link, 0).max(axis=0)
+        cols[5][lo:hi] = np.where(inter_all, nb, 0).sum(axis=0)
+    return cols
+
+
+def _side_columns(topo: Topo, msgs: Msgs) -> list[np.ndarray]:
+    """Per rank: intra msgs, max, total, inter msgs, max, total, share (7 column arrays).
+
+    ``max`` is per *link*: the most bytes this rank moves to one peer in the step, summed over
+    all its messages to that peer -- two messages to the same peer share that pair's link
+    (:mod:`.cost`). A handful of messages per rank (trees, rings) are compared pairwise."""
+    me = topo.me
+    g = len(me)
+    zero = np.zeros(g, dtype=np.int64)
+    if len(msgs) > 8:
+        cols = _columns_many(topo, msgs)
+    else:
+        peers, nbytes = [], []
+        for spec in msgs:
+            peer = np.asarray(spec[0], dtype=np.int64)
+            nb = np.asarray(spec[1], dtype=np.int64)
+            valid = (peer >= 0) & (nb > 0)
+            if valid.any():
+                peers.append(np.broadcast_to(np.where(valid, peer, NONE), (g,)))
+                nbytes.append(np.broadcast_to(np.where(valid, nb, 0), (g,)))
+        im, imax, itot, em, emax, etot = zero, zero, zero, zero, zero, zero
+        for peer, nb in zip(peers, nbytes):
+            valid = peer >= 0
+            inter = valid & (topo.node[np.where(valid, peer, 0)] != me)
+            intra = valid & ~inter
+            link = sum((np.where(other == peer, onb, 0) for other, onb in zip(peers, nbytes)), zero)
+            im, itot = im + intra, itot + np.where(intra, nb, 0)
+            em, etot = em + inter, etot + np.where(inter, nb, 0)
+            imax = np.maximum(imax, np.where(intra, link, 0))
+            emax = np.maximum(emax, np.where(inter, link, 0))
+        cols = [im, imax, itot, em, emax, etot]
+    em = cols[3]
     share = zero
     using = em > 0
     if using.any():
         counts = np.bincount(me[using], minlength=topo.nnodes())
         share = np.where(using, counts[me] * topo.mult, 0)
-    return [im, imax, itot, em, emax, etot, share]
+    return [*cols, share]
 
 
 def vstep(topo: Topo, sends: Msgs = (), recvs: Msgs = (), reduce: Any = 0,
@@ -257,6 +322,86 @@ def _ring_pattern(topo: Topo, nbytes: int, reduce: int, copy_first: int, steps: 
     out.add(1, *first)
     out.add(steps - 1, *rest)
     return out
+
+
+def _ring_links(orders: Sequence[Sequence[int]]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(next member, previous member) of every member on each channel's ring order."""
+    out = []
+    for order in orders:
+        pos = np.asarray(order, dtype=np.int64)
+        nxt, prv = np.empty_like(pos), np.empty_like(pos)
+        nxt[pos] = np.roll(pos, -1)
+        prv[pos] = np.roll(pos, 1)
+        out.append((nxt, prv))
+    return out
+
+
+def _ring_channels(topo: Topo, orders: Sequence[Sequence[int]], nbytes: Sequence[int],
+                   reduce: bool, copy_first: int, steps: int) -> PhaseList:
+    """``steps`` steps of ``len(orders)`` concurrent rings: on channel ``k`` every member sends
+    ``nbytes[k]`` to its successor on ring ``k`` and receives as much from its predecessor
+    (reducing it when ``reduce``); ``copy_first`` bytes copied locally in the first step. Every
+    step has the same peers, so two step signatures cover them all."""
+    out = PhaseList()
+    if steps <= 0:
+        if copy_first:
+            out.add(1, Sig(copy=copy_first))
+        return out
+    links = _ring_links(orders)
+    sends = [(nxt, nb) for (nxt, _), nb in zip(links, nbytes)]
+    recvs = [(prv, nb) for (_, prv), nb in zip(links, nbytes)]
+    red = sum(int(nb) for nb in nbytes) if reduce else 0
+    out.add(1, *vstep(topo, sends, recvs, red, copy_first))
+    out.add(steps - 1, *vstep(topo, sends, recvs, red, 0))
+    return out
+
+
+def channels_option(options: Mapping[str, Any] | None) -> int:
+    k = (options or {}).get("channels")
+    return 1 if k is None else int(k)
+
+
+def _ring_orders(problem: Problem, channels: int) -> list[list[int]]:
+    from ...algorithms.ring import ring_orders
+
+    layout = problem.layout
+    nodes = None if layout is None else [list(n) for n in layout.nodes]
+    return ring_orders(problem.nranks, channels, nodes)
+
+
+def ring_channel_phases(problem: Problem, s: int, in_place: bool, channels: int,
+                        topo: Topo) -> PhaseList | None:
+    """Closed form of the ring allreduce, allgather and reduce-scatter on ``channels`` rings
+    (``algorithms/ring.py``): channel ``k`` moves its part of every block around its own ring
+    order, all channels in the same steps."""
+    g, c, coll = problem.nranks, problem.count, problem.collective
+    from ...algorithms._build import Partition
+
+    orders = _ring_orders(problem, channels)
+    if coll is Collective.ALLREDUCE:
+        if g == 1:
+            out = PhaseList()
+            if not in_place and c:
+                out.add(1, Sig(copy=c * s))
+            return out
+        chunks = Partition(c, channels)
+        blk = [ceil_div(chunks.len(k), g) * s for k in range(channels)]
+        out = PhaseList()
+        out.extend(_ring_channels(topo, orders, blk, True, 0, g - 1).phases)
+        out.extend(_ring_channels(topo, orders, blk, False, 0, g - 1).phases)
+        return out
+    sub = Partition(c, channels)
+    nb = [sub.len(k) * s for k in range(channels)]
+    if coll is Collective.ALLGATHER:
+        return _ring_channels(topo, orders, nb, False, 0 if in_place else c * s, g - 1)
+    if coll is Collective.REDUCE_SCATTER:
+        if g == 1:
+            out = PhaseList()
+            if not in_place:
+                out.add(1, Sig(copy=c * s))
+            return out
+        return _ring_channels(topo, orders, nb, True, 0, g - 1)
+    return None
 
 
 def _pairwise(topo: Topo, nbytes: int, reduce: int) -> PhaseList:
@@ -379,7 +524,7 @@ def _rabenseifner(topo: Topo, n: int, s: int, copy_single: bool) -> PhaseList:
     return out
 
 
-def _binomial_reduce(topo: Topo, root: int, nb: int) -> list[tuple[Sig, ...]]:
+def binomial_reduce(topo: Topo, root: int, nb: int) -> list[tuple[Sig, ...]]:
     g = topo.size
     idx = np.arange(g)
     v = (idx - root) % g
@@ -396,7 +541,7 @@ def _binomial_reduce(topo: Topo, root: int, nb: int) -> list[tuple[Sig, ...]]:
     return steps
 
 
-def _binomial_bcast(topo: Topo, root: int, nb: int, root_copy: int) -> list[tuple[Sig, ...]]:
+def binomial_bcast(topo: Topo, root: int, nb: int, root_copy: int) -> list[tuple[Sig, ...]]:
     g = topo.size
     levels = log2_ceil(g)
     idx = np.arange(g)
@@ -439,7 +584,7 @@ def _bruck(topo: Topo, mb: int, own_copy: int) -> PhaseList:
     return out
 
 
-def _chain(topo: Topo, root: int, k: int, seg: int, reduce: bool, root_copy: int) -> PhaseList:
+def chain(topo: Topo, root: int, k: int, seg: int, reduce: bool, root_copy: int) -> PhaseList:
     """Pipelined chain along the ring from the root (broadcast) or to it (reduce)."""
     g = topo.size
     out = PhaseList()
@@ -536,7 +681,7 @@ def _dbt_representatives(topo: Topo, arrays: tuple) -> np.ndarray | None:
     if g < 256 or not topo.contiguous or len(set(sizes.tolist())) != 1:
         return None
     cols = []
-    for parent, height, depth, kids, top in arrays:
+    for parent, height, depth, kids, _top in arrays:
         up = parent >= 0
         cols += [height, depth, up, up & (topo.node[np.where(up, parent, 0)] != topo.node)]
         for j in range(2):
@@ -585,7 +730,7 @@ def _dbt(topo: Topo, n: int, s: int, k: int, copy_single: bool) -> PhaseList:
     # every event runs for k consecutive steps from a fixed offset (a child's height, the
     # node's height, top + depth, ...): steps between two offsets or offset + k are identical
     offsets = set()
-    for parent, height, depth, kids, top, own_h in arrays:
+    for _parent, _height, depth, _kids, top, own_h in arrays:
         offsets.update(own_h.tolist())
         offsets.update((top + depth - 1).tolist())
         offsets.update((top + depth).tolist())
@@ -699,6 +844,18 @@ def ar_core(kind: str, topo: Topo, n: int, s: int, copy_single: bool,
         if copy_single and n:
             out.add(1, Sig(copy=n * s))
         return out
+    if kind == "ring" and channels_option(options) > 1:
+        from ...algorithms._build import Partition
+        from ...algorithms.ring import ring_orders
+
+        k = channels_option(options)
+        chunks = Partition(n, k)
+        blocks = [ceil_div(chunks.len(j), g) * s for j in range(k)]
+        orders = ring_orders(g, k)
+        out = PhaseList()
+        out.extend(_ring_channels(topo, orders, blocks, True, 0, g - 1).phases)
+        out.extend(_ring_channels(topo, orders, blocks, False, 0, g - 1).phases)
+        return out
     if kind == "ring":
         if not topo.contiguous:
             return None
@@ -713,11 +870,11 @@ def ar_core(kind: str, topo: Topo, n: int, s: int, copy_single: bool,
         return _rabenseifner(topo, n, s, copy_single)
     if kind == "tree":
         out = PhaseList()
-        for sigs in _binomial_reduce(topo, 0, n * s) + _binomial_bcast(topo, 0, n * s, 0):
+        for sigs in binomial_reduce(topo, 0, n * s) + binomial_bcast(topo, 0, n * s, 0):
             out.add(1, *sigs)
         return out
     if kind == "double_binary_tree":
-        return _dbt(topo, n, s, _chunks(options, n), copy_single)
+        return _dbt(topo, n, s, chunks_option(options, n), copy_single)
     if kind == "direct":
         return _direct(topo, n * s, n * s, n * s if (g == 1 and copy_single) else 0)
     return None
@@ -739,61 +896,9 @@ def regular_count(nranks: int, layout: Layout | None = None, chunks: int = 1) ->
     return base
 
 
-def _chunks(options: Mapping[str, Any] | None, count: int) -> int:
+def chunks_option(options: Mapping[str, Any] | None, count: int) -> int:
     k = options.get("chunks") if options else None
     return int(k) if k is not None else default_chunks(count)
-
-
-def phases(algorithm: str, problem: Problem, itemsize: int, in_place: bool = False,
-           options: Mapping[str, Any] | None = None, topo: Topo | None = None) -> list[Phase] | None:
-    """The closed-form phases of ``algorithm`` on ``problem``, or None where none applies."""
-    from ...algorithms.registry import get_algorithm
-
-    name = get_algorithm(algorithm).name
-    coll = problem.collective
-    p, c, s = problem.nranks, problem.count, itemsize
-    opts = dict(options or {})
-    if name == "hierarchical":
-        from .hierarchical import hierarchical_phases
-
-        return hierarchical_phases(problem, itemsize, in_place, opts)
-    topo = topo if topo is not None else topo_of(problem.layout, p)
-    A, G, RS = Collective.ALLREDUCE, Collective.ALLGATHER, Collective.REDUCE_SCATTER
-    B, R = Collective.BROADCAST, Collective.REDUCE
-    result: PhaseList | None = None
-    if coll is A:
-        if name in ("ring", "recursive_doubling", "rabenseifner", "tree", "double_binary_tree",
-                    "direct"):
-            result = ar_core(name, topo, c, s, not in_place, opts)
-    elif coll is G:
-        if name in ("ring", "direct", "recursive_doubling", "bruck"):
-            result = ag_core(name, topo, c * s, 0 if in_place else c * s)
-    elif coll is RS:
-        kind = {"ring": "ring", "direct": "direct", "recursive_halving": "recursive_halving"}
-        if name in kind:
-            result = rs_core(kind[name], topo, c, s, 0 if in_place else c * s)
-    elif coll in (B, R):
-        root = problem.root
-        copy = 0 if in_place else c * s
-        if name == "tree":
-            result = PhaseList()
-            if p == 1:
-                result.add(1, Sig(copy=copy))
-            elif coll is B:
-                for sigs in _binomial_bcast(topo, root, c * s, copy):
-                    result.add(1, *sigs)
-            else:
-                for sigs in _binomial_reduce(topo, root, c * s):
-                    result.add(1, *sigs)
-        elif name == "ring":
-            k = _chunks(opts, c)
-            if p == 1:
-                result = PhaseList()
-                result.add(1, Sig(copy=copy))
-            elif topo.single or topo.contiguous:
-                result = _chain(topo, root, k, ceil_div(c, k) * s, coll is R,
-                                copy if coll is B else 0)
-    return None if result is None else result.phases
 
 
 def _rd_allgather(topo: Topo, mb: int, own_copy: int) -> PhaseList:

@@ -12,19 +12,29 @@ One rank in one step (``Sig``):
 * sends and receives overlap (a link is full duplex), so communication costs
   ``max(send side, receive side)``;
 * on one side, every message costs its link class's ``α`` (start-up is serialised by the
-  sending/receiving process), and the bytes cost ``β`` per byte on that class, where a rank
-  can drive ``ports`` intra-node links at once (A100 NVLink: one link bundle to each of 3 peers;
-  a CPU process copying through shared memory: 1) -- so the bandwidth term of a class is
-  ``max(largest message, total / ports) * β``;
+  sending/receiving process);
+* the bytes are charged **per link**: all messages between the same pair of ranks in one step
+  share that pair's link (``β`` per byte), and the messages to different peers share the rank's
+  injection limit, ``ports`` links at full rate (A100 NVLink3 on a 4-GPU board: a 4-link bundle
+  to each of 3 peers, ``ports = 3``; NVSwitch: any one peer at the full per-GPU rate, so the
+  per-pair β is the injection rate and ``ports = 1``; a CPU process copying through shared
+  memory: 1). The bandwidth term of the intra-node class is
+  ``max(bytes to the busiest peer, total / ports) * β``;
 * inter-node bytes go through the node's NICs: when ``m`` ranks of a node send (or receive)
-  across nodes in the same step and the node has ``k`` NICs, each gets ``β_nic * max(1, m/k)``
-  (one rank drives at most one NIC);
+  across nodes in the same step and the node has ``k`` NICs, each rank drives
+  ``min(rank_nics, k/m)`` of them (``rank_nics``: how many NICs one rank can use at once --
+  one per GPU rail on Perlmutter, two on a 16-NIC, 8-GPU node), so its bytes cost
+  ``β_nic * max(1/rank_nics, m/k)``;
+* a rank with both intra- and inter-node bytes in one step pays their sum, and every message's
+  ``α``; with ``link_overlap`` (GPUs: a step's messages are posted together as one NCCL group,
+  each on its own channel, and NVLink and NIC transfers proceed at once) it pays one ``α`` per
+  link class and the larger of the two classes' terms;
 * local work is serial after communication: ``γ`` per reduced byte (output bytes of each
   reduction), ``δ`` per copied byte.
 
 Approximations (documented where they matter): α is per message, not per step (a real
-executor has a per-step cost and a smaller per-message one); bytes of two messages to the same
-peer in one step share ``ports`` like messages to different peers; no network contention
+executor has a per-step cost and a smaller per-message one); a side is charged in the
+protocol regime of its busiest link; no network contention
 beyond NIC sharing (fat tree / dragonfly assumed non-blocking); no overlap between one step's
 local work and the next step's communication (the executors do not overlap either).
 """
@@ -42,10 +52,11 @@ class Link:
     Attributes:
         alpha: seconds per message.
         beta: seconds per byte (1 / bandwidth of one link, one direction).
-        ports: links one rank can drive at full rate at once (intra-node only).
+        ports: links one rank can drive at full rate at once (intra-node only): the per-rank
+            injection limit is ``ports`` times the per-pair rate.
         large_from: messages of at least this many bytes use ``large_alpha``/``large_beta``
             instead (a protocol switch, e.g. MPI's eager -> rendezvous); 0: one regime. A side
-            of a step is charged in the regime of its largest message.
+            of a step is charged in the regime of its busiest link (bytes to one peer).
     """
 
     alpha: float
@@ -70,6 +81,11 @@ class Machine:
         intra: links between ranks of one node.
         inter: one NIC (per-rank inter-node rate).
         nics: NICs per node, shared by the node's ranks.
+        rank_nics: NICs one rank can drive at once (1: a GPU uses one NIC rail).
+        link_overlap: a rank's messages of one step start and move at the same time (a GPU:
+            one NCCL group, a channel per message), so a side costs one α per link class and
+            the larger of its intra- and inter-node terms, not their sum (a CPU process: one
+            message after the other).
         gamma: seconds per byte of reduction output (this dtype).
         delta: seconds per byte of local copy.
     """
@@ -79,14 +95,22 @@ class Machine:
     nics: int = 1
     gamma: float = 0.0
     delta: float = 0.0
+    rank_nics: int = 1
+    link_overlap: bool = False
+
+    def nic_factor(self, share: int) -> float:
+        """Time per NIC-byte multiplier for a rank when ``share`` ranks of its node use the
+        NICs at once: it gets ``min(rank_nics, nics / share)`` NICs."""
+        return max(1.0 / max(1, self.rank_nics), share / max(1, self.nics))
 
 
 @dataclass(frozen=True)
 class Side:
     """One direction (send or receive) of one rank in one step.
 
-    ``*_msgs``, ``*_max`` and ``*_total``: message count, largest message and total bytes on
-    the intra- and inter-node link classes; ``share``: ranks of this node using the NICs in
+    ``*_msgs``, ``*_max`` and ``*_total``: message count, bytes to the busiest peer (all
+    messages to it summed: they share one link) and total bytes on the intra- and inter-node
+    link classes; ``share``: ranks of this node using the NICs in
     this direction in this step (including this one).
     """
 
@@ -100,16 +124,21 @@ class Side:
 
     def cost(self, m: Machine, scale: float = 1.0) -> tuple[float, float]:
         """(α part, β part) in seconds; byte counts are multiplied by ``scale``."""
-        a = b = 0.0
+        a_intra = a_inter = b_intra = b_inter = 0.0
         if self.intra_msgs:
             alpha, beta = m.intra.regime(self.intra_max * scale)
-            a += self.intra_msgs * alpha
-            b += max(self.intra_max, self.intra_total / max(1, m.intra.ports)) * beta * scale
+            a_intra = (1 if m.link_overlap else self.intra_msgs) * alpha
+            b_intra = max(self.intra_max, self.intra_total / max(1, m.intra.ports)) * beta * scale
         if self.inter_msgs:
             alpha, beta = m.inter.regime(self.inter_max * scale)
-            a += self.inter_msgs * alpha
-            b += self.inter_total * beta * max(1.0, self.share / max(1, m.nics)) * scale
-        return a, b
+            a_inter = (1 if m.link_overlap else self.inter_msgs) * alpha
+            b_inter = self.inter_total * beta * m.nic_factor(self.share) * scale
+        if m.link_overlap:
+            # a GPU posts a step's messages together (one NCCL group, one channel each): their
+            # start-ups overlap, and NVLink and NIC bytes move at the same time
+            return max(a_intra, a_inter), max(b_intra, b_inter)
+        # one CPU process starts and moves one message after the other
+        return a_intra + a_inter, b_intra + b_inter
 
 
 EMPTY = Side()

@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from ...algorithms import Collective, Problem
-from ...algorithms.hierarchical import _resolve
+from ...algorithms.hierarchical import resolve_levels
 from .closed import PhaseList, Sig, ag_core, ar_core, own_nodes, rs_core, single_node
 from .cost import Phase
 
@@ -50,7 +50,7 @@ def hierarchical_phases(problem: Problem, s: int, in_place: bool,
         return None
     P, g = shape
     try:
-        inner_rs, inner_ag, outer = _resolve(problem, options)
+        inner_rs, inner_ag, outer = resolve_levels(problem, options)
     except ValueError:
         return None
     outer_opts = options.get("outer_options") or {}

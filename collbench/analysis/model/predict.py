@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from tabulate import tabulate
 
@@ -25,8 +25,10 @@ from ...dtypes import DTYPES
 from ...errors import UsageError
 from ...metrics import bus_factor, bytes_for_count, count_for_size
 from ...sizes import format_bytes
-from .closed import Topo, phases as closed_phases, regular_count, topo_of
+from . import nccl as nccl_model
+from .closed import Topo, regular_count, topo_of
 from .cost import Compiled, Cost, Phase, compile_phases, total
+from .forms import phases as closed_phases
 from .profile import Profile
 from .walk import step_signatures
 
@@ -42,7 +44,13 @@ class Prediction:
     nnodes: int
     bytes: int
     cost: Cost
-    method: str           # closed | walk
+    method: str           # closed | walk | nccl <algorithm>/<protocol>
+    options: Mapping[str, Any] | None = None   # the variant's options (None: the defaults)
+
+    @property
+    def label(self) -> str:
+        """``hierarchical (outer=rabenseifner)``: the algorithm and its non-default options."""
+        return self.algorithm + (f" ({option_text(self.options)})" if self.options else "")
 
     @property
     def time_us(self) -> float:
@@ -80,15 +88,19 @@ class Model:
     def cost(self, collective: Collective, algorithm: str, nranks: int, count: int, itemsize: int,
              dtype: str | None = "float32", layout: Layout | None = None, in_place: bool = False,
              options: Mapping[str, Any] | None = None, root: int = 0,
-             exact: bool | None = None) -> tuple[Cost, str] | None:
+             exact: bool | None = None, backend: str | None = None,
+             gpus_per_process: int = 1) -> tuple[Cost, str] | None:
         """(cost, method) of one algorithm for ``count`` elements, or None when the model has
-        nothing to say (``native``, a precondition fails, too many ranks to walk)."""
+        nothing to say (a library's ``native`` collective other than NCCL's, a precondition
+        fails, too many ranks to walk). ``native`` on the ``nccl`` backend is NCCL's own
+        collective (:mod:`.nccl`): method ``nccl <algorithm>/<protocol>``, NCCL's choice."""
         try:
             algo = get_algorithm(algorithm)
         except ValueError:
             return None
         if algo.native:
-            return None
+            return self.native_cost(collective, nranks, count, itemsize, layout, backend,
+                                    gpus_per_process)
         if layout is not None and len(layout.nodes) == 1:
             layout = None
         opts = dict(options or {})
@@ -122,7 +134,8 @@ class Model:
                json.dumps(opts, sort_keys=True, default=str), root % nranks)
         entry = self._cache.get(key)
         if entry is None:
-            chunks = int(opts.get("chunks") or 1)
+            # channels cut the vector like chunks do: the reference count splits evenly by both
+            chunks = int(opts.get("chunks") or 1) * int(opts.get("channels") or 1)
             ref = regular_count(nranks, layout, chunks) * 64
             problem = Problem(collective, nranks, ref, root % nranks, layout)
             ph = closed_phases(algo.name, problem, itemsize, in_place, opts,
@@ -141,6 +154,24 @@ class Model:
         if compiled is None:
             compiled = self._compiled[ckey] = compile_phases(ph, machine)
         return compiled.cost(count / ref), method
+
+    def native_cost(self, collective: Collective, nranks: int, count: int, itemsize: int,
+                    layout: Layout | None, backend: str | None,
+                    gpus_per_process: int = 1) -> tuple[Cost, str] | None:
+        """NCCL's own collective, when the backend is NCCL and the profile has an ``nccl``
+        section; None otherwise (MPI libraries' collectives are not modelled)."""
+        system = self.profile.nccl
+        if backend != "nccl" or system is None:
+            return None
+        nnodes = len(layout.nodes) if layout is not None else 1
+        if layout is not None and len({len(m) for m in layout.nodes}) != 1:
+            return None          # NCCL's model assumes the same rank count on every node
+        nbytes = bytes_for_count(collective, count, itemsize, nranks)
+        out = nccl_model.predict(system, collective, nranks, nnodes, nbytes, gpus_per_process)
+        if out is None:
+            return None
+        cost, choice = out
+        return cost, f"nccl {choice.label}"
 
     @staticmethod
     def _fix_chunks(name: str, collective: Collective, count: int, nranks: int,
@@ -161,17 +192,77 @@ class Model:
     def predict(self, collective: Collective, algorithm: str, nranks: int, nbytes: int,
                 dtype: str = "float32", layout: Layout | None = None, in_place: bool = False,
                 options: Mapping[str, Any] | None = None, root: int = 0,
-                exact: bool | None = None) -> Prediction | None:
+                exact: bool | None = None, backend: str | None = None) -> Prediction | None:
         """The prediction for one algorithm at a size in bytes (nccl-tests conventions)."""
         item = DTYPES[dtype].itemsize
         count = count_for_size(collective, nbytes, item, nranks)
         result = self.cost(collective, algorithm, nranks, count, item, dtype, layout, in_place,
-                           options, root, exact)
+                           options, root, exact, backend)
         if result is None:
             return None
         nnodes = len(layout.nodes) if layout is not None else 1
         return Prediction(collective.value, get_algorithm(algorithm).name, nranks, nnodes,
-                          bytes_for_count(collective, count, item, nranks), result[0], result[1])
+                          bytes_for_count(collective, count, item, nranks), result[0], result[1],
+                          dict(options) if options else None)
+
+    def best_variant(self, collective: Collective, algorithm: str, nranks: int, nbytes: int,
+                     dtype: str = "float32", layout: Layout | None = None, in_place: bool = False,
+                     root: int = 0) -> Prediction | None:
+        """The fastest of ``algorithm``'s variants (:func:`variants`) at this size."""
+        best = None
+        for opts in variants(collective, algorithm, nranks, layout):
+            pred = self.predict(collective, algorithm, nranks, nbytes, dtype, layout, in_place,
+                                opts or None, root)
+            if pred is not None and (best is None or pred.cost.total < best.cost.total):
+                best = pred
+        return best
+
+
+# -- variants: the options worth searching -----------------------------------------------------------
+
+CHANNELS = (1, 2, 4, 8)
+CHUNKS = (None, 1, 4, 16, 64)
+HIER_INNER = ("ring", "direct", "halving_doubling")
+HIER_OUTER = {
+    Collective.ALLREDUCE: ("recursive_doubling", "rabenseifner", "ring", "tree",
+                           "double_binary_tree", "direct"),
+    Collective.ALLGATHER: ("recursive_doubling", "ring", "bruck", "direct"),
+    Collective.REDUCE_SCATTER: ("recursive_halving", "ring", "direct"),
+}
+
+
+def variants(collective: Collective, algorithm: str, nranks: int,
+             layout: Layout | None = None) -> list[dict[str, Any]]:
+    """Option sets of ``algorithm`` worth costing for ``collective`` (the defaults first):
+    ring channels, pipeline chunks of the double binary tree and the rooted chains, and the
+    hierarchical algorithms' inner x outer levels (with outer ring channels)."""
+    name = get_algorithm(algorithm).name
+    A, G, RS = Collective.ALLREDUCE, Collective.ALLGATHER, Collective.REDUCE_SCATTER
+    if name == "ring" and collective in (A, G, RS):
+        return [{}] + [{"channels": k} for k in CHANNELS[1:] if k <= max(2, nranks)]
+    if (name == "double_binary_tree" and collective is A) or (name == "ring" and collective.rooted):
+        return [{}] + [{"chunks": k} for k in CHUNKS[1:]]
+    if name == "hierarchical" and collective in HIER_OUTER:
+        out: list[dict[str, Any]] = [{}]
+        for inner in HIER_INNER:
+            for outer in HIER_OUTER[collective]:
+                out.append({"inner": inner, "outer": outer})
+                if outer == "ring" and collective is A:
+                    out += [{"inner": inner, "outer": outer, "outer_options": {"channels": k}}
+                            for k in CHANNELS[1:3]]
+        return out
+    return [{}]
+
+
+def option_text(options: Mapping[str, Any] | None) -> str:
+    """``outer=rabenseifner, channels=4``: options as the CLI's -O would spell them."""
+    parts = []
+    for key, value in (options or {}).items():
+        if isinstance(value, Mapping):
+            parts += [f"{key}.{k}={v}" for k, v in value.items()]
+        elif value is not None:
+            parts.append(f"{key}={value}")
+    return ", ".join(parts)
 
 
 # -- model predict ------------------------------------------------------------------------------------
@@ -223,9 +314,13 @@ class PredictTable:
 def predict_tables(model: Model, collective: Collective, node_counts: Sequence[int],
                    ranks_per_node: int, sizes: Sequence[int], algorithms: Sequence[str] | None,
                    dtype: str = "float32", options: Mapping[str, Mapping[str, Any]] | None = None,
-                   in_place: bool = False) -> list[PredictTable]:
-    """One table per node count: every algorithm (that applies) at every size."""
+                   in_place: bool = False, search: bool = False) -> list[PredictTable]:
+    """One table per node count: every algorithm (that applies) at every size; with
+    ``search``, each algorithm's fastest variant (:func:`variants`) unless ``options`` fixes
+    that algorithm's options."""
     names = list(algorithms) if algorithms else [a.name for a in algorithms_for(collective, False)]
+    if model.profile.nccl is not None and (not algorithms or "native" in algorithms):
+        names = [n for n in names if n != "native"] + ["native"]   # NCCL's own, as it chooses
     tables = []
     for nnodes in node_counts:
         p = nnodes * ranks_per_node
@@ -234,8 +329,12 @@ def predict_tables(model: Model, collective: Collective, node_counts: Sequence[i
         for size in sizes:
             row = {}
             for name in names:
-                pred = model.predict(collective, name, p, size, dtype, layout, in_place,
-                                     (options or {}).get(name))
+                fixed = (options or {}).get(name)
+                if search and fixed is None and name != "native":
+                    pred = model.best_variant(collective, name, p, size, dtype, layout, in_place)
+                else:
+                    pred = model.predict(collective, name, p, size, dtype, layout, in_place, fixed,
+                                         backend="nccl" if name == "native" else None)
                 if pred is not None:
                     row[name] = pred
             cells[size] = row
@@ -293,6 +392,7 @@ def format_predictions(tables: list[PredictTable], profile: Profile, collective:
                                     "gamma_us": pred.cost.local * 1e6, "steps": pred.cost.steps,
                                     "dominant": pred.cost.dominant, "method": pred.method,
                                     "best": best is not None and best.algorithm == name,
+                                    "options": pred.options or {},
                                     "profile": profile.name, "dtype": dtype})
         return json.dumps(records, indent=1)
     if fmt == "csv":
@@ -313,7 +413,8 @@ def format_predictions(tables: list[PredictTable], profile: Profile, collective:
            f"inter α {profile.inter.alpha_us:g} us, {profile.inter.bandwidth_gbps:g} GB/s per NIC, "
            f"{profile.nics_per_node} NIC(s)/node",
            "# cells: predicted time (busbw GB/s); best: fastest algorithm and the term that "
-           "dominates its time (α latency, β bandwidth, γ local reduction)"]
+           "dominates its time (α latency, β bandwidth, γ local reduction); native: NCCL's own "
+           "collective with the algorithm/protocol NCCL's tuning model picks"]
     for t in tables:
         p = t.nnodes * t.ranks_per_node
         out.append(f"\n## {t.nnodes} node{'s' if t.nnodes != 1 else ''} x {t.ranks_per_node} "
@@ -324,9 +425,14 @@ def format_predictions(tables: list[PredictTable], profile: Profile, collective:
             row = [format_bytes(size)]
             for name in t.algorithms:
                 pred = t.cells[size].get(name)
-                row.append("-" if pred is None else f"{_time(pred.time_us)} ({pred.busbw_gbps:.3g})")
+                cell = "-" if pred is None else f"{_time(pred.time_us)} ({pred.busbw_gbps:.3g})"
+                if pred is not None and pred.method.startswith("nccl "):
+                    cell += f" {pred.method[5:]}"          # NCCL's algorithm/protocol
+                elif pred is not None and pred.options:
+                    cell += f" {option_text(pred.options)}"   # the winning variant
+                row.append(cell)
             best = t.best(size)
-            row += [best.algorithm if best else "-", _term(best.cost) if best else "-"]
+            row += [best.label if best else "-", _term(best.cost) if best else "-"]
             body.append(row)
         out.append(tabulate(body, headers=headers, tablefmt=tablefmt, disable_numparse=True))
         runs = crossovers(t)
@@ -335,10 +441,6 @@ def format_predictions(tables: list[PredictTable], profile: Profile, collective:
                 f"{format_bytes(a)}{'' if a == b else ' - ' + format_bytes(b)}: {name}"
                 for a, b, name in runs))
     return "\n".join(out)
-
-
-def size_list(values: Iterable[int]) -> list[int]:
-    return sorted(set(int(v) for v in values))
 
 
 def log_sizes(lo: int, hi: int, factor: int = 2) -> list[int]:

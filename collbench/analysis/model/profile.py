@@ -14,8 +14,23 @@ the node's NIC count, local reduction throughput per data type and copy throughp
      "copy_gbps": 777,
      "sources": {"intra.alpha_us": "where the number comes from", ...}}
 
-``bandwidth_gbps`` is per link and direction (10⁹ B/s); ``ports`` is how many intra-node links
-one rank can drive at once. JSON has no comments, so every constant of a shipped profile cites
+``bandwidth_gbps`` is per link and direction (10⁹ B/s): for ``intra`` the rate between one pair
+of ranks, ``ports`` how many such pairs one rank can drive at full rate at once (its injection
+limit is ``ports × bandwidth``). Topology classes (``"topology"``, descriptive, checked):
+
+* ``nvswitch`` -- DGX/HGX A100 8-GPU: any pair at the full per-GPU rate through the switches,
+  so ``bandwidth_gbps`` is the per-GPU rate and ``ports`` 1;
+* ``nvlink`` -- 4-GPU NVLink3 all-to-all (Perlmutter, Polaris, Delta): 4 links to each peer,
+  ``bandwidth_gbps`` per pair and ``ports`` 3;
+* ``pcie`` -- GPUs that talk through PCIe (and the CPU): one shared port;
+* ``shm`` -- CPU processes copying through shared memory.
+
+``link_overlap`` (GPU profiles): a rank's NVLink and NIC bytes of one step move at once.
+NICs: ``nics_per_node`` shared by the node's ranks; ``rank_nics`` (default 1) how many of them
+one rank can drive at once. ``"nics": "rail"`` (one NIC per GPU, rank i of every node on rail
+i), ``"shared"`` (fewer NICs than GPUs) or ``"multi"`` (several NICs per GPU) says which case
+the numbers describe. An optional ``nccl`` section models NCCL's own collectives
+(:mod:`.nccl`). JSON has no comments, so every constant of a shipped profile cites
 its source in ``sources`` under its dotted name (tests check that each one does). A calibrated
 profile (``collbench calibrate``) adds ``fit`` records (values with standard errors, R², the
 sizes fitted) and ``metadata`` (host, MPI library, executor, date, ranks).
@@ -28,6 +43,7 @@ profile) or a path.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -38,6 +54,10 @@ from typing import Any
 
 from ...errors import UsageError
 from .cost import Link, Machine
+from .nccl import NcclSystem, system_from_record
+
+INTRA_KINDS = ("nvswitch", "nvlink", "pcie", "shm", "other")
+NIC_KINDS = ("rail", "shared", "multi", "none")
 
 PROFILE_VERSION = 1
 GENERIC = "generic"
@@ -72,6 +92,10 @@ class Profile:
     description: str = ""
     path: str | None = None
     record: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    rank_nics: int = 1
+    topology: dict[str, str] = field(default_factory=dict)
+    nccl: NcclSystem | None = None
+    link_overlap: bool = False
 
     def reduce_rate(self, dtype: str | None) -> float:
         """Bytes of reduction output per second for ``dtype`` (the default when not listed)."""
@@ -83,7 +107,8 @@ class Profile:
         rate = self.reduce_rate(dtype)
         return Machine(self.intra.link(), self.inter.link(), max(1, self.nics_per_node),
                        1.0 / rate if rate > 0 else 0.0,
-                       1.0 / (self.copy_gbps * 1e9) if self.copy_gbps > 0 else 0.0)
+                       1.0 / (self.copy_gbps * 1e9) if self.copy_gbps > 0 else 0.0,
+                       max(1, self.rank_nics), self.link_overlap)
 
     @property
     def label(self) -> str:
@@ -135,9 +160,28 @@ def profile_from_record(record: Any, where: str = "<record>") -> Profile:
     except (TypeError, ValueError):
         raise UsageError(f"profile {where}: nics_per_node and copy_gbps must be numbers") from None
     rpn = record.get("ranks_per_node")
+    try:
+        rank_nics = int(record.get("rank_nics", 1))
+    except (TypeError, ValueError):
+        raise UsageError(f"profile {where}: rank_nics must be a whole number") from None
+    topology = _topology(record.get("topology", {}), where)
+    nccl = system_from_record(record["nccl"], where) if record.get("nccl") is not None else None
     return Profile(str(record.get("name", Path(where).stem)), intra, inter, max(1, nics),
                    {str(k): float(v) for k, v in reduce.items()}, copy,
-                   int(rpn) if rpn else None, str(record.get("description", "")), None, record)
+                   int(rpn) if rpn else None, str(record.get("description", "")), None, record,
+                   max(1, rank_nics), topology, nccl, bool(record.get("link_overlap", False)))
+
+
+def _topology(record: Any, where: str) -> dict[str, str]:
+    """The descriptive topology class: ``{"intra": INTRA_KINDS, "nics": NIC_KINDS}``."""
+    if not isinstance(record, dict):
+        raise UsageError(f"profile {where}: 'topology' must be an object")
+    intra, nics = record.get("intra"), record.get("nics")
+    if intra is not None and intra not in INTRA_KINDS:
+        raise UsageError(f"profile {where}: topology.intra must be one of {', '.join(INTRA_KINDS)}")
+    if nics is not None and nics not in NIC_KINDS:
+        raise UsageError(f"profile {where}: topology.nics must be one of {', '.join(NIC_KINDS)}")
+    return {k: str(v) for k, v in record.items() if v is not None}
 
 
 def shipped_names() -> list[str]:
@@ -180,9 +224,7 @@ def _read(path: Path) -> Profile:
     except json.JSONDecodeError as exc:
         raise UsageError(f"profile {path} is not valid JSON: {exc.msg} (line {exc.lineno})") from None
     profile = profile_from_record(record, str(path))
-    return Profile(profile.name, profile.intra, profile.inter, profile.nics_per_node,
-                   profile.reduce_gbps, profile.copy_gbps, profile.ranks_per_node,
-                   profile.description, str(path), record)
+    return dataclasses.replace(profile, path=str(path))
 
 
 def default_profile() -> Profile:

@@ -16,7 +16,7 @@ from typing import Any, Mapping, Sequence
 from ...algorithms import Copy, Layout, Problem
 from ...algorithms.registry import get_algorithm
 from ...execute.bind import lower
-from .cost import EMPTY, Cost, Machine, Phase, Side, Sig, total
+from .cost import EMPTY, Side, Sig
 
 
 def node_index(layout: Layout | None, nranks: int) -> list[int]:
@@ -30,16 +30,21 @@ def node_index(layout: Layout | None, nranks: int) -> list[int]:
 
 
 def _side(msgs: Sequence[tuple[int, int]], node: list[int], me: int) -> tuple:
-    """(intra msgs, intra max, intra total, inter msgs, inter max, inter total)."""
-    im = imax = itot = em = emax = etot = 0
+    """(intra msgs, intra max, intra total, inter msgs, inter max, inter total); the maxima
+    are per link: the most bytes to one peer, summed over this step's messages to it."""
+    im = itot = em = etot = 0
+    per_peer: dict[int, int] = defaultdict(int)
     mine = node[me]
     for peer, nbytes in msgs:
+        if nbytes <= 0:
+            continue
+        per_peer[peer] += nbytes
         if node[peer] == mine:
             im, itot = im + 1, itot + nbytes
-            imax = max(imax, nbytes)
         else:
             em, etot = em + 1, etot + nbytes
-            emax = max(emax, nbytes)
+    imax = max((b for q, b in per_peer.items() if node[q] == mine), default=0)
+    emax = max((b for q, b in per_peer.items() if node[q] != mine), default=0)
     return im, imax, itot, em, emax, etot
 
 
@@ -81,10 +86,3 @@ def step_signatures(algorithm: str, problem: Problem, itemsize: int, in_place: b
         out.append((index, tuple(dict.fromkeys(sigs))))
     return out
 
-
-def walk_cost(algorithm: str, problem: Problem, itemsize: int, machine: Machine,
-              in_place: bool = False, options: Mapping[str, Any] | None = None) -> Cost:
-    """Cost of ``algorithm`` on ``problem`` by walking its schedule (every rank, every step)."""
-    phases = [Phase(1, sigs) for _, sigs in step_signatures(algorithm, problem, itemsize,
-                                                             in_place, options)]
-    return total(phases, machine)

@@ -321,10 +321,19 @@ class NcclCommunicator:
     def reduce(self, s, r, count, dtype, op, root, stream):
         self._collective("reduce", s, r, count, dtype, stream, op, root)
 
-    def send(self, *args):
-        raise AssertionError("the fake NCCL has no grouped send/recv")
+    def send(self, ptr: int, count: int, dtype: int, peer: int, stream: int) -> None:
+        self._p2p("send", ptr, count, dtype, peer, stream)
 
-    recv = send
+    def recv(self, ptr: int, count: int, dtype: int, peer: int, stream: int) -> None:
+        self._p2p("recv", ptr, count, dtype, peer, stream)
+
+    def _p2p(self, kind: str, ptr: int, count: int, dtype: int, peer: int, stream: int) -> None:
+        """ncclSend/ncclRecv: queued until the group ends (NCCL progresses a group together)."""
+        NCCL_CALLS.append((kind, count, dtype, peer))
+        assert 0 <= peer < self.ndev, f"peer {peer} outside the communicator"
+        _P2P_PENDING.append((kind, self, ptr, count * _NCCL_ITEMSIZE[dtype], peer, stream))
+        if not _P2P_DEPTH[0]:
+            _p2p_flush()
 
     def abort(self) -> None:
         NCCL_CALLS.append(("abort",))
@@ -341,8 +350,51 @@ nccl.NcclCommunicator = NcclCommunicator
 nccl.NcclError = NcclError
 nccl.get_unique_id = lambda: tuple(os.urandom(128))
 nccl.get_version = lambda: 23203
-nccl.groupStart = lambda: NCCL_CALLS.append(("groupStart",))
-nccl.groupEnd = lambda: NCCL_CALLS.append(("groupEnd",))
+
+
+# Grouped ncclSend/ncclRecv: the group's messages go over MPI point to point when the group ends
+# (on the stream, so a graph capture records them), sends first and non-blocking, as NCCL
+# progresses them together; messages between one pair match in order, as in NCCL.
+_P2P_PENDING: list[tuple] = []
+_P2P_DEPTH = [0]
+_P2P_TAG = 7411
+
+
+def _p2p_flush() -> None:
+    pending = list(_P2P_PENDING)
+    _P2P_PENDING.clear()
+    if not pending:
+        return
+
+    def exchange() -> None:
+        world = pending[0][1]._world()
+        requests = [world.isend(_bytes_at(ptr, n).copy(), dest=peer, tag=_P2P_TAG)
+                    for kind, _, ptr, n, peer, _ in pending if kind == "send"]
+        for kind, _, ptr, n, peer, _ in pending:
+            if kind == "recv":
+                data = world.recv(source=peer, tag=_P2P_TAG)
+                assert data.size == n, f"recv of {n} bytes from {peer}, which sent {data.size}"
+                _bytes_at(ptr, n)[...] = data
+        for request in requests:
+            request.wait()
+
+    _on_stream(pending[0][5], exchange)
+
+
+def _group_start() -> None:
+    NCCL_CALLS.append(("groupStart",))
+    _P2P_DEPTH[0] += 1
+
+
+def _group_end() -> None:
+    NCCL_CALLS.append(("groupEnd",))
+    _P2P_DEPTH[0] -= 1
+    if not _P2P_DEPTH[0]:
+        _p2p_flush()
+
+
+nccl.groupStart = _group_start
+nccl.groupEnd = _group_end
 
 cuda = types.ModuleType("cupy.cuda")
 cuda.Stream, cuda.Event, cuda.Device, cuda.runtime, cuda.nccl = Stream, Event, _Device, runtime, nccl

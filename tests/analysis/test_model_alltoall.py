@@ -1,0 +1,79 @@
+"""Costs registered beside the generator (algorithms/traffic.py, Implementation.cost): the model
+prices them, they equal the schedule walk exactly, and ``collbench model predict`` uses them.
+
+The flat alltoall algorithms are also in tests/analysis/test_model_crosscheck.py (it sweeps
+every collective); this file adds the hierarchical alltoall on every node shape and the
+registry hook itself."""
+
+from __future__ import annotations
+
+import pytest
+
+from cbtest import run_cli
+from collbench.algorithms import Collective, Layout, Problem, alltoall, register, unregister
+from collbench.algorithms.traffic import Traffic
+from collbench.analysis.model.cost import Link, Machine, Phase, total
+from collbench.analysis.model.forms import phases
+from collbench.analysis.model.walk import step_signatures
+
+MACHINES = [
+    Machine(Link(1e-6, 1e-9, 1), Link(5e-6, 4e-9), nics=1, gamma=3e-10, delta=2e-10),
+    Machine(Link(2e-6, 1e-10, 3), Link(3e-6, 5e-9), nics=2, gamma=1e-9, delta=7e-11),
+]
+A2A = Collective.ALLTOALL
+
+
+def _assert_closed_equals_walk(name, problem, in_place, options=None):
+    closed = phases(name, problem, 4, in_place, options)
+    assert closed is not None
+    walked = [Phase(1, s) for _, s in step_signatures(name, problem, 4, in_place, options)]
+    for m in MACHINES:
+        a, b = total(closed, m).total, total(walked, m).total
+        assert a == pytest.approx(b, rel=1e-12, abs=1e-18), (name, problem, in_place, a, b)
+
+
+def test_hierarchical_alltoall_every_node_shape():
+    for p in range(1, 25):
+        for per_node in (g for g in range(1, p + 1) if p % g == 0):
+            layouts = [Layout.blocked(p, per_node)]
+            if 1 < per_node < p:
+                layouts.append(Layout.round_robin(p, p // per_node))  # unpacked into the output
+            for layout in layouts:
+                for count in (1, 7):
+                    for in_place in (False, True):
+                        _assert_closed_equals_walk("hierarchical", Problem(A2A, p, count, layout=layout),
+                                                   in_place)
+
+
+def test_flat_alltoall_any_layout_any_count():
+    for name in ("pairwise", "direct", "bruck"):
+        for p in (2, 3, 5, 6, 8, 12):
+            for layout in (None, Layout.blocked(p, 2), Layout.round_robin(p, 2), Layout.blocked(p, 5)):
+                for count in (1, 13):
+                    _assert_closed_equals_walk(name, Problem(A2A, p, count, layout=layout), count == 13)
+
+
+def test_phases_consults_the_registered_cost_first():
+    """A user algorithm with a cost function: the model prices the cost, not a walk."""
+    calls = []
+
+    def cost(problem, options, in_place):
+        calls.append((problem.nranks, dict(options), in_place))
+        return [Traffic(copy=problem.count * problem.nranks, repeat=3)]
+
+    register("toy_alltoall", A2A, alltoall.direct, cost=cost, defaults={"knob": 1},
+             description="direct, with a made-up cost")
+    try:
+        got = phases("toy_alltoall", Problem(A2A, 4, 10), 8, in_place=True)
+    finally:
+        unregister("toy_alltoall")
+    assert calls == [(4, {"knob": 1}, True)]
+    assert len(got) == 1 and got[0].repeat == 3 and got[0].candidates[0].copy == 10 * 4 * 8
+
+
+def test_model_predict_alltoall_cli(tmp_path):
+    result = run_cli(["model", "predict", "--collective", "alltoall", "--nodes", "1,2",
+                      "--gpus-per-node", "4", "--sizes", "1K,1M"], cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr
+    for name in ("pairwise", "direct", "bruck", "hierarchical"):
+        assert name in result.stdout

@@ -1,0 +1,287 @@
+"""Issue 11 (A100 fidelity): per-link accounting, topology profiles, NCCL's own collective
+modelled, validation against the published logs, and profiles fitted from logs."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from collbench.algorithms import Collective, Layout, Problem
+from collbench.analysis.model import nccl
+from collbench.analysis.model.check import check
+from collbench.analysis.model.closed import Topo, vstep
+from collbench.analysis.model.cost import Link, Machine, Phase, Side, Sig, total
+from collbench.analysis.model.forms import phases
+from collbench.analysis.model.predict import Model
+from collbench.analysis.model.profile import load_profile, profile_from_record, shipped_names
+from collbench.analysis.model.walk import step_signatures
+from collbench.errors import UsageError
+
+ROOT = Path(__file__).resolve().parents[2]
+PUBLIC = ROOT / "results" / "public"
+ABCI = PUBLIC / "abci-compute-node-a"
+OCI = PUBLIC / "oci-bm-gpu4.8"
+A, BETA = 2e-6, 1e-9
+THREE_PORTS = Machine(Link(A, BETA, ports=3), Link(5 * A, 4 * BETA), nics=1)
+
+
+# -- 1. per-link accounting ------------------------------------------------------------------------
+
+def _one_rank_step(messages: list[tuple[int, int]]) -> Sig:
+    """The signature of rank 0 sending ``messages`` (peer, bytes) on a 4-rank node."""
+    topo = Topo(np.zeros(4, dtype=np.int64), rows=np.array([0]))
+    sends = [(np.array([peer]), nbytes) for peer, nbytes in messages]
+    (sig,) = vstep(topo, sends)
+    return sig
+
+
+def test_two_messages_to_one_peer_share_its_link():
+    """Bytes to the same peer in one step share that pair's link: two messages of n and n+1
+    bytes to peer 1 move as much as one message of 2n+1 bytes (before: charged as if each had
+    its own link, (n+1)·β instead of (2n+1)·β)."""
+    n = 1000
+    split = _one_rank_step([(1, n), (1, n + 1)])
+    whole = _one_rank_step([(1, 2 * n + 1)])
+    _, b_split, _ = split.parts(THREE_PORTS)
+    _, b_whole, _ = whole.parts(THREE_PORTS)
+    assert b_split == pytest.approx(b_whole) == pytest.approx((2 * n + 1) * BETA)
+    # to different peers they use different links: the injection limit (3 ports) is what binds
+    spread = _one_rank_step([(1, n), (2, n + 1)])
+    assert spread.parts(THREE_PORTS)[1] == pytest.approx((n + 1) * BETA)
+
+
+def test_one_byte_apart_variants_cost_the_same_closed_and_walk():
+    """The same traffic cut two ways, one byte apart, costs within one byte's β; the closed
+    form and the schedule walk charge the busiest link alike."""
+    split = _one_rank_step([(1, 4096), (1, 4097), (2, 100)])
+    shifted = _one_rank_step([(1, 4097), (1, 4096), (2, 100)])
+    merged = _one_rank_step([(1, 8193), (2, 100)])
+    costs = [s.parts(THREE_PORTS)[1] for s in (split, shifted, merged)]
+    assert max(costs) - min(costs) <= BETA * 1.0001
+    for p in (4, 5, 8):
+        problem = Problem(Collective.ALLREDUCE, p, 4 * 3 * 64 + 1)   # odd: halves differ by one
+        closed = total(phases("double_binary_tree", problem, 1, options={"chunks": 3}), THREE_PORTS)
+        walked = total([Phase(1, s) for _, s in step_signatures("double_binary_tree", problem, 1,
+                                                                options={"chunks": 3})], THREE_PORTS)
+        assert closed.beta >= walked.beta * (1 - 1e-12)
+        assert closed.beta <= walked.beta * 1.01
+
+
+def test_double_binary_tree_no_longer_beats_the_links():
+    """On a 4-GPU NVLink3 node a rank of the double binary tree sends both trees' chunks over
+    one of its links in the steady state; the shortcut that gave it 157 GB/s busbw is gone:
+    no schedule moves a 1 GiB allreduce faster than 2(p-1)/p · n over 300 GB/s of injection."""
+    model = Model(load_profile("perlmutter"))
+    dbt = model.predict(Collective.ALLREDUCE, "double_binary_tree", 4, 1 << 30)
+    assert dbt.busbw_gbps < 150
+    for name in ("ring", "rabenseifner", "direct", "double_binary_tree"):
+        pred = model.predict(Collective.ALLREDUCE, name, 4, 1 << 30)
+        assert pred.busbw_gbps <= 300
+
+
+def test_nics_per_rank_rails_and_sharing():
+    m = Machine(Link(0, 0), Link(A, BETA), nics=16, rank_nics=2)
+    alone = Sig(Side(0, 0, 0, 1, 1000, 1000, 1))
+    eight = Sig(Side(0, 0, 0, 1, 1000, 1000, 8))
+    sixteen = Sig(Side(0, 0, 0, 1, 1000, 1000, 32))
+    assert alone.time(m) == pytest.approx(A + 500 * BETA)       # two NICs for one rank
+    assert eight.time(m) == pytest.approx(A + 500 * BETA)       # 16 NICs, 8 ranks: 2 each
+    assert sixteen.time(m) == pytest.approx(A + 2000 * BETA)    # 32 ranks share 16 NICs
+    assert Machine(Link(0, 0), Link(A, BETA), nics=1).nic_factor(4) == 4
+
+
+# -- 2. topology profiles -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["abci-a", "oci-bm-gpu4.8", "dgx-a100", "a100-pcie", "perlmutter",
+                                  "delta"])
+def test_topology_profiles_cite_every_constant(name):
+    record = json.loads((resources.files("collbench.analysis") / "profiles" / f"{name}.json").read_text())
+    sources = record["sources"]
+    keys = [f"{level}.{k}" for level in ("intra", "inter") for k in record[level]]
+    keys += [f"nccl.{k}" for k in record["nccl"] if k != "realisation"]
+    keys += [f"topology.{k}" for k in record["topology"]]
+    keys += ["nics_per_node", "rank_nics", "copy_gbps", "ranks_per_node"]
+    keys += [f"reduce_gbps.{k}" for k in record["reduce_gbps"]]
+    missing = [k for k in keys if not sources.get(k)]
+    assert not missing, (name, missing)
+    profile = load_profile(name)
+    assert profile.nccl is not None and profile.topology["intra"] in ("nvswitch", "nvlink", "pcie")
+
+
+def test_topology_classes_shape_the_links():
+    nvs, nvl, pcie = load_profile("dgx-a100"), load_profile("perlmutter"), load_profile("a100-pcie")
+    # NVSwitch: any one pair at the full per-GPU rate; NVLink3 4-GPU: a third of it per pair
+    assert nvs.intra.bandwidth_gbps == 300 and nvs.intra.ports == 1
+    assert nvl.intra.bandwidth_gbps * nvl.intra.ports == 300
+    assert pcie.intra.bandwidth_gbps < 32 and pcie.nccl.intra == "pci"
+    one_peer = Sig(Side(1, 1 << 30, 1 << 30))
+    assert one_peer.time(nvs.machine()) < one_peer.time(nvl.machine()) / 2
+    oci = load_profile("oci-bm-gpu4.8")
+    assert (oci.nics_per_node, oci.rank_nics, oci.topology["nics"]) == (16, 2, "multi")
+
+
+@pytest.mark.parametrize("section,message", [
+    ({"intra_busbw_gbps": "x"}, "needs numbers"),
+    ({"intra_busbw_gbps": 240, "cpu": "arm"}, "intel or amd"),
+    ({"intra_busbw_gbps": 240, "intra": "net"}, "nvlink or pci"),
+    ({"intra_busbw_gbps": 240, "realisation": {"intra": {"lat_scale": {"LL256": 2}}}}, "per protocol"),
+])
+def test_bad_nccl_sections_are_one_line(section, message):
+    record = {"collbench_profile": 1, "intra": {"alpha_us": 1, "bandwidth_gbps": 2}, "nccl": section}
+    with pytest.raises(UsageError, match=message):
+        profile_from_record(record, "x.json")
+
+
+# -- 3. NCCL's own collective -------------------------------------------------------------------------
+
+AMD_NVLINK = nccl.NcclSystem(intra_busbw=240, inter_busbw=96, channels=12, cpu="amd")
+
+
+@pytest.mark.parametrize("nodes,ppn,algo,proto,expected", [
+    # /work/shared/reference/algorithms.md section 3.3, "Illustrative model latencies" (AMD hosts,
+    # NVLink intra, latencyInter 0, no plateau factor), recomputed from NCCL 2.30.7's formulas
+    (1, 4, "ring", "LL", 10.2), (1, 4, "ring", "LL128", 25.4), (1, 4, "ring", "Simple", 28.8),
+    (1, 4, "tree", "LL", 10.4), (1, 4, "tree", "LL128", 21.5), (1, 4, "tree", "Simple", 32.4),
+    (1, 8, "ring", "Simple", 56.0), (1, 8, "tree", "Simple", 64.4),
+    (2, 4, "ring", "LL", 36.0), (2, 4, "ring", "Simple", 108.4), (2, 4, "tree", "LL", 20.4),
+    (16, 4, "ring", "LL", 279.6), (16, 4, "ring", "Simple", 1004.4), (16, 4, "tree", "Simple", 144.4),
+    (64, 4, "tree", "LL128", 123.5), (256, 4, "ring", "Simple", 16364.4), (256, 4, "tree", "LL", 90.4),
+])
+def test_nccl_latencies_match_the_reference_table(nodes, ppn, algo, proto, expected):
+    lat = nccl._latency(AMD_NVLINK, algo, proto, nodes * ppn, nodes, Collective.ALLREDUCE)
+    assert lat == pytest.approx(expected, abs=0.05)
+
+
+def test_nccl_chooses_like_nccl():
+    one = [nccl.choose(AMD_NVLINK, Collective.ALLREDUCE, 8, 1, n).label for n in (8, 1 << 30)]
+    assert one == ["ring/LL", "ring/Simple"]
+    many = {nccl.choose(AMD_NVLINK, Collective.ALLREDUCE, 256, 64, n).algorithm for n in (8, 1 << 20)}
+    assert many == {"tree"}              # the ring's linear latency loses at 64 nodes
+    assert nccl.choose(AMD_NVLINK, Collective.ALLGATHER, 256, 64, 1 << 20).algorithm == "ring"
+    # LL128 stays off across nodes when the NICs hang off the CPU (Perlmutter, Delta)
+    per = load_profile("perlmutter").nccl
+    assert all(c.protocol != "LL128" for c in nccl.candidates(per, Collective.ALLREDUCE, 8, 2, 1 << 20))
+
+
+def test_nccl_launches_fewer_channels_for_small_messages():
+    big = nccl.choose(AMD_NVLINK, Collective.ALLREDUCE, 8, 1, 1 << 30)
+    small = nccl.choose(AMD_NVLINK, Collective.ALLREDUCE, 8, 1, 64 << 10)
+    assert nccl.launched_channels(AMD_NVLINK, big, 8, 1) == 24
+    # ring LL: 512 threads x 8 B x 8 ranks = 32 KiB per channel
+    assert nccl.launched_channels(AMD_NVLINK, small, 8, 1) == 2
+
+
+def test_model_predicts_native_only_on_nccl_with_an_nccl_section():
+    model = Model(load_profile("abci-a"))
+    assert model.cost(Collective.ALLREDUCE, "native", 8, 1 << 20, 4, backend="nccl") is not None
+    assert model.cost(Collective.ALLREDUCE, "native", 8, 1 << 20, 4, backend="mpi") is None
+    assert Model(load_profile("generic")).cost(Collective.ALLREDUCE, "native", 8, 1 << 20, 4,
+                                               backend="nccl") is None
+    cost, method = model.cost(Collective.ALLREDUCE, "native", 16, 1 << 20, 4,
+                              layout=Layout.blocked(16, 8), backend="nccl")
+    assert method.startswith("nccl ") and cost.total > 0
+
+
+# -- 4. validation against the published logs ------------------------------------------------------
+
+def _bands(path: Path, profile) -> tuple[float, float]:
+    _, checked = check([str(path)], profile)
+    modelled = [c for c in checked if c.error is not None]
+    big = [c for c in modelled if c.row.bytes >= 1 << 20]
+    small = [c for c in modelled if 8 <= c.row.bytes <= 64 << 10]
+    return (sum(abs(c.error) <= 0.25 for c in big) / len(big),
+            sum(abs(c.error) <= 0.5 for c in small) / len(small))
+
+
+def _fitted(tmp_path: Path, logs: list[Path], base: str):
+    from collbench.analysis.model.fit import calibrate_from
+
+    record, _ = calibrate_from([str(p) for p in logs], load_profile(base))
+    out = tmp_path / "fitted.json"
+    out.write_text(json.dumps(record))
+    return load_profile(str(out))
+
+
+@pytest.mark.parametrize("judged,fitted_on,base", [
+    (ABCI / "allreduce-1node-8gpu.jsonl",
+     [ABCI / "allreduce-1node-4gpu.jsonl", OCI / "allreduce-1node-8gpu.jsonl"], "abci-a"),
+    (ABCI / "allreduce-1node-4gpu.jsonl",
+     [ABCI / "allreduce-1node-8gpu.jsonl", OCI / "allreduce-1node-8gpu.jsonl"], "abci-a"),
+    (OCI / "allreduce-1node-8gpu.jsonl",
+     [ABCI / "allreduce-1node-8gpu.jsonl", ABCI / "allreduce-1node-4gpu.jsonl"], "oci-bm-gpu4.8"),
+    (ABCI / "allreduce-2node-16gpu.jsonl", [ABCI / "allreduce-16node-128gpu.jsonl"], "abci-a"),
+    (ABCI / "allreduce-16node-128gpu.jsonl", [ABCI / "allreduce-2node-16gpu.jsonl"], "abci-a"),
+])
+def test_published_logs_within_the_acceptance_bands(tmp_path, judged, fitted_on, base):
+    """Each dataset judged with a profile fitted on *other* datasets of its system class (never
+    on itself): >= 80 % of rows from 1 MiB within ±25 %, >= 80 % from 8 B to 64 KiB within ±50 %.
+    docs/performance.md section "A100 fidelity" has every score and the commands."""
+    assert judged not in fitted_on
+    bw, lat = _bands(judged, _fitted(tmp_path, fitted_on, base))
+    assert bw >= 0.8 and lat >= 0.8, (judged.name, bw, lat)
+
+
+def test_oci_two_nodes_misses_the_target_with_hardware_specifications():
+    """Recorded, not hidden: the two-node OCI run reaches 38 % of its 16 NICs' line rate, which no
+    specification predicts (docs/performance.md)."""
+    bw, lat = _bands(OCI / "allreduce-2node-16gpu.jsonl", load_profile("oci-bm-gpu4.8"))
+    assert bw < 0.8 <= lat
+
+
+def test_check_warns_when_judging_a_file_with_factors_fitted_on_it(tmp_path):
+    log = ABCI / "allreduce-1node-4gpu.jsonl"
+    text, _ = check([str(log)], _fitted(tmp_path, [log], "abci-a"))
+    assert "fitted on a file of this name" in text
+    assert "# from 1 MiB:" in text and "# 8 B - 64 KiB:" in text
+
+
+# -- 7. profiles from logs ----------------------------------------------------------------------------
+
+def test_fit_recovers_known_factors():
+    from collbench.analysis.model.fit import Sample, fit_realisation
+
+    truth = nccl.Realisation({"LL": 1.5, "Simple": 2.5}, {"LL": 0.8, "Simple": 0.6})
+    rows = []
+    for nbytes in (1 << k for k in range(3, 31, 2)):
+        choice = nccl.choose(AMD_NVLINK, Collective.ALLREDUCE, 8, 1, nbytes)
+        share = nccl.launched_channels(AMD_NVLINK, choice, 8, 1) / 24
+        ls, bs = truth.scales(choice.protocol)
+        t = ls * choice.latency_us + nbytes / (1000 * choice.algbw_gbps * share * bs)
+        rows.append(Sample("x", 8, 1, nbytes, t, choice, share))
+    fitted = fit_realisation(rows)
+    for proto in fitted.lat_scale:
+        if proto in truth.lat_scale:
+            assert fitted.lat_scale[proto] == pytest.approx(truth.lat_scale[proto], rel=1e-6)
+            assert fitted.bw_scale[proto] == pytest.approx(truth.bw_scale[proto], rel=1e-6)
+
+
+def test_calibrate_from_cli_writes_a_profile_and_prints_residuals(tmp_path, capsys):
+    from collbench.cli import main
+
+    out = tmp_path / "p.json"
+    rc = main(["calibrate", "--from", str(ABCI / "allreduce-2node-16gpu.jsonl"),
+               str(ABCI / "allreduce-1node-8gpu.jsonl"), "--profile", "abci-a", "--out", str(out),
+               "--name", "abci-fit"])
+    text = capsys.readouterr().out
+    assert rc == 0 and "residual" in text and "intra link" in text and "inter link" in text
+    profile = load_profile(str(out))
+    assert profile.name == "abci-fit" and set(profile.nccl.realisation) == {"intra", "inter"}
+    assert profile.record["metadata"]["base_profile"] == "abci-a"
+
+
+def test_calibrate_from_needs_nccl_rows_and_an_nccl_section(tmp_path):
+    from collbench.analysis.model.fit import calibrate_from
+
+    with pytest.raises(UsageError, match="no 'nccl' section"):
+        calibrate_from([str(ABCI / "allreduce-1node-8gpu.jsonl")], load_profile("generic"))
+    with pytest.raises(UsageError, match="no NCCL native rows"):
+        calibrate_from([str(ABCI / "osu-mpi-cuda-allreduce-2node-16gpu.jsonl")], load_profile("abci-a"))
+
+
+def test_every_shipped_profile_still_loads():
+    for name in shipped_names():
+        load_profile(name)
