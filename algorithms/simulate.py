@@ -18,8 +18,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .reduction import finalize_avg, reduce_into, ufunc
 from .collectives import Block, descriptor
+from .reduction import finalize_avg, reduce_into, ufunc
 from .schedule import Buf, Collective, Copy, Problem, Reduce, Schedule, inplace_input_offset
 
 

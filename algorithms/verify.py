@@ -41,8 +41,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from ._symbolic import Memory, Piece, combine, format_ranks, prove, worth_proving
 from .collectives import descriptor, source_mask
-from .schedule import (Buf, Collective, Copy, Layout, Problem, Reduce, Schedule,
-                       inplace_input_offset)
+from .schedule import Buf, Collective, Copy, Layout, Problem, Reduce, Schedule, inplace_input_offset
 
 _NAMES = {Buf.INPUT: "in", Buf.OUTPUT: "out", Buf.SCRATCH: "scratch"}
 _MAX_ERRORS = 25
@@ -713,7 +712,8 @@ def verify_all(max_ranks: int = 64,
         A :class:`VerifyReport` with, per algorithm and collective, the rank counts checked, the
         number of schedules, the failures and the time taken.
     """
-    from .registry import algorithms as registered, get_algorithm
+    from .registry import algorithms as registered
+    from .registry import get_algorithm
 
     if algorithms is None:
         algos = [a for a in registered() if not a.native]

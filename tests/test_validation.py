@@ -225,8 +225,7 @@ def test_the_pattern_follows_the_seed():
 
 def _gather_reduce_broadcast(p: int, count: int, skip: int | None):
     """Allreduce through rank 0 (one message per step), leaving out rank ``skip``'s data."""
-    from collbench.algorithms import (Buf, Copy, Problem, Program, Recv, Reduce, Schedule, Send,
-                                      Slice, Step)
+    from collbench.algorithms import Buf, Copy, Problem, Program, Recv, Reduce, Schedule, Send, Slice, Step
 
     data = Slice(Buf.INPUT, 0, count)
     out = Slice(Buf.OUTPUT, 0, count)

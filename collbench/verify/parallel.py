@@ -14,7 +14,8 @@ from dataclasses import replace
 from typing import Sequence
 
 from ..algorithms import Collective
-from ..algorithms.registry import algorithms as registered, get_algorithm
+from ..algorithms.registry import algorithms as registered
+from ..algorithms.registry import get_algorithm
 from ..algorithms.verify import AlgorithmReport, VerifyReport, verify_all
 
 

@@ -7,8 +7,7 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from collbench.algorithms import (OPS, Collective, Problem, get_algorithm, reduce_into,
-                                  verify_both)
+from collbench.algorithms import OPS, Collective, Problem, get_algorithm, reduce_into, verify_both
 from collbench.algorithms.reduction import ufunc
 
 DTYPES = [np.int8, np.uint8, np.int32, np.uint32, np.int64, np.uint64, np.float16,

@@ -12,18 +12,17 @@ import random
 from dataclasses import replace
 
 import pytest
-
-import collbench.algorithms._symbolic as symbolic
-import collbench.algorithms.verify as verify_module
 from algo_cases import IMPLEMENTATIONS, build, impl_id
-from collbench.algorithms import (Buf, Collective, Copy, Problem, Program, Recv, Reduce, Schedule,
-                                  Send, Slice, Step)
-from collbench.algorithms.collectives import descriptor
-from collbench.algorithms.verify import _cases, default_counts, expected_output
 
 # Every test of the bug catalogue again, with the fast path forced on: whatever ``prove``
 # answers, each bug must still be reported with its message (imported tests run here too).
 from test_verifier_catches_bugs import *  # noqa: F401,F403  (tests and the ring fixture)
+
+import collbench.algorithms._symbolic as symbolic
+import collbench.algorithms.verify as verify_module
+from collbench.algorithms import Buf, Collective, Copy, Problem, Program, Recv, Reduce, Schedule, Send, Slice, Step
+from collbench.algorithms.collectives import descriptor
+from collbench.algorithms.verify import _cases, default_counts, expected_output
 
 
 @pytest.fixture(autouse=True)

@@ -5,10 +5,22 @@ from __future__ import annotations
 import ml_dtypes
 import numpy as np
 import pytest
-
 from algo_cases import IMPLEMENTATIONS, build, impl_id
-from collbench.algorithms import (OPS, Buf, Collective, Layout, Problem, Program, Recv, Schedule,
-                                  Send, Slice, Step, reference_result)
+
+from collbench.algorithms import (
+    OPS,
+    Buf,
+    Collective,
+    Layout,
+    Problem,
+    Program,
+    Recv,
+    Schedule,
+    Send,
+    Slice,
+    Step,
+    reference_result,
+)
 from collbench.algorithms.simulate import simulate
 
 DTYPES = [np.int8, np.uint8, np.int32, np.uint32, np.int64, np.uint64, np.float16,
