@@ -119,6 +119,7 @@ def test_every_option_variant_is_swept() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # about 6 CPU-minutes on 2 cores: the whole registry at p = 1..64
 def test_full_default_sweep() -> None:
     """What `collbench verify --max-ranks 64` runs: every count of the spread at every p."""
     _assert_ok(verify_all(64))
