@@ -146,14 +146,12 @@ class Selector:
         return min(at, key=lambda r: r.time_us).algorithm
 
 
-def agreed_choice(ctrl: Any, selector: Selector | None, collective: Collective, size: int,
-                  dtype: str, op: str | None, in_place: bool = False) -> tuple[str, str]:
-    """Rank 0 chooses, everyone gets the same answer (or the same error)."""
+def _agreed(ctrl: Any, decide: Any) -> Any:
+    """Rank 0 decides, everyone gets the same answer (or the same error)."""
     choice, error = None, None
     if ctrl.Get_rank() == 0:
         try:
-            assert selector is not None
-            choice = selector.choose(collective, size, dtype, op, in_place)
+            choice = decide()
         except UsageError as exc:
             error = str(exc)
         except Exception as exc:  # noqa: BLE001 - reported on every rank, not only rank 0
@@ -162,6 +160,12 @@ def agreed_choice(ctrl: Any, selector: Selector | None, collective: Collective, 
     if error:
         raise UsageError(error)
     return choice
+
+
+def agreed_choice(ctrl: Any, selector: Selector | None, collective: Collective, size: int,
+                  dtype: str, op: str | None, in_place: bool = False) -> tuple[str, str]:
+    """(algorithm, selected_by), the same on every rank."""
+    return _agreed(ctrl, lambda: selector.choose(collective, size, dtype, op, in_place))  # type: ignore[union-attr]
 
 
 def agreed_variant(ctrl: Any, selector: Selector | None, collective: Collective, size: int,
@@ -169,23 +173,14 @@ def agreed_variant(ctrl: Any, selector: Selector | None, collective: Collective,
                    ) -> tuple[str, dict[str, Any], str]:
     """Like :func:`agreed_choice`, with the winning variant's options: (algorithm, options,
     selected_by). Choosing from a results file (--auto-from) keeps the run's options."""
-    choice, error = None, None
-    if ctrl.Get_rank() == 0:
-        try:
-            assert selector is not None
-            if selector.auto_from:
-                name, source = selector.choose(collective, size, dtype, op, in_place)
-                choice = (name, {}, source)
-            else:
-                choice = selector.choose_variant(collective, size, dtype, op, in_place)
-        except UsageError as exc:
-            error = str(exc)
-        except Exception as exc:  # noqa: BLE001 - reported on every rank, not only rank 0
-            error = f"--algo auto failed: {type(exc).__name__}: {exc}"
-    choice, error = ctrl.bcast((choice, error), root=0)
-    if error:
-        raise UsageError(error)
-    return choice
+    def decide() -> tuple[str, dict[str, Any], str]:
+        assert selector is not None
+        if selector.auto_from:
+            name, source = selector.choose(collective, size, dtype, op, in_place)
+            return name, {}, source
+        return selector.choose_variant(collective, size, dtype, op, in_place)
+
+    return _agreed(ctrl, decide)
 
 
 __all__ = ["AUTO", "Selector", "agreed_choice", "agreed_variant", "check_auto"]
