@@ -45,6 +45,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from math import ceil, floor, isqrt
+from typing import Sequence
 
 import ml_dtypes
 import numpy as np
@@ -210,7 +211,7 @@ def _values(dtype: DType, op: str | None, nranks: int, rank: np.ndarray, t: np.n
 def _residue_values(dtype: DType, op: str | None, nranks: int, rank: int, seed: int) -> np.ndarray:
     """The P pattern values of ``rank`` (as int64), one per index residue."""
     t = np.arange(_plan(dtype, op, nranks).period, dtype=np.int64)
-    return _values(dtype, op, nranks, np.int64(rank), t, seed)
+    return _values(dtype, op, nranks, np.array(rank, dtype=np.int64), t, seed)
 
 
 def _combine(op: str, acc: np.ndarray | None, values: np.ndarray) -> np.ndarray:
@@ -241,25 +242,33 @@ def _reduce_all(dtype: DType, op: str, nranks: int, seed: int) -> np.ndarray:
         positions = np.arange(first, min(plan.band, first + step), dtype=np.int64)
         ranks = (band_first[None, :] + positions[:, None]) % nranks
         acc = _combine(op, acc, _values(dtype, op, nranks, ranks, t[None, :], seed))
+    assert acc is not None  # the band holds at least one rank
     return acc
 
 
-def _reduce_residues(dtype: DType, op: str, nranks: int, seed: int,
-                     ranks: range | None = None) -> np.ndarray:
+def _reduce_some(dtype: DType, op: str, nranks: int, seed: int, ranks: Sequence[int]) -> np.ndarray:
+    """The exact reduction over ``ranks`` only, every rank's values computed."""
+    t = np.arange(_plan(dtype, op, nranks).period, dtype=np.int64)
+    members = np.asarray(list(ranks), dtype=np.int64)
+    acc = None
+    step = max(1, _CHUNK // t.size)
+    for first in range(0, members.size, step):
+        chunk = members[first:first + step]
+        acc = _combine(op, acc, _values(dtype, op, nranks, chunk[:, None], t[None, :], seed))
+    if acc is None:
+        raise ValueError("a reduction needs at least one rank")
+    return acc
+
+
+def _reduce_residues(dtype: DType, op: str | None, nranks: int, seed: int,
+                     ranks: Sequence[int] | None = None) -> np.ndarray:
     """The exact reduction of the residue values of ``ranks`` (default: all), as ``dtype``."""
+    if op is None:
+        raise ValueError("a reduction needs an operator")
     if ranks is None or ranks == range(nranks):
         acc = _reduce_all(dtype, op, nranks, seed)
     else:
-        plan = _plan(dtype, op, nranks)
-        t = np.arange(plan.period, dtype=np.int64)
-        members = np.asarray(list(ranks), dtype=np.int64)
-        acc = None
-        step = max(1, _CHUNK // plan.period)
-        for first in range(0, members.size, step):
-            chunk = members[first:first + step]
-            acc = _combine(op, acc, _values(dtype, op, nranks, chunk[:, None], t[None, :], seed))
-        if acc is None:
-            raise ValueError("a reduction needs at least one rank")
+        acc = _reduce_some(dtype, op, nranks, seed, ranks)
     if op == "avg":
         if dtype.is_float:
             return (acc.astype(np.float64) / nranks).astype(dtype.numpy)
