@@ -3,6 +3,8 @@ for the logarithmic ones), out of place and in place."""
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 from algo_cases import IMPLEMENTATIONS, impl_id
 
@@ -39,8 +41,12 @@ def test_every_rank_count_up_to_32(pair) -> None:
 
 def _upper(p: int) -> list[int]:
     # 1..32 ran with every count above; from 33 on the counts that make empty blocks and
-    # uneven blocks: 1, p-1, p+1 (the full spread everywhere is test_full_default_sweep)
+    # uneven blocks: 1, p-1, p+1 (the rest of the spread is test_the_rest_of_the_default_sweep)
     return [] if p <= 32 else [1, p - 1, p + 1]
+
+
+def _rest(p: int) -> list[int]:
+    return [] if p <= 32 else sorted(set(default_counts(p)) - set(_upper(p)))
 
 
 # The algorithms with O(p^2) messages (ring, direct, hierarchical, chains) take seconds per
@@ -118,11 +124,23 @@ def test_every_option_variant_is_swept() -> None:
             assert dict(variant) in seen, (algo.name, impl.collective, variant)
 
 
+# `collbench verify --max-ranks 64` is the union of the sweeps above (every p up to 32 with every
+# count, 33..64 split between _upper and _rest, 128 and 1000 for the logarithmic algorithms):
+# each schedule is verified once, not once per test and again in a whole-registry sweep.
 @pytest.mark.slow
-@pytest.mark.timeout(1800)  # about 6 CPU-minutes on 2 cores: the whole registry at p = 1..64
-def test_full_default_sweep() -> None:
-    """What `collbench verify --max-ranks 64` runs: every count of the spread at every p."""
-    _assert_ok(verify_all(64))
+@pytest.mark.parametrize("pair", IMPLEMENTATIONS, ids=impl_id)
+def test_the_rest_of_the_default_sweep(pair) -> None:
+    """The counts of the default spread that test_every_rank_count_up_to_64 leaves out."""
+    _sweep(pair, range(1, 65), _rest)
+
+
+def test_the_sweeps_add_up_to_the_default_sweep() -> None:
+    for p in range(1, 65):
+        upper, rest = set(_upper(p)), set(_rest(p))
+        assert not upper & rest
+        assert upper | rest == (set() if p <= 32 else set(default_counts(p)))
+    # and the large rank counts of the default sweep are the 128 and 1000 tests
+    assert inspect.signature(verify_all).parameters["extra_ranks"].default == (128, 1000)
 
 
 def test_verify_algorithm_reports_both_placements_and_preconditions() -> None:
