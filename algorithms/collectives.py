@@ -31,6 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Sequence
 
+from . import vcounts
 from .schedule import Buf, Collective
 
 if TYPE_CHECKING:  # schedule.py imports this module; Problem is only needed for type hints
@@ -82,6 +83,9 @@ class Descriptor:
         postcondition: ``postcondition(problem, rank)``: the output blocks (see
             :meth:`blocks`).
         same_result: Every rank's postcondition is the same (lets checkers build it once).
+        vector: Per-pair counts (alltoallv): the buffer lengths come from the problem's count
+            matrix (:mod:`.vcounts`), not from ``*_blocks``; in place the one buffer is the
+            larger of the two, and both start at its first element.
     """
 
     collective: Collective
@@ -96,23 +100,34 @@ class Descriptor:
     bus_formula: str
     postcondition: Postcondition
     same_result: bool
+    vector: bool = False
 
     # -- buffers ----------------------------------------------------------------------------
 
     def input_len(self, problem: "Problem", rank: int) -> int:
         """Elements in ``rank``'s input buffer."""
+        if self.vector:
+            return int(vcounts.of(problem).send_total[rank])
         return problem.count * problem.nranks if self.input_blocks else problem.count
 
     def output_len(self, problem: "Problem", rank: int) -> int:
         """Elements in ``rank``'s output buffer."""
+        if self.vector:
+            return int(vcounts.of(problem).recv_total[rank])
         return problem.count * problem.nranks if self.output_blocks else problem.count
 
     def inplace(self, problem: "Problem", rank: int) -> tuple[Buf, int]:
         """Where an in-place run aliases: (host buffer, element offset of the other buffer in it)."""
+        if self.vector:  # the larger buffer hosts the other at its start
+            c = vcounts.of(problem)
+            return (Buf.OUTPUT if c.recv_total[rank] >= c.send_total[rank] else Buf.INPUT), 0
         return self.inplace_host, rank * problem.count if self.inplace_own_block else 0
 
     def count_of_input(self, length: int, nranks: int) -> int:
-        """The problem's count, given the length of an input buffer."""
+        """The problem's count, given the length of an input buffer (alltoallv: use
+        :func:`.vcounts.count_of_lengths`, which needs every rank's)."""
+        if self.vector:
+            raise ValueError("alltoallv's count follows from every rank's input length, not one")
         return length // nranks if self.input_blocks and nranks else length
 
     # -- nccl-tests sweep conventions --------------------------------------------------------
@@ -190,6 +205,16 @@ def _broadcast(problem: "Problem", rank: int) -> tuple[Block, ...]:
     return (Block(0, problem.count, range(root, root + 1), 0),)
 
 
+def _alltoallv(problem: "Problem", rank: int) -> tuple[Block, ...]:
+    """Output block ``q`` (at ``rdispls[rank][q]``) is rank ``q``'s block for ``rank`` (at
+    ``sdispls[q][rank]`` of its input), ``counts[q][rank]`` elements."""
+    c = vcounts.of(problem)
+    lengths, outs, ins = (c.matrix[:, rank].tolist(), c.rdispls[rank].tolist(),
+                          c.sdispls[:, rank].tolist())
+    return tuple(Block(outs[q], lengths[q], range(q, q + 1), ins[q])
+                 for q in range(problem.nranks))
+
+
 def _alltoall(problem: "Problem", rank: int) -> tuple[Block, ...]:
     """Block ``q`` of the output is block ``rank`` of rank ``q``'s input."""
     count = problem.count
@@ -227,6 +252,13 @@ _DESCRIPTORS: dict[Collective, Descriptor] = {d.collective: d for d in (
                output_blocks=True, inplace_host=_O, inplace_own_block=False,
                sweep_per_block=True, bus=_bus_spread, bus_formula="(n-1)/n",
                postcondition=_alltoall, same_result=False),
+    # per-pair counts (vcounts.py): the sweep conventions of alltoall (count = per block to
+    # the busiest destination, whose receive buffer is the size); in place the larger buffer
+    # hosts the other. busbw (n-1)/n is exact for the busiest receiver of the Zipf family.
+    Descriptor(Collective.ALLTOALLV, reduces=False, rooted=False, input_blocks=True,
+               output_blocks=True, inplace_host=_O, inplace_own_block=False,
+               sweep_per_block=True, bus=_bus_spread, bus_formula="(n-1)/n",
+               postcondition=_alltoallv, same_result=False, vector=True),
 )}
 
 

@@ -22,7 +22,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Union
+from typing import TYPE_CHECKING, Union
+
+if TYPE_CHECKING:
+    from .vcounts import Skew
 
 
 class Collective(enum.Enum):
@@ -34,6 +37,7 @@ class Collective(enum.Enum):
     BROADCAST = "broadcast"
     REDUCE = "reduce"
     ALLTOALL = "alltoall"
+    ALLTOALLV = "alltoallv"
 
     # Members are singletons compared by identity: hash them by identity in C too (Enum's
     # default hashes the name in Python, which dominates dict lookups in the verifier).
@@ -55,13 +59,9 @@ class Collective(enum.Enum):
         key = name.strip().lower().replace("-", "_")
         aliases = {"all_reduce": "allreduce", "all_gather": "allgather",
                    "reducescatter": "reduce_scatter", "bcast": "broadcast",
-                   "all_to_all": "alltoall"}
+                   "all_to_all": "alltoall", "all_to_all_v": "alltoallv",
+                   "all_to_allv": "alltoallv"}
         key = aliases.get(key, key)
-        if key in ("alltoallv", "all_to_all_v"):
-            # not an alias of alltoall: the skewed per-pair counts are a different problem,
-            # and timing the uniform one under its name would be a lie
-            raise ValueError("alltoallv (skewed per-pair counts) is not implemented yet; "
-                             "alltoall is the uniform case")
         for member in cls:
             if member.value == key:
                 return member
@@ -195,7 +195,9 @@ class Problem:
     ``count`` follows nccl-tests: for allreduce, broadcast and reduce it is the number of elements
     in each rank's buffer; for allgather it is the per-rank input count (output is ``count *
     nranks``); for reduce_scatter it is the per-rank output count (input is ``count * nranks``);
-    for alltoall it is the count per peer (input and output are ``count * nranks``).
+    for alltoall it is the count per peer (input and output are ``count * nranks``); for
+    alltoallv it is the count to the busiest destination, and ``skew`` (a
+    :class:`~.vcounts.Skew`, None for the default) spreads the rest (:mod:`.vcounts`).
     """
 
     collective: Collective
@@ -203,6 +205,7 @@ class Problem:
     count: int
     root: int = 0
     layout: Layout | None = None
+    skew: "Skew | None" = None
 
     def __post_init__(self) -> None:
         if self.nranks < 1:
@@ -218,6 +221,12 @@ class Problem:
                                  f"exactly once")
             if any(len(node) == 0 for node in self.layout.nodes):
                 raise ValueError("layout has an empty node")
+        if self.skew is not None:
+            if self.collective is not Collective.ALLTOALLV:
+                raise ValueError(f"a skew describes alltoallv, not {self.collective.value}")
+            reason = self.skew.reason(self.nranks)
+            if reason:
+                raise ValueError(reason)
 
     @property
     def nodes(self) -> Layout:

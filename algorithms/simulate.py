@@ -21,6 +21,7 @@ import numpy as np
 from .collectives import Block, descriptor
 from .reduction import finalize_avg, reduce_into, ufunc
 from .schedule import Buf, Collective, Copy, Problem, Reduce, Schedule, inplace_input_offset
+from .vcounts import Skew, count_of_lengths
 
 
 def _poison(n: int, dtype: np.dtype) -> np.ndarray:
@@ -138,7 +139,7 @@ def simulate(schedule: Schedule, inputs: Sequence[np.ndarray], op: str,
 
 
 def reference_result(collective: Collective | str, inputs: Sequence[np.ndarray], op: str,
-                     root: int = 0) -> list[np.ndarray | None]:
+                     root: int = 0, skew: Skew | None = None) -> list[np.ndarray | None]:
     """What each rank's output must be, computed directly with numpy from the collective's
     postcondition blocks (:mod:`.collectives`).
 
@@ -151,6 +152,8 @@ def reference_result(collective: Collective | str, inputs: Sequence[np.ndarray],
             long).
         op: Reduction operator name (ignored for collectives that do not reduce).
         root: Root rank of broadcast and reduce.
+        skew: alltoallv's count matrix family (None: the default); its count is the one that
+            gives the inputs' lengths.
 
     Returns:
         One array per rank; ``None`` where the collective leaves the output unspecified (the
@@ -160,7 +163,11 @@ def reference_result(collective: Collective | str, inputs: Sequence[np.ndarray],
     desc = descriptor(coll)
     arrays = [np.asarray(x) for x in inputs]
     p = len(arrays)
-    problem = Problem(coll, p, desc.count_of_input(arrays[0].shape[0], p), root)
+    if desc.vector:
+        count = count_of_lengths([a.shape[0] for a in arrays], skew)
+        problem = Problem(coll, p, count, root, skew=skew)
+    else:
+        problem = Problem(coll, p, desc.count_of_input(arrays[0].shape[0], p), root)
     done: dict[tuple, np.ndarray] = {}  # blocks shared by several ranks are computed once
 
     def block_result(block: Block) -> np.ndarray:

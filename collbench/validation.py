@@ -52,6 +52,7 @@ import numpy as np
 
 from .algorithms import Collective, Problem
 from .algorithms.collectives import Block, descriptor
+from .algorithms.vcounts import Skew
 from .dtypes import DType
 
 # Period of the pattern in element index; prime so blocks of power-of-two sizes do not repeat.
@@ -289,15 +290,18 @@ def make_input(collective: Collective, dtype: DType, op: str | None, nranks: int
 
 
 def expected_output(collective: Collective, dtype: DType, op: str | None, nranks: int, rank: int,
-                    count: int, seed: int, root: int = 0) -> np.ndarray | None:
+                    count: int, seed: int, root: int = 0,
+                    skew: Skew | None = None) -> np.ndarray | None:
     """What ``rank``'s output must hold, or None when the collective defines none there.
 
     Built from the collective's postcondition blocks (``collbench.algorithms.collectives``):
     a reducing block is the exact reduction of its source ranks' residues, a copied block the
-    source's own input pattern, each tiled from the block's input offset.
+    source's own input pattern, each tiled from the block's input offset. ``skew``: alltoallv's
+    count matrix (None: the default).
     """
     desc = descriptor(collective)
-    problem = Problem(collective, nranks, count, root if desc.rooted else 0)
+    problem = Problem(collective, nranks, count, root if desc.rooted else 0,
+                      skew=skew if desc.vector else None)
     blocks = desc.blocks(problem, rank)
     if blocks is None:
         return None

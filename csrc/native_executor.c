@@ -348,6 +348,24 @@ int cb_collective_loop(int collective, MPI_Comm comm, const void *send, void *re
 #endif
 }
 
+/* ITERATIONS calls of MPI_Alltoallv with the caller's counts and displacements (elements; out of
+ * place only), timed like cb_collective_loop. */
+int cb_alltoallv_loop(MPI_Comm comm, const void *send, const int *sendcounts, const int *sdispls,
+                      void *recv, const int *recvcounts, const int *rdispls, MPI_Datatype datatype,
+                      long long iterations, double *samples, double *elapsed) {
+    if (iterations < 0 || !sendcounts || !sdispls || !recvcounts || !rdispls) return CB_ERR_ARGUMENT;
+    int rc = MPI_SUCCESS;
+    double start = now();
+    for (long long i = 0; i < iterations && rc == MPI_SUCCESS; i++) {
+        double t = samples ? now() : 0.0;
+        rc = MPI_Alltoallv(send, sendcounts, sdispls, datatype, recv, recvcounts, rdispls, datatype,
+                           comm);
+        if (samples) samples[i] = now() - t;
+    }
+    *elapsed = now() - start;
+    return rc;
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* Schedules                                                                                   */
 

@@ -48,6 +48,7 @@
 #define CB_COLL_BROADCAST 3
 #define CB_COLL_REDUCE 4
 #define CB_COLL_ALLTOALL 5
+#define CB_COLL_ALLTOALLV 6   /* timed by cb_alltoallv_loop (per-peer counts) */
 
 /* schedule tables */
 #define CB_BUF_INPUT 0
@@ -74,6 +75,9 @@ int cb_abi_version(void);
 int cb_collective_loop(int collective, MPI_Comm comm, const void *send, void *recv, long long count,
                        MPI_Datatype datatype, MPI_Op op, int root, int in_place,
                        long long iterations, double *samples, double *elapsed);
+int cb_alltoallv_loop(MPI_Comm comm, const void *send, const int *sendcounts, const int *sdispls,
+                      void *recv, const int *recvcounts, const int *rdispls, MPI_Datatype datatype,
+                      long long iterations, double *samples, double *elapsed);
 typedef struct cb_plan cb_plan;
 cb_plan *cb_plan_create(MPI_Comm comm, MPI_Datatype move_type, int dtype, int reduction, int nranks,
                         void *input, void *output, void *scratch, long long nsteps,

@@ -13,6 +13,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from ..algorithms import Collective
+from ..algorithms.vcounts import Skew
 from ..dtypes import DType
 
 
@@ -41,6 +42,8 @@ class OpRequest:
     # algorithm options for this request only (--algo auto's winning variant); empty: the
     # run's -O options, which the backend holds
     options: tuple[tuple[str, Any], ...] = ()
+    # alltoallv's count matrix (-O skew=/counts=; collbench.algorithms.vcounts); None: default
+    skew: Skew | None = None
 
 
 @dataclass

@@ -7,13 +7,13 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..algorithms import Collective, Layout, Problem
+from ..algorithms import Collective, Layout, Problem, vcounts
 from ..compress.names import is_compressed
 from ..dtypes import DType
 from ..errors import UsageError
 from ..execute.bind import bind, views_of
 from ..execute.c_build import NativeUnavailable, load_agreed
-from ..execute.c_executor import NativeCollective, NativeScheduleRun
+from ..execute.c_executor import NativeAlltoallv, NativeCollective, NativeScheduleRun
 from ..execute.names import EXECUTOR_CHOICES as EXECUTORS
 from ..execute.names import ROW_C, ROW_LIBRARY_C, ROW_PYTHON
 from ..execute.programs import algorithm_unsupported_reason, build_program
@@ -34,9 +34,10 @@ _ALIGNMENT = 64
 CAPABILITIES = Capabilities(
     backend="mpi", needs=("mpi4py",),
     native=frozenset({Collective.ALLREDUCE, Collective.ALLGATHER, Collective.REDUCE_SCATTER,
-                      Collective.BROADCAST, Collective.REDUCE, Collective.ALLTOALL}),
+                      Collective.BROADCAST, Collective.REDUCE, Collective.ALLTOALL,
+                      Collective.ALLTOALLV}),
     schedules=True,  # every registered schedule, over point-to-point (Python or C executor)
-    native_notes={Collective.BROADCAST: "in place only"})
+    native_notes={Collective.BROADCAST: "in place only", Collective.ALLTOALLV: "out of place only"})
 
 
 def aligned_bytes(nbytes: int) -> np.ndarray:
@@ -137,10 +138,25 @@ def _alltoall(b: "MpiBackend", req: OpRequest, datatype: Any, op: Any) -> Native
     return (lambda: b.comm.Alltoall(sspec, rspec)), send, recv, in_place
 
 
+def _alltoallv(b: "MpiBackend", req: OpRequest, datatype: Any, op: Any) -> NativeCall:
+    """MPI_Alltoallv with the problem's count matrix and packed displacements (out of place
+    only: MPI_IN_PLACE would need a symmetric matrix)."""
+    c = vcounts.of(b.problem(req))
+    r = b.rank
+    send = b._typed(b._send, req.dtype, int(c.send_total[r]))
+    recv = b._typed(b._recv, req.dtype, int(c.recv_total[r]))
+    layout = [np.ascontiguousarray(a, dtype=np.int32) for a in
+              (c.matrix[r], c.sdispls[r], c.matrix[:, r], c.rdispls[r])]
+    sspec = [send, (layout[0], layout[1]), datatype]
+    rspec = [recv, (layout[2], layout[3]), datatype]
+    b._alltoallv_layout = layout  # the C loop gets the same arrays
+    return (lambda: b.comm.Alltoallv(sspec, rspec)), send, recv, False
+
+
 _NATIVE_CALLS: dict[Collective, Callable[["MpiBackend", OpRequest, Any, Any], NativeCall]] = {
     Collective.ALLREDUCE: _allreduce, Collective.ALLGATHER: _allgather,
     Collective.REDUCE_SCATTER: _reduce_scatter, Collective.BROADCAST: _broadcast,
-    Collective.REDUCE: _reduce, Collective.ALLTOALL: _alltoall,
+    Collective.REDUCE: _reduce, Collective.ALLTOALL: _alltoall, Collective.ALLTOALLV: _alltoallv,
 }
 
 
@@ -171,6 +187,7 @@ class MpiBackend(Backend):
         self.timer = HostTimer()
         self._send = aligned_bytes(0)
         self._recv = aligned_bytes(0)
+        self._alltoallv_layout: list[np.ndarray] = []  # the last native alltoallv's counts (for C)
         self.layout = layout
         self.algorithm_options = dict(algorithm_options or {})
         self.executor_requested = executor
@@ -193,7 +210,8 @@ class MpiBackend(Backend):
         return datatype
 
     def problem(self, request: OpRequest) -> Problem:
-        return Problem(request.collective, self.size, request.count, request.root, self.layout)
+        return Problem(request.collective, self.size, request.count, request.root, self.layout,
+                       request.skew)
 
     def unsupported_reason(self, request: OpRequest) -> str | None:
         if is_compressed(request.algorithm):  # a runner over mpi4py, not a schedule (compress/)
@@ -213,6 +231,8 @@ class MpiBackend(Backend):
                         f"(MPI_{_MPI_TYPE_NAMES[request.dtype.name]} is null), so it cannot reduce it")
         if coll is Collective.BROADCAST and request.placement is Placement.OUT_OF_PLACE:
             return "MPI_Bcast works in place only"
+        if coll is Collective.ALLTOALLV and request.placement is Placement.IN_PLACE:
+            return "MPI_Alltoallv in place needs a symmetric count matrix: native alltoallv runs out of place only"
         return None
 
     # -- buffers ------------------------------------------------------------------------------
@@ -257,8 +277,11 @@ class MpiBackend(Backend):
         """
         if self.native is None:
             return python
-        loop = NativeCollective(self.native, request.collective.name, self.comm, send, recv, count,
-                                datatype, op, request.root, mpi_in_place)
+        if request.collective is Collective.ALLTOALLV:  # counts per peer: a loop of its own
+            loop: Any = NativeAlltoallv(self.native, self.comm, send, recv, self._alltoallv_layout, datatype)
+        else:
+            loop = NativeCollective(self.native, request.collective.name, self.comm, send, recv, count,
+                                    datatype, op, request.root, mpi_in_place)
         return prepared_op(loop, python.input, python.output, ROW_LIBRARY_C)
 
     def _prepare_schedule(self, request: OpRequest) -> PreparedOp:

@@ -146,6 +146,10 @@ class NativeLibrary:
         lib.cb_collective_loop.argtypes = [ctypes.c_int, comm_t, ctypes.c_void_p, ctypes.c_void_p,
                                            ctypes.c_longlong, type_t, op_t, ctypes.c_int, ctypes.c_int,
                                            ctypes.c_longlong, DOUBLE_P, DOUBLE_P]
+        lib.cb_alltoallv_loop.restype = ctypes.c_int
+        lib.cb_alltoallv_loop.argtypes = [comm_t, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                                          ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, type_t,
+                                          ctypes.c_longlong, DOUBLE_P, DOUBLE_P]
         lib.cb_plan_create.restype = ctypes.c_void_p
         lib.cb_plan_create.argtypes = [comm_t, type_t, ctypes.c_int, ctypes.c_int, ctypes.c_int,
                                        ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,

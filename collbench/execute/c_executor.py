@@ -28,7 +28,8 @@ from .c_binding import DOUBLE_P, INT64_P, NativeLibrary, constants, dtype_code, 
 # collbench/analysis/calibrate.py).
 from .c_build import NativeUnavailable, load, load_agreed
 
-__all__ = ["NativeCollective", "NativeScheduleRun", "NativeUnavailable", "load", "load_agreed"]
+__all__ = ["NativeAlltoallv", "NativeCollective", "NativeScheduleRun", "NativeUnavailable", "load",
+           "load_agreed"]
 
 
 class _Timed:
@@ -86,6 +87,29 @@ class NativeCollective(_Timed):
         args = (constants()[f"COLL_{collective}"], native.handle(comm), send.ctypes.data,
                 recv.ctypes.data, count, native.handle(datatype), native.handle(op if op is not None else MPI.OP_NULL),
                 root, int(in_place))
+        self._call = lambda iterations, samples, elapsed: fn(*args, iterations, samples, elapsed)
+
+
+class NativeAlltoallv(_Timed):
+    """MPI_Alltoallv called and timed by the C executor (out of place).
+
+    Args:
+        native: the loaded library.
+        comm, datatype: mpi4py objects.
+        send, recv: numpy arrays whose data pointers MPI gets.
+        layout: int32 arrays (send counts, send displacements, receive counts, receive
+            displacements), in elements, exactly what mpi4py's Alltoallv passes.
+    """
+
+    def __init__(self, native: NativeLibrary, comm: Any, send: np.ndarray, recv: np.ndarray,
+                 layout: tuple[np.ndarray, ...] | list[np.ndarray], datatype: Any) -> None:
+        self._native = native
+        self._what = "MPI alltoallv"
+        arrays = [np.ascontiguousarray(a, dtype=np.int32) for a in layout]
+        self._keep = (send, recv, arrays)
+        fn = native.lib.cb_alltoallv_loop
+        args = (native.handle(comm), send.ctypes.data, arrays[0].ctypes.data, arrays[1].ctypes.data,
+                recv.ctypes.data, arrays[2].ctypes.data, arrays[3].ctypes.data, native.handle(datatype))
         self._call = lambda iterations, samples, elapsed: fn(*args, iterations, samples, elapsed)
 
 

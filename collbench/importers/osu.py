@@ -7,8 +7,9 @@ what collbench's ``aggregation: mean`` and ``time_us_min_rank``/``time_us_max_ra
 
 Bandwidths are computed here with collbench's own conventions (collbench/metrics.py). They need
 the rank count, which OSU does not print: it comes from ``--nranks`` or stays unknown, and so
-do the numbers that depend on it. OSU's size is per rank for allgather (the send buffer), the
-whole input for reduce_scatter, the buffer otherwise.
+do the numbers that depend on it. OSU's size is per rank for allgather (the send buffer), per
+peer for alltoall (each rank sends ``size`` bytes to every rank: its buffer is ``size × nranks``,
+collbench's size), the whole input for reduce_scatter, the buffer otherwise.
 """
 
 from __future__ import annotations
@@ -172,6 +173,8 @@ def _records(table: _Table, options: Options) -> tuple[list[dict[str, Any]], dic
             nbytes = size * nranks if nranks else None
         elif collective is Collective.REDUCE_SCATTER:  # OSU: the whole input; count is per rank
             count = elements // nranks if elements is not None and nranks else None
+        elif collective is Collective.ALLTOALL:      # OSU: size per peer (count too); collbench:
+            nbytes = size * nranks if nranks else None  # the whole buffer, nranks blocks
         algbw = busbw = None
         if nbytes is not None:
             algbw, busbw = bandwidths(collective, nbytes, avg * 1e-6, nranks or 2)

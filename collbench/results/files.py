@@ -48,6 +48,7 @@ class Row:
     samples_us: list[float] | None = None      # aggregated per-iteration samples
     options: dict[str, object] | None = None   # algorithm options (hierarchical inner/outer, …)
     selected_by: str | None = None             # --algo auto: model:<profile> or results:<file>
+    skew: str | None = None                    # alltoallv: its count matrix, zipf:<s> or file:<name>
     # compressed algorithms only (collbench/compress; docs/compression.md), None elsewhere:
     sent_bytes: int | None = None              # most bytes any rank sent per operation
     compression: float | None = None           # dense ring bytes per rank / sent_bytes

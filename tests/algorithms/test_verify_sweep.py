@@ -90,10 +90,10 @@ EXPECTED_IMPLEMENTATIONS = {
     "recursive_halving": {"reduce_scatter"},
     "tree": {"allreduce", "broadcast", "reduce"},
     "double_binary_tree": {"allreduce"},
-    "direct": {"allreduce", "allgather", "reduce_scatter", "alltoall"},
+    "direct": {"allreduce", "allgather", "reduce_scatter", "alltoall", "alltoallv"},
     "bruck": {"allgather", "alltoall"},
-    "hierarchical": {"allreduce", "allgather", "reduce_scatter", "alltoall"},
-    "pairwise": {"alltoall"},
+    "hierarchical": {"allreduce", "allgather", "reduce_scatter", "alltoall", "alltoallv"},
+    "pairwise": {"alltoall", "alltoallv"},
 }
 
 

@@ -301,3 +301,16 @@ def test_public_datasets_match_their_raw_logs(path: Path, argv: list[str], tmp_p
     assert cli.main([*argv[:index + 1], str(out), *argv[index + 2:]]) == 0
     assert read_jsonl(out)[1:] == read_jsonl(path)[1:]
     assert read_results(path).rows
+
+
+def test_osu_alltoall_size_is_per_peer(tmp_path: Path) -> None:
+    """osu_alltoall's size is what each rank sends each peer: collbench's size is the whole
+    buffer (size x nranks) and its count stays per peer (nccl-tests alltoall_perf)."""
+    meta, rows, _ = imported(tmp_path, "osu", "osu_alltoall_v7.3_synthetic.log", "--nranks", "4")
+    assert [r["collective"] for r in rows] == ["alltoall"] * 4
+    last = rows[-1]
+    assert (last["bytes"], last["count"], last["dtype"], last["nranks"]) == (4096 * 4, 4096, "int8", 4)
+    assert last["algbw_gbps"] == pytest.approx(4096 * 4 / 12.80e-6 / 1e9)
+    assert last["busbw_gbps"] == pytest.approx(last["algbw_gbps"] * 3 / 4)
+    meta, rows, _ = imported(tmp_path / "n", "osu", "osu_alltoall_v7.3_synthetic.log")
+    assert rows[0]["bytes"] is None and rows[0]["count"] == 1   # no rank count: no total size
