@@ -8,9 +8,11 @@ import datetime as _dt
 import os
 import re
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from ..algorithms import Collective
+from ..algorithms.vcounts import Skew, load_matrix, parse_exponent
 from ..backends import BACKENDS
 from ..backends.base import Placement
 from ..backends.cuda import BACKEND_ALGORITHMS
@@ -28,6 +30,7 @@ from ..run.launcher import (
 from ..run.resources import memory_problem
 from ..run.spec import Aggregation, RunSpec
 from ..sizes import parse_size, size_sweep
+from ..trace.nvtx import BACKENDS as NVTX_BACKENDS
 from .argtypes import non_negative_float as _non_negative_float
 from .argtypes import non_negative_int as _non_negative_int
 from .argtypes import positive_int as _positive_int
@@ -80,7 +83,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    "recursive_doubling, rabenseifner, tree, double_binary_tree, direct, hierarchical, "
                    "bruck, recursive_halving (see `collbench list`); auto picks per size (--profile)")
     x.add_argument("-O", "--algo-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="algorithm option, e.g. -O inner=ring -O outer=recursive_doubling for hierarchical")
+                   help="algorithm option, e.g. -O inner=ring -O outer=recursive_doubling for hierarchical; "
+                   "alltoallv's count matrix: -O skew=<s> (Zipf: counts[src][dst] = count/(dst+1)^s, default 1) "
+                   "or -O counts=FILE.json (a p x p matrix of weights)")
     x.add_argument("--mpi-thread-level", choices=["single", "funneled", "serialized", "multiple"],
                    default="single", help="MPI thread level to request (default single; mpi4py's "
                    "own default is multiple, which changes MPICH's latency and algorithm choice)")
@@ -108,6 +113,13 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                     "stamping every step of every rank, into FILE (Chrome trace / Perfetto JSON)")
     tr.add_argument("--trace-iters", type=_positive_int, default=3,
                     help="traced operations per row (default 3)")
+    tr.add_argument("--nvtx", action="store_true",
+                    help="GPU backends: NVTX ranges named after collective, algorithm, size and step around "
+                    "every measurement, operation and schedule step, for Nsight Systems (off by default: "
+                    "from Python each range costs time inside the timed loop; docs/tracing.md)")
+    tr.add_argument("--nccl-log", action="store_true",
+                    help="nccl backend: NCCL_DEBUG=INFO of every rank into <results>.nccl/ beside the results "
+                    "file, and the transports NCCL chose (P2P/NVLink, SHM, NET/IB, ...) in the metadata")
     x.add_argument("--out", default=None, help="results file (default results/collbench-<time>.jsonl); "
                    "never overwritten")
     auto = run.add_argument_group("--algo auto (per size, the algorithm the model or a sweep says is fastest)")
@@ -153,6 +165,7 @@ def build_spec(args: argparse.Namespace) -> RunSpec:
         if not sep or not key.strip() or not value.strip():
             raise UsageError(f"-O/--algo-option {item!r}: expected KEY=VALUE, e.g. inner=ring")
         options.append((key.strip(), parse_option_value(value.strip())))
+    options, skew = _count_matrix(options, collectives)
     if args.cudagraph and args.backend == "mpi":
         raise UsageError("-G (CUDA graphs) needs a GPU backend: --backend nccl or cuda")
     if args.cudagraph and args.per_iter:
@@ -163,6 +176,11 @@ def build_spec(args: argparse.Namespace) -> RunSpec:
         raise UsageError("--stage-host only makes sense with --device cuda")
     if args.trace is not None and (not args.trace.strip() or Path(args.trace).is_dir()):
         raise UsageError(f"--trace {args.trace!r}: give a file name")
+    if args.nvtx and args.backend not in NVTX_BACKENDS:
+        raise UsageError(f"--nvtx needs a GPU backend (--backend {' or '.join(NVTX_BACKENDS)}): NVTX comes through CuPy")
+    if args.nccl_log and args.backend != "nccl":
+        raise UsageError("--nccl-log applies to --backend nccl (for the cuda backend's ipc_hierarchical, "
+                         "set NCCL_DEBUG=INFO and NCCL_DEBUG_FILE yourself)")
     if args.executor == "native" and (args.backend != "mpi" or args.device != "host"):
         raise UsageError("--executor native applies to the mpi backend on host buffers")
     return RunSpec(
@@ -175,7 +193,26 @@ def build_spec(args: argparse.Namespace) -> RunSpec:
         strict_ops=args.op.strip().lower() != "all", algorithm_options=tuple(options),
         graph_replays=args.cudagraph, device=args.device, stage_host=args.stage_host,
         executor=args.executor, auto_profile=args.profile, auto_from=args.auto_from,
-        trace=args.trace, trace_iterations=args.trace_iters)
+        trace=args.trace, trace_iterations=args.trace_iters, skew=skew, nvtx=args.nvtx)
+
+
+def _count_matrix(options: list, collectives: list) -> tuple[list, Skew | None]:
+    """-O skew=<s> and -O counts=FILE describe alltoallv's count matrix (algorithms/vcounts.py),
+    not an algorithm: (the other options, the Skew or None for the default)."""
+    given = [(k, v) for k, v in options if k in ("skew", "counts")]
+    if not given:
+        return options, None
+    if Collective.ALLTOALLV not in collectives:
+        raise UsageError(f"-O {given[0][0]}= describes alltoallv's count matrix; the run has no "
+                         f"alltoallv")
+    if len(given) > 1:
+        raise UsageError("alltoallv takes one count matrix: -O skew=<s> or -O counts=FILE.json, once")
+    key, value = given[0]
+    try:
+        skew = parse_exponent(value) if key == "skew" else load_matrix(str(value))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return [(k, v) for k, v in options if k not in ("skew", "counts")], skew
 
 
 def default_results_path(spec: RunSpec) -> Path:
@@ -200,6 +237,10 @@ def main(args: argparse.Namespace, argv: list[str]) -> int:
     if not inside_mpi_job():
         out = Path(args.out) if args.out else default_results_path(spec)
         ResultsWriter.check_path(out)
+        spec = _nccl_log(spec, args, out)
+        if not spec.nvtx and spec.backend in NVTX_BACKENDS and os.environ.get("NVTX_INJECTION64_PATH"):
+            sys.stderr.write("collbench: an NVTX tool is attached (NVTX_INJECTION64_PATH); add --nvtx for ranges "
+                             "named after each measurement, collective and step\n")
         problem = memory_problem(spec.max_bytes, spec.check > 0, args.nprocs)
         if problem:
             raise UsageError(problem)
@@ -216,7 +257,20 @@ def main(args: argparse.Namespace, argv: list[str]) -> int:
     from ..run.job import run_in_job
 
     out = Path(args.out) if args.out else _agreed_default_path(spec)
+    spec = _nccl_log(spec, args, out)
     return run_in_job(spec, argv, out, args.mpi_thread_level, args.ranks_per_node, gpu_map)
+
+
+def _nccl_log(spec: RunSpec, args: argparse.Namespace, out: Path) -> RunSpec:
+    """--nccl-log: NCCL's INFO log into <results>.nccl/, set up before NCCL initialises (in the
+    launcher, whose children inherit it, and in every rank); the spec records the directory."""
+    if not args.nccl_log:
+        return spec
+    from ..trace.nccl_log import configure_environment, log_dir
+
+    directory = log_dir(out)
+    configure_environment(directory)
+    return replace(spec, nccl_log=str(directory))
 
 
 def _agreed_default_path(spec: RunSpec) -> Path:

@@ -3,15 +3,42 @@
 Every call goes to one stream, in order, so a step's local reductions see its received data and
 the next step's sends see the reductions; there is no host synchronization inside a run, which
 is also what makes a run capturable into a CUDA graph.
+
+With ``--nvtx``, :func:`schedule_calls` brackets every step's calls with NVTX range calls
+(collbench/trace/nvtx.py); without it the call list is exactly ``nccl_calls(lowered)``.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Callable
 
 from ..algorithms import Buf, Slice
 from ..dtypes import DType
+from ..execute.bind import LoweredProgram, nccl_calls
+from ..trace import nvtx
 from .nccl_lib import NCCL_DTYPES
+
+
+def schedule_calls(lowered: LoweredProgram, collective: str | None = None) -> list[tuple]:
+    """The NCCL call list of ``lowered``; with ``collective`` (its NVTX name, while ``--nvtx``
+    is on) each step's calls sit between ``("range_push", name)`` and ``("range_pop",)``.
+
+    Each step's calls are :func:`nccl_calls` of that step alone, so the bracketed list is the
+    plain one with range calls inserted, never a second rendering of it.
+    """
+    if collective is None:
+        return nccl_calls(lowered)
+    calls: list[tuple] = []
+    for step in lowered.steps:
+        calls.append(("range_push", nvtx.step_name(collective, step.index)))
+        calls += nccl_calls(replace(lowered, steps=(step,), finalize=None))
+        calls.append(("range_pop",))
+    if lowered.finalize is not None:
+        calls.append(("range_push", nvtx.step_name(collective, "finalize avg")))
+        calls += nccl_calls(replace(lowered, steps=(), finalize=lowered.finalize))
+        calls.append(("range_pop",))
+    return calls
 
 
 class NcclScheduleRun:
@@ -50,6 +77,10 @@ class NcclScheduleRun:
             elif kind == "finalize_avg":
                 bound.append(_bind_kw(kernels.finalize_avg, self._view(call[1]), nranks,
                                       dtype=dtype.name, stream=stream))
+            elif kind == "range_push":  # only in lists from schedule_calls with --nvtx
+                bound.append(_bind(nvtx.push_pop()[0], call[1]))
+            elif kind == "range_pop":
+                bound.append(nvtx.push_pop()[1])
             else:
                 raise ValueError(f"unknown lowered call {kind!r}")
         self._bound = bound

@@ -16,6 +16,7 @@ import numpy as np
 from .. import __version__
 from ..run.spec import RunSpec
 from ..run.topology import NodeMap
+from ..trace import nccl_log
 from .files import SCHEMA_VERSION
 
 # Environment worth keeping: it changes what the libraries do. Never the whole environment.
@@ -84,6 +85,13 @@ def spec_record(spec: RunSpec) -> dict[str, Any]:
         "executor": spec.executor,
         # rows measured with --trace: traced operations ran after each row's timed loop
         "trace": ({"file": spec.trace, "iterations": spec.trace_iterations} if spec.trace else None),
+        # --nvtx: NVTX ranges were pushed inside the timed loops (collbench/trace/nvtx.py)
+        "nvtx": spec.nvtx,
+        "nccl_log": spec.nccl_log,  # --nccl-log: the directory of NCCL's per-rank INFO logs
+        # alltoallv's count matrix (-O skew= / -O counts=; null: the default zipf:1), the file's
+        # weights included so that the run can be repeated without it
+        "skew": (None if spec.skew is None else {"label": spec.skew.label, "exponent": spec.skew.exponent,
+                                                 "weights": spec.skew.weights}),
     }
 
 
@@ -129,6 +137,8 @@ def collect(comm: Any, spec: RunSpec, argv: list[str], thread_level_requested: s
         "env": relevant_environment(),
         "spec": spec_record(spec),
         "backend": backend_metadata,
+        # --nccl-log: what NCCL's logs say so far (version, network, transports; trace/nccl_log.py)
+        "nccl_log": nccl_log.collect(comm, spec.nccl_log),
     }
 
 

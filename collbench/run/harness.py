@@ -15,13 +15,14 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from .. import validation
-from ..algorithms import Collective
+from ..algorithms import Collective, vcounts
 from ..backends.base import Backend, OpRequest, Placement, PreparedOp
 from ..compress import names as compressed
 from ..dtypes import DType
-from ..errors import UnsupportedError
+from ..errors import UnsupportedError, UsageError
 from ..metrics import bandwidths, bytes_for_count, count_for_size
 from ..results.files import Row
+from ..trace import nvtx
 from . import faults
 from .spec import Aggregation, RunSpec
 from .watchdog import Activity, Watchdog
@@ -70,6 +71,8 @@ def make_plan(spec: RunSpec, backend: Backend) -> Plan:
         from ..analysis.select import check_auto
 
         check_auto(spec.auto_profile, spec.auto_from)
+    if spec.skew is not None and spec.skew.reason(backend_size(backend)):
+        raise UsageError(f"-O counts: {spec.skew.reason(backend_size(backend))}")
     for collective in spec.collectives:
         ops: tuple[str | None, ...] = spec.ops if collective.reduces else (None,)
         algorithms = backend.algorithm_names(collective) if every_algorithm else list(spec.algorithms)
@@ -90,7 +93,8 @@ def make_plan(spec: RunSpec, backend: Backend) -> Plan:
                     for placement in spec.placements:
                         # count 0: what the backend supports at all; size-dependent limits are
                         # checked per size in run_group
-                        request = OpRequest(collective, algorithm, dtype, op, 0, placement, spec.root)
+                        request = OpRequest(collective, algorithm, dtype, op, 0, placement, spec.root,
+                                            skew=skew_of(spec, collective))
                         reason = backend.reason(request)
                         if reason:
                             reasons.append(reason)
@@ -144,6 +148,7 @@ class Harness:
         self._fault = faults.from_environment()
         self.size_skips: dict[str, list[str]] = {}  # reason -> what it skipped, for the summary
         self._tracer: Any = None  # --trace (collbench/trace/capture.py), made at the first traced row
+        nvtx.configure(spec.nvtx)  # --nvtx: ranges on or off for the whole sweep (trace/nvtx.py)
 
     # -- sweep --------------------------------------------------------------------------------
 
@@ -161,7 +166,8 @@ class Harness:
                 options = tuple(sorted(chosen.items()))  # the winning variant, this size only
             for placement in group.placements:
                 request = OpRequest(group.collective, algorithm, group.dtype, group.op,
-                                    count, placement, spec.root, options)
+                                    count, placement, spec.root, options,
+                                    skew=skew_of(spec, group.collective))
                 if self.on_progress is not None and self.rank == 0:
                     self.on_progress(self._done, total, self.activity)
                 reason = self.backend.reason(request)
@@ -198,6 +204,12 @@ class Harness:
 
     def measure(self, request: OpRequest) -> Row | None:
         """Time and validate one request; returns the row on rank 0 (None elsewhere)."""
+        if not nvtx.enabled():
+            return self._measure(request)
+        with nvtx.span(nvtx.measurement_name(request, self.nranks)):  # --nvtx: one range per row
+            return self._measure(request)
+
+    def _measure(self, request: OpRequest) -> Row | None:
         act = self.activity
         nbytes = bytes_for_count(request.collective, request.count, request.dtype.itemsize, self.nranks)
         act.collective, act.algorithm = request.collective.value, request.algorithm
@@ -224,12 +236,15 @@ class Harness:
             else:
                 self._fill_input(request, prepared, seed=0)
             act.phase = "warm-up"
-            per_op_estimate = self._warm_up(prepared)
+            with nvtx.span(act.phase):  # --nvtx: the phases inside the row's range (no-op when off)
+                per_op_estimate = self._warm_up(prepared)
             iterations = self._decide_iterations(per_op_estimate)
             act.phase = f"timed loop ({iterations} iterations)"
-            times = self._time(prepared, iterations, per_op_estimate)
+            with nvtx.span(act.phase):
+                times = self._time(prepared, iterations, per_op_estimate)
             act.phase = "validation"
-            wrong = lossy.validate() if lossy else self._validate(request, prepared)
+            with nvtx.span(act.phase):
+                wrong = lossy.validate() if lossy else self._validate(request, prepared)
             if self.spec.trace:  # extra traced operations, after the row's timing and validation
                 act.phase = "trace"
                 self._trace(request, prepared, nbytes, per_op_estimate)
@@ -343,11 +358,12 @@ class Harness:
         return self.ctrl.reduce(wrong, op=self._mpi.SUM, root=0)
 
     def _expected(self, request: OpRequest, seed: int) -> np.ndarray | None:
-        key = (request.collective, request.dtype.name, request.op, request.count, seed, request.root)
+        key = (request.collective, request.dtype.name, request.op, request.count, seed, request.root,
+               request.skew)
         if key not in self._expected_cache:
             self._expected_cache[key] = validation.expected_output(
                 request.collective, request.dtype, request.op, self.nranks, self.rank,
-                request.count, seed, request.root)
+                request.count, seed, request.root, skew=request.skew)
         return self._expected_cache[key]
 
     # -- aggregation ----------------------------------------------------------------------------
@@ -387,7 +403,18 @@ class Harness:
             aggregation=spec.aggregation.label, time_us=seconds * 1e6,
             time_us_min_rank=min(per_rank) * 1e6, time_us_max_rank=max(per_rank) * 1e6,
             algbw_gbps=algbw, busbw_gbps=busbw, wrong=wrong, stats_us=stats, samples_us=samples_us,
-            options=(self.backend.options_for(request) or None) if request.algorithm != "native" else None)
+            options=(self.backend.options_for(request) or None) if request.algorithm != "native" else None,
+            skew=(request.skew or vcounts.DEFAULT).label if request.collective is Collective.ALLTOALLV else None)
+
+
+def skew_of(spec: RunSpec, collective: Collective) -> vcounts.Skew | None:
+    """The count matrix of ``collective`` in this sweep (alltoallv only; None: the default)."""
+    return spec.skew if collective is Collective.ALLTOALLV else None
+
+
+def backend_size(backend: Backend) -> int:
+    """The backend's rank count (every backend keeps its communicator's size as ``size``)."""
+    return int(getattr(backend, "size", 0))
 
 
 def aggregate(per_rank: list[float], how: Aggregation) -> float:

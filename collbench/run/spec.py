@@ -6,6 +6,7 @@ import enum
 from dataclasses import dataclass, field
 
 from ..algorithms import Collective
+from ..algorithms.vcounts import Skew
 from ..backends.base import Placement
 from ..dtypes import DType
 
@@ -60,6 +61,9 @@ class RunSpec:
     auto_from: str | None = None     # --algo auto: choose from a previous sweep (--auto-from)
     trace: str | None = None         # --trace FILE: per-step timelines (collbench/trace/)
     trace_iterations: int = 3        # --trace-iters: traced operations per row, after validation
+    skew: Skew | None = None         # alltoallv's count matrix: -O skew=<s> / -O counts=FILE
+    nvtx: bool = False               # --nvtx: NVTX ranges for Nsight (GPU backends; trace/nvtx.py)
+    nccl_log: str | None = None      # --nccl-log: directory of NCCL's per-rank INFO logs (trace/nccl_log.py)
 
     @property
     def max_bytes(self) -> int:
