@@ -30,8 +30,48 @@
 // The magnitude key of an element is the bit pattern of |x| as a float32 (monotone for
 // non-negative floats; 16-bit types convert exactly). float64 data is not handled here (its
 // quantized formats are refused, collbench/compress/options.py; its top-k would need 64-bit keys).
-// Status: compiled for sm_80/sm_90 by tests/gpu/test_compile.py; no backend launches them yet (the
-// compressed algorithms run on the mpi backend with host buffers: docs/compression.md).
+//
+// The nccl backend's compressed runners (collbench/compress/gpu_runners.py, through
+// collbench/compress/device.py) also use these, <dtype> as above unless said:
+//   compress_zero(float* acc, u8* support, u64 n)                acc[i] = +0, support[i] = 0 (support
+//       may be null). Grid-stride, like every kernel below.
+//   compress_load_<dtype>(const T* x, float* acc, u64 n)          acc[i] = float(x[i]) (exact)
+//   compress_store_<dtype>(const float* acc, T* out, u64 n)       out[i] = acc[i] rounded once to T
+//   compress_add_dense_<dtype>(const T* x, float* acc, u64 n)     acc[i] = acc[i] + float(x[i])
+//   compress_scatter_<dtype>(const i32* idx, const T* val, u64 m, float* acc, u8* support)
+//       one sparse vector (indices without repeats) into a dense float32 one. support null:
+//       acc[idx[j]] += val[j] (numpy's dense[idx] += val); else a merge: acc[idx[j]] = val[j] where
+//       support was 0 (the value itself, -0 kept, as numpy's merge of two sparse vectors gives),
+//       acc + val where it was 1, and support set.
+//   compress_topk_hist_masked(const float* acc, const u8* support, u64 n, u32 prefix, u32 known,
+//                             u32 shift, u32* hist)
+//   compress_topk_count_masked(const float* acc, const u8* support, u64 n, u32 t, u32* above, u32* ties)
+//   compress_topk_write_masked_<dtype>(const float* acc, const u8* support, u64 n, u32 t,
+//       const u64* above_before, const u64* ties_before, u64 ties_allowed, i32* idx, T* val)
+//       the top-k kernels over a dense float32 vector, val[pos] = acc[i] rounded to T. The key of
+//       element i is the magnitude key of acc[i] with bit 31 set where support[i] is 1, and 0 where
+//       it is 0: every supported element (a zero sum included) ranks above every unsupported one.
+//       With support null the key is the plain magnitude key. t = 0, ties_allowed = 0 compacts the
+//       supported (or the nonzero) elements in index order; the count kernel alone counts them.
+//   compress_lowrank_project(const float* M, const float* Q, float* P, u32 m, u32 n, u32 r)
+//       P = M Q (M m×n, Q n×r, P m×r, row-major float32): one CUDA block per row (grid-stride),
+//       a block-wide sum per entry.
+//   compress_lowrank_orthonormalize(float* P, u32 m, u32 r)
+//       P's columns made orthonormal in place by modified Gram-Schmidt; ONE CUDA block. A column
+//       whose remainder has norm exactly 0 stays zero (LAPACK would pick some direction).
+//   compress_lowrank_back(const float* M, const float* P, float* Q, u32 m, u32 n, u32 r)
+//       Q = Mᵀ P (n×r): one thread per entry, grid-stride.
+//   compress_lowrank_expand_<dtype>(const float* P, const float* Q, T* out, u32 m, u32 n, u32 r,
+//                                   u64 count)
+//       out[t] = (P Qᵀ)[t / n, t % n] rounded once to T, for t < count (the unpadded elements).
+//   PowerSGD's arithmetic is float32 with another summation order than the host's BLAS and a
+//   different orthogonalization (Gram-Schmidt, not Householder): its results agree with the mpi
+//   path within the powersgd tolerance, not bit for bit.
+//
+// NaN inputs are outside the contract with numpy (a NaN scale or key); an fp8 code of NaN is 0x7f.
+// Status: compiled for sm_80/sm_90 by tests/gpu/test_compile.py and executed on the CPU by the
+// numpy transliteration in tests/gpu/fakecuda/cupy/_compress_kernels.py (tests/compress); not yet
+// run on a GPU (docs/compression.md, "The nccl path").
 #include "collbench_common.cuh"
 
 #define COLLBENCH_COMPRESS_INT8_QMAX 127
@@ -81,7 +121,9 @@ struct Fp8 {
     const u32 sign = (bits >> 24) & 0x80u;
     const u32 mag = bits & 0x7fffffffu;
     u32 code;
-    if (mag < 0x3c800000u) {                    // below 2^-6: a subnormal step of 2^-9 (8 = 2^-6)
+    if (mag > 0x7f800000u) {                      // NaN (the clamp lets it through)
+      code = 0x7fu;
+    } else if (mag < 0x3c800000u) {                    // below 2^-6: a subnormal step of 2^-9 (8 = 2^-6)
       code = static_cast<u32>(f32_rint(f32_mul(u32_as_f32(mag), 512.0f)));
     } else {
       i32 e = static_cast<i32>(mag >> 23) - 127;   // -6 .. 8
@@ -152,14 +194,32 @@ __device__ __forceinline__ void dequantize_add_body(const u8* codes, const float
 
 // -- top-k ------------------------------------------------------------------------------------
 
-template <typename T>
-__device__ __forceinline__ void hist_body(const T* x, u64 n, u32 prefix, u32 known, u32 shift, u32* hist) {
+// Where the keys come from: the input itself (Plain) or a dense float32 vector with an optional
+// support mask (Masked). value<V>(i) is what the write kernel stores for element i.
+template <typename T> struct Plain {
+  const T* x;
+  __device__ __forceinline__ u32 key(u64 i) const { return key_of(x, i); }
+  __device__ __forceinline__ T value(u64 i) const { return x[i]; }
+};
+template <typename V> struct Masked {
+  const float* acc;
+  const u8* support;
+  __device__ __forceinline__ u32 key(u64 i) const {
+    const u32 k = f32_as_u32(f32_abs(acc[i]));
+    if (support == nullptr) return k;
+    return support[i] ? (k | 0x80000000u) : 0u;
+  }
+  __device__ __forceinline__ V value(u64 i) const { return Elem<V>::store(acc[i]); }
+};
+
+template <typename S>
+__device__ __forceinline__ void hist_body(S src, u64 n, u32 prefix, u32 known, u32 shift, u32* hist) {
   __shared__ u32 local[256];
   for (u32 d = threadIdx.x; d < 256u; d += blockDim.x) local[d] = 0u;
   __syncthreads();
   const u64 step = static_cast<u64>(gridDim.x) * blockDim.x;
   for (u64 i = static_cast<u64>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += step) {
-    const u32 k = key_of(x, i);
+    const u32 k = src.key(i);
     if ((k & known) == prefix) atomic_add_u32(&local[(k >> shift) & 255u], 1u);
   }
   __syncthreads();
@@ -170,12 +230,13 @@ __device__ __forceinline__ void hist_body(const T* x, u64 n, u32 prefix, u32 kno
 // The contiguous chunk of CUDA block b (count and write kernels must agree).
 __device__ __forceinline__ void chunk_of(u64 n, u64* start, u64* stop) {
   const u64 per = (n + gridDim.x - 1) / gridDim.x;
-  *start = blockIdx.x * per < n ? blockIdx.x * per : n;
+  const u64 first = static_cast<u64>(blockIdx.x) * per;
+  *start = first < n ? first : n;
   *stop = *start + per < n ? *start + per : n;
 }
 
-template <typename T>
-__device__ __forceinline__ void count_body(const T* x, u64 n, u32 t, u32* above, u32* ties) {
+template <typename S>
+__device__ __forceinline__ void count_body(S src, u64 n, u32 t, u32* above, u32* ties) {
   __shared__ u32 sums[2];
   if (threadIdx.x == 0) { sums[0] = 0u; sums[1] = 0u; }
   __syncthreads();
@@ -183,7 +244,7 @@ __device__ __forceinline__ void count_body(const T* x, u64 n, u32 t, u32* above,
   chunk_of(n, &start, &stop);
   u32 a = 0u, e = 0u;
   for (u64 i = start + threadIdx.x; i < stop; i += blockDim.x) {
-    const u32 k = key_of(x, i);
+    const u32 k = src.key(i);
     a += k > t ? 1u : 0u;
     e += k == t ? 1u : 0u;
   }
@@ -209,9 +270,9 @@ __device__ __forceinline__ u32 block_exclusive_scan(u32 v, u32* buf, u32* total)
   return inclusive - v;
 }
 
-template <typename T>
-__device__ __forceinline__ void write_body(const T* x, u64 n, u32 t, const u64* above_before,
-                                           const u64* ties_before, u64 ties_allowed, i32* idx, T* val) {
+template <typename S, typename V>
+__device__ __forceinline__ void write_body(S src, u64 n, u32 t, const u64* above_before,
+                                           const u64* ties_before, u64 ties_allowed, i32* idx, V* val) {
   __shared__ u32 scan_a[1024];
   __shared__ u32 scan_e[1024];
   u64 start, stop;
@@ -219,7 +280,7 @@ __device__ __forceinline__ void write_body(const T* x, u64 n, u32 t, const u64* 
   u64 a_run = above_before[blockIdx.x], e_run = ties_before[blockIdx.x];
   for (u64 tile = start; tile < stop; tile += blockDim.x) {   // tiles in index order
     const u64 i = tile + threadIdx.x;
-    const u32 k = i < stop ? key_of(x, i) : 0u;
+    const u32 k = i < stop ? src.key(i) : 0u;
     const u32 is_a = (i < stop && k > t) ? 1u : 0u;
     const u32 is_e = (i < stop && k == t) ? 1u : 0u;
     u32 total_a, total_e;
@@ -228,12 +289,135 @@ __device__ __forceinline__ void write_body(const T* x, u64 n, u32 t, const u64* 
     if (is_a || (is_e && e_before < ties_allowed)) {
       const u64 pos = a_before + (e_before < ties_allowed ? e_before : ties_allowed);
       idx[pos] = static_cast<i32>(i);
-      val[pos] = x[i];
+      val[pos] = src.value(i);
     }
     a_run += total_a;
     e_run += total_e;
   }
 }
+
+// -- dense float32 accumulators (the runners' merges and sums) ---------------------------------
+
+#define CB_GRID_STRIDE(i, n) \
+  for (u64 i = static_cast<u64>(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); i += static_cast<u64>(gridDim.x) * blockDim.x)
+
+__device__ __forceinline__ void zero_body(float* acc, u8* support, u64 n) {
+  CB_GRID_STRIDE(i, n) {
+    acc[i] = 0.0f;
+    if (support != nullptr) support[i] = 0u;
+  }
+}
+
+template <typename T>
+__device__ __forceinline__ void load_body(const T* x, float* acc, u64 n) {
+  CB_GRID_STRIDE(i, n) acc[i] = load_f32(x, i);
+}
+
+template <typename T>
+__device__ __forceinline__ void store_body(const float* acc, T* out, u64 n) {
+  CB_GRID_STRIDE(i, n) out[i] = Elem<T>::store(acc[i]);
+}
+
+template <typename T>
+__device__ __forceinline__ void add_dense_body(const T* x, float* acc, u64 n) {
+  CB_GRID_STRIDE(i, n) acc[i] = f32_add(acc[i], load_f32(x, i));
+}
+
+template <typename T>
+__device__ __forceinline__ void scatter_body(const i32* idx, const T* val, u64 m, float* acc, u8* support) {
+  CB_GRID_STRIDE(j, m) {
+    const u64 i = static_cast<u64>(static_cast<u32>(idx[j]));
+    const float v = load_f32(val, j);
+    if (support == nullptr) {
+      acc[i] = f32_add(acc[i], v);
+    } else {
+      acc[i] = support[i] ? f32_add(acc[i], v) : v;
+      support[i] = 1u;
+    }
+  }
+}
+
+// -- low rank (powersgd) ------------------------------------------------------------------------
+
+__device__ __forceinline__ float f32_sqrt(float a) { float r; asm("sqrt.rn.f32 %0, %1;" : "=f"(r) : "f"(a)); return r; }
+__device__ __forceinline__ float f32_neg(float a) { return u32_as_f32(f32_as_u32(a) ^ 0x80000000u); }
+
+// The sum of one value per thread, returned to every thread (blockDim a power of two <= 1024).
+__device__ __forceinline__ float block_sum(float v, float* buf) {
+  buf[threadIdx.x] = v;
+  __syncthreads();
+  for (u32 half = blockDim.x / 2; half > 0; half >>= 1) {
+    if (threadIdx.x < half) buf[threadIdx.x] = f32_add(buf[threadIdx.x], buf[threadIdx.x + half]);
+    __syncthreads();
+  }
+  const float total = buf[0];
+  __syncthreads();
+  return total;
+}
+
+__device__ __forceinline__ void project_body(const float* M, const float* Q, float* P, u32 m, u32 n, u32 r) {
+  __shared__ float buf[1024];
+  for (u32 i = blockIdx.x; i < m; i += gridDim.x) {
+    for (u32 j = 0; j < r; ++j) {
+      float s = 0.0f;
+      for (u32 k = threadIdx.x; k < n; k += blockDim.x)
+        s = f32_add(s, f32_mul(M[static_cast<u64>(i) * n + k], Q[static_cast<u64>(k) * r + j]));
+      const float total = block_sum(s, buf);
+      if (threadIdx.x == 0) P[static_cast<u64>(i) * r + j] = total;
+    }
+  }
+}
+
+__device__ __forceinline__ void orthonormalize_body(float* P, u32 m, u32 r) {
+  __shared__ float buf[1024];
+  for (u32 j = 0; j < r; ++j) {
+    for (u32 l = 0; l < j; ++l) {
+      float s = 0.0f;
+      for (u32 i = threadIdx.x; i < m; i += blockDim.x)
+        s = f32_add(s, f32_mul(P[static_cast<u64>(i) * r + l], P[static_cast<u64>(i) * r + j]));
+      const float dot = block_sum(s, buf);
+      for (u32 i = threadIdx.x; i < m; i += blockDim.x) {
+        const u64 at = static_cast<u64>(i) * r;
+        P[at + j] = f32_add(P[at + j], f32_neg(f32_mul(dot, P[at + l])));
+      }
+      __syncthreads();
+    }
+    float s = 0.0f;
+    for (u32 i = threadIdx.x; i < m; i += blockDim.x) {
+      const float v = P[static_cast<u64>(i) * r + j];
+      s = f32_add(s, f32_mul(v, v));
+    }
+    const float norm = f32_sqrt(block_sum(s, buf));
+    for (u32 i = threadIdx.x; i < m; i += blockDim.x) {
+      const u64 at = static_cast<u64>(i) * r + j;
+      P[at] = norm > 0.0f ? f32_div(P[at], norm) : 0.0f;
+    }
+    __syncthreads();
+  }
+}
+
+__device__ __forceinline__ void back_body(const float* M, const float* P, float* Q, u32 m, u32 n, u32 r) {
+  const u64 total = static_cast<u64>(n) * r;
+  CB_GRID_STRIDE(t, total) {
+    const u32 k = static_cast<u32>(t % n), j = static_cast<u32>(t / n);   // adjacent threads: adjacent k
+    float s = 0.0f;
+    for (u32 i = 0; i < m; ++i)
+      s = f32_add(s, f32_mul(M[static_cast<u64>(i) * n + k], P[static_cast<u64>(i) * r + j]));
+    Q[static_cast<u64>(k) * r + j] = s;
+  }
+}
+
+template <typename T>
+__device__ __forceinline__ void expand_body(const float* P, const float* Q, T* out, u32 n, u32 r, u64 count) {
+  CB_GRID_STRIDE(t, count) {
+    const u64 i = t / n, k = t % n;
+    float s = 0.0f;
+    for (u32 j = 0; j < r; ++j) s = f32_add(s, f32_mul(P[i * r + j], Q[k * r + j]));
+    out[t] = Elem<T>::store(s);
+  }
+}
+
+#undef CB_GRID_STRIDE
 
 }  // namespace compress
 }  // namespace cb
@@ -257,16 +441,45 @@ __device__ __forceinline__ void write_body(const T* x, u64 n, u32 t, const u64* 
   CB_COMPRESS_FMT(T, NAME, fp8, cb::compress::Fp8)                                                 \
   extern "C" __global__ void __launch_bounds__(1024) compress_topk_hist_##NAME(                    \
       const T* x, unsigned long long n, unsigned prefix, unsigned known, unsigned shift, unsigned* hist) { \
-    cb::compress::hist_body<T>(x, n, prefix, known, shift, hist);                                   \
+    cb::compress::hist_body(cb::compress::Plain<T>{x}, n, prefix, known, shift, hist);             \
   }                                                                                                \
   extern "C" __global__ void __launch_bounds__(1024) compress_topk_count_##NAME(                   \
       const T* x, unsigned long long n, unsigned t, unsigned* above, unsigned* ties) {             \
-    cb::compress::count_body<T>(x, n, t, above, ties);                                              \
+    cb::compress::count_body(cb::compress::Plain<T>{x}, n, t, above, ties);                        \
   }                                                                                                \
   extern "C" __global__ void __launch_bounds__(1024) compress_topk_write_##NAME(                   \
       const T* x, unsigned long long n, unsigned t, const unsigned long long* above_before,        \
       const unsigned long long* ties_before, unsigned long long ties_allowed, int* idx, T* val) {  \
-    cb::compress::write_body<T>(x, n, t, above_before, ties_before, ties_allowed, idx, val);        \
+    cb::compress::write_body(cb::compress::Plain<T>{x}, n, t, above_before, ties_before, ties_allowed, idx, val); \
+  }                                                                                                \
+  extern "C" __global__ void __launch_bounds__(1024) compress_topk_write_masked_##NAME(            \
+      const float* acc, const unsigned char* support, unsigned long long n, unsigned t,            \
+      const unsigned long long* above_before, const unsigned long long* ties_before,               \
+      unsigned long long ties_allowed, int* idx, T* val) {                                         \
+    cb::compress::write_body(cb::compress::Masked<T>{acc, support}, n, t, above_before, ties_before, \
+                             ties_allowed, idx, val);                                              \
+  }                                                                                                \
+  extern "C" __global__ void __launch_bounds__(1024) compress_load_##NAME(                         \
+      const T* x, float* acc, unsigned long long n) {                                              \
+    cb::compress::load_body<T>(x, acc, n);                                                          \
+  }                                                                                                \
+  extern "C" __global__ void __launch_bounds__(1024) compress_store_##NAME(                        \
+      const float* acc, T* out, unsigned long long n) {                                            \
+    cb::compress::store_body<T>(acc, out, n);                                                       \
+  }                                                                                                \
+  extern "C" __global__ void __launch_bounds__(1024) compress_add_dense_##NAME(                    \
+      const T* x, float* acc, unsigned long long n) {                                              \
+    cb::compress::add_dense_body<T>(x, acc, n);                                                     \
+  }                                                                                                \
+  extern "C" __global__ void __launch_bounds__(1024) compress_scatter_##NAME(                      \
+      const int* idx, const T* val, unsigned long long m, float* acc, unsigned char* support) {    \
+    cb::compress::scatter_body<T>(idx, val, m, acc, support);                                       \
+  }                                                                                                \
+  extern "C" __global__ void __launch_bounds__(1024) compress_lowrank_expand_##NAME(               \
+      const float* P, const float* Q, T* out, unsigned m, unsigned n, unsigned r,                  \
+      unsigned long long count) {                                                                  \
+    (void)m;                                                                                       \
+    cb::compress::expand_body<T>(P, Q, out, n, r, count);                                           \
   }
 
 extern "C" __global__ void __launch_bounds__(1024) compress_dequantize_add_int8(
@@ -276,6 +489,32 @@ extern "C" __global__ void __launch_bounds__(1024) compress_dequantize_add_int8(
 extern "C" __global__ void __launch_bounds__(1024) compress_dequantize_add_fp8(
     const unsigned char* codes, const float* scales, float* acc, unsigned long long n, unsigned block) {
   cb::compress::dequantize_add_body<cb::compress::Fp8>(codes, scales, acc, n, block);
+}
+
+extern "C" __global__ void __launch_bounds__(1024) compress_zero(float* acc, unsigned char* support,
+                                                                 unsigned long long n) {
+  cb::compress::zero_body(acc, support, n);
+}
+extern "C" __global__ void __launch_bounds__(1024) compress_lowrank_project(
+    const float* M, const float* Q, float* P, unsigned m, unsigned n, unsigned r) {
+  cb::compress::project_body(M, Q, P, m, n, r);
+}
+extern "C" __global__ void __launch_bounds__(1024) compress_lowrank_orthonormalize(float* P, unsigned m, unsigned r) {
+  cb::compress::orthonormalize_body(P, m, r);
+}
+extern "C" __global__ void __launch_bounds__(1024) compress_lowrank_back(
+    const float* M, const float* P, float* Q, unsigned m, unsigned n, unsigned r) {
+  cb::compress::back_body(M, P, Q, m, n, r);
+}
+extern "C" __global__ void __launch_bounds__(1024) compress_topk_hist_masked(
+    const float* acc, const unsigned char* support, unsigned long long n, unsigned prefix, unsigned known,
+    unsigned shift, unsigned* hist) {
+  cb::compress::hist_body(cb::compress::Masked<float>{acc, support}, n, prefix, known, shift, hist);
+}
+extern "C" __global__ void __launch_bounds__(1024) compress_topk_count_masked(
+    const float* acc, const unsigned char* support, unsigned long long n, unsigned t, unsigned* above,
+    unsigned* ties) {
+  cb::compress::count_body(cb::compress::Masked<float>{acc, support}, n, t, above, ties);
 }
 
 #if COLLBENCH_WANT_DTYPE(COLLBENCH_DT_FLOAT16)

@@ -7,13 +7,15 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ..algorithms import Buf, Collective, Layout, Problem, inplace_input_offset
+from ..algorithms import Buf, Collective, Layout, Problem, inplace_input_offset, vcounts
+from ..compress.names import is_compressed
 from ..dtypes import DType
 from ..errors import UsageError
-from ..execute.bind import lower, nccl_calls
+from ..execute.bind import lower
 from ..execute.programs import algorithm_unsupported_reason, build_program
 from ..gpu import device as gpu_device
 from ..gpu.nccl_lib import NCCL_DTYPES, NCCL_OPS, version_string
+from ..trace import nvtx
 from .base import Backend, Capabilities, OpRequest, Placement, PreparedOp
 
 # NCCL's own knobs that collbench passes through and records (--nccl-algo, --nccl-proto).
@@ -69,9 +71,40 @@ def _refuse_shared_gpus(devices: list[tuple[str, int, str, Any]]) -> None:
 CAPABILITIES = Capabilities(
     backend="nccl", needs=("mpi4py", "cupy", "gpu", "nccl"),
     native=frozenset({Collective.ALLREDUCE, Collective.ALLGATHER, Collective.REDUCE_SCATTER,
-                      Collective.BROADCAST, Collective.REDUCE, Collective.ALLTOALL}),
+                      Collective.BROADCAST, Collective.REDUCE, Collective.ALLTOALL,
+                      Collective.ALLTOALLV}),
     schedules=True,  # every registered schedule, over grouped ncclSend/ncclRecv
-    native_notes={Collective.ALLTOALL: "grouped send/recv, out of place only"})
+    native_notes={Collective.ALLTOALL: "grouped send/recv, out of place only",
+                  Collective.ALLTOALLV: "grouped send/recv, per-peer counts, out of place only"})
+
+
+def _alltoallv_call(cupy: Any, nccl: Any, comm: Any, sptr: int, rptr: int, counts: vcounts.Counts,
+                    nccl_dtype: int, itemsize: int, rank: int, stream: int) -> Any:
+    """Alltoallv as one group of ncclSend/ncclRecv with per-peer counts and packed displacements
+    (what PyTorch's all_to_all_single does on NCCL); empty blocks post nothing; the own block is
+    a device copy on the same stream."""
+    p = counts.matrix.shape[0]
+    sends = [(j, sptr + int(counts.sdispls[rank, j]) * itemsize, int(counts.matrix[rank, j]))
+             for j in range(p) if j != rank and counts.matrix[rank, j]]
+    recvs = [(q, rptr + int(counts.rdispls[rank, q]) * itemsize, int(counts.matrix[q, rank]))
+             for q in range(p) if q != rank and counts.matrix[q, rank]]
+    nbytes = int(counts.matrix[rank, rank]) * itemsize
+    own = (rptr + int(counts.rdispls[rank, rank]) * itemsize,
+           sptr + int(counts.sdispls[rank, rank]) * itemsize, nbytes,
+           cupy.cuda.runtime.memcpyDeviceToDevice, stream)
+
+    def run() -> None:
+        if nbytes:
+            cupy.cuda.runtime.memcpyAsync(*own)
+        if not sends and not recvs:
+            return
+        nccl.groupStart()
+        for peer, ptr, n in sends:
+            comm.send(ptr, n, nccl_dtype, peer, stream)
+        for peer, ptr, n in recvs:
+            comm.recv(ptr, n, nccl_dtype, peer, stream)
+        nccl.groupEnd()
+    return run
 
 
 def _alltoall_call(cupy: Any, nccl: Any, comm: Any, sptr: int, rptr: int, count: int, nccl_dtype: int,
@@ -172,17 +205,23 @@ class NcclBackend(Backend):
     # -- capabilities -------------------------------------------------------------------------
 
     def problem(self, request: OpRequest) -> Problem:
-        return Problem(request.collective, self.size, request.count, request.root, self.layout)
+        return Problem(request.collective, self.size, request.count, request.root, self.layout,
+                       request.skew)
 
     def unsupported_reason(self, request: OpRequest) -> str | None:
+        if is_compressed(request.algorithm):  # runners with compress.cu's kernels (compress/)
+            from ..compress.backend import nccl_unsupported_reason
+
+            return nccl_unsupported_reason(request, self.options_for(request), self.graph_replays)
         if request.algorithm != "native":
             return algorithm_unsupported_reason(request.algorithm, self.problem(request), request.op,
                                                 self.options_for(request))
         if request.op == "avg" and self._nccl.get_version() < 21000:
             return "ncclAvg needs NCCL 2.10 or newer"
-        if request.collective is Collective.ALLTOALL and request.placement is Placement.IN_PLACE:
+        if (request.collective in (Collective.ALLTOALL, Collective.ALLTOALLV)
+                and request.placement is Placement.IN_PLACE):
             # nccl-tests times it but prints #wrong N/A: sends and receives race on one buffer
-            return "NCCL alltoall (grouped send/recv) runs out of place only"
+            return f"NCCL {request.collective.value} (grouped send/recv) runs out of place only"
         return None
 
     def reserve(self, max_bytes: int, dtypes: list[DType]) -> None:
@@ -198,6 +237,10 @@ class NcclBackend(Backend):
 
     def prepare(self, request: OpRequest) -> PreparedOp:
         self.check_supported(request)
+        if is_compressed(request.algorithm):
+            from ..compress.backend import prepare_nccl
+
+            return prepare_nccl(request, self)
         if request.algorithm != "native":
             return self._prepare_schedule(request)
         comm, p, rank, stream = self.nccl_comm, self.size, self.rank, self.stream.ptr
@@ -230,12 +273,15 @@ class NcclBackend(Backend):
             Collective.ALLTOALL: _alltoall_call(self._cupy, self._nccl, comm, sptr, rptr, count,
                                                 nccl_dtype, dtype.itemsize, p, rank, stream),
         }
-        return PreparedOp(calls[coll], inp, out)
+        if coll is Collective.ALLTOALLV:  # per-peer counts from the problem's count matrix
+            calls[coll] = _alltoallv_call(self._cupy, self._nccl, comm, sptr, rptr, vcounts.of(problem),
+                                          nccl_dtype, dtype.itemsize, rank, stream)
+        return PreparedOp(nvtx.collective(calls[coll], request, p), inp, out)  # --nvtx: a named range
 
     # -- custom schedules over NCCL send/recv -------------------------------------------------
 
     def _prepare_schedule(self, request: OpRequest) -> PreparedOp:
-        from ..gpu.nccl_executor import NcclScheduleRun
+        from ..gpu.nccl_executor import NcclScheduleRun, schedule_calls
 
         problem = self.problem(request)
         in_place = request.placement is Placement.IN_PLACE
@@ -259,9 +305,12 @@ class NcclBackend(Backend):
                 inp = buffers.typed(buffers.recv, request.dtype, n_in)
                 out = inp[offset:offset + n_out]
                 bufs = {Buf.INPUT: inp}
-        runner = NcclScheduleRun(self.nccl_comm, self.stream, nccl_calls(lowered), bufs,
+        # --nvtx: a range per step inside the collective's range (nothing added otherwise)
+        name = nvtx.collective_name(request, self.size) if nvtx.enabled() else None
+        runner = NcclScheduleRun(self.nccl_comm, self.stream, schedule_calls(lowered, name), bufs,
                                  lowered.scratch_len, request.dtype, request.op, self.size)
-        return PreparedOp(runner.run, inp, out, executor="nccl-p2p", teardown=runner.free)
+        return PreparedOp(nvtx.collective(runner.run, request, self.size), inp, out, executor="nccl-p2p",
+                          teardown=runner.free)
 
     # -- metadata -------------------------------------------------------------------------------
 

@@ -1,8 +1,10 @@
-"""The mpi backend's side of the compressed algorithms: whether one applies, and its runner.
+"""The backends' side of the compressed algorithms: whether one applies, and its runner.
 
-Called from two small branches of :class:`collbench.backends.mpi.MpiBackend`
-(``unsupported_reason`` and ``prepare``); only the mpi backend on host buffers runs them (the
-other backends answer with :func:`elsewhere_reason`).
+Called from two small branches of :class:`collbench.backends.mpi.MpiBackend` and of
+:class:`collbench.backends.nccl.NcclBackend` (``unsupported_reason`` and ``prepare``): the mpi
+backend runs them on host buffers (:mod:`.runners`), the nccl backend on device buffers with
+csrc/compress.cu's kernels (:mod:`.gpu_runners`); the other backends answer with
+:func:`elsewhere_reason`.
 """
 
 from __future__ import annotations
@@ -34,8 +36,37 @@ def unsupported_reason(request: OpRequest, options: Mapping[str, object]) -> str
 
 
 def elsewhere_reason(name: str) -> str:
-    return (f"{name} is a compressed allreduce run by Python over mpi4py: it runs on the mpi "
-            "backend with host buffers only (docs/compression.md)")
+    return (f"{name} is a compressed allreduce: it runs on the mpi backend (host buffers) and the "
+            "nccl backend only (docs/compression.md)")
+
+
+def nccl_unsupported_reason(request: OpRequest, options: Mapping[str, object],
+                            graph_replays: int = 0) -> str | None:
+    """Why the nccl backend cannot run this compressed request, or None."""
+    reason = unsupported_reason(request, options)
+    if reason is not None:
+        return reason
+    from .device import GPU_DTYPES
+
+    if request.dtype.name not in GPU_DTYPES:
+        return (f"{request.algorithm} on the nccl backend takes {', '.join(GPU_DTYPES)} (csrc/compress.cu "
+                f"selects on 32-bit keys and sums in float32); {request.dtype.name} runs on the mpi backend")
+    if graph_replays:
+        return (f"{request.algorithm} reads counters and message sizes back to the host inside a run: "
+                "it cannot be captured in a CUDA graph (-G)")
+    return None
+
+
+def prepare_nccl(request: OpRequest, backend: Any) -> PreparedOp:
+    """The nccl runner for ``request`` over the backend's device buffers."""
+    from .gpu_runners import GPU_RUNNERS, NcclContext
+
+    buffers, dtype, count = backend.buffers, request.dtype, request.count
+    output = buffers.typed(buffers.recv, dtype, count)
+    source = output if request.placement is Placement.IN_PLACE else buffers.typed(buffers.send, dtype, count)
+    ctx = NcclContext(backend.nccl_comm, backend._nccl, backend._cupy, backend.stream, backend.rank, backend.size)
+    runner = GPU_RUNNERS[request.algorithm](ctx, source, output, dtype, parse(backend.options_for(request)))
+    return prepared_op(runner, source, output, ROW_EXECUTOR)
 
 
 def prepare(request: OpRequest, comm: Any, send: np.ndarray, recv: np.ndarray,

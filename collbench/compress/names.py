@@ -34,7 +34,8 @@ COLLECTIVE = Collective.ALLREDUCE
 #: ``-O`` list serves a whole run, e.g. ``--algo topk_rd,ring -O density=0.01``)
 OPTION_KEYS = ("density", "switch", "format", "block", "rank", "shape")
 
-#: a row's ``executor``: a compressed runner over mpi4py (collbench/compress/runners)
+#: a row's ``executor``: a compressed runner (collbench/compress/runners over mpi4py on the mpi
+#: backend, collbench/compress/gpu_runners over NCCL on the nccl backend)
 ROW_EXECUTOR = "compressed"
 
 def is_compressed(name: str) -> bool:

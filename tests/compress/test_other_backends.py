@@ -1,6 +1,6 @@
-"""Compressed algorithms run on the mpi backend with host buffers only: the GPU backends refuse
-them with that reason (on the CPU fake of CuPy/NCCL, tests/gpu/fakecuda), and the exact `all`
-stays exact."""
+"""Compressed algorithms run on the mpi backend (host buffers) and on the nccl backend
+(test_gpu_path.py); the nccl backend refuses what it has no version of with the reason (on the
+CPU fake of CuPy/NCCL, tests/gpu/fakecuda), and the exact `all` stays exact."""
 
 from __future__ import annotations
 
@@ -20,11 +20,11 @@ def _fake_env() -> dict[str, str]:
 
 
 def test_nccl_backend_refuses_with_the_reason(tmp_path: Path) -> None:
-    result = run_cli(["run", "allreduce", "--backend", "nccl", "--algo", "topk_rd", "-np", "1",
+    result = run_cli(["run", "allreduce", "--backend", "nccl", "--algo", "topk_rd", "-d", "float64", "-np", "1",
                       "-b", "1K", "-e", "1K", "-n", "1", "-w", "1", "--out", str(tmp_path / "n.jsonl")],
                      env=_fake_env(), timeout=180)
     assert result.returncode == 2, result.stderr[-2000:]
-    assert "runs on the mpi backend with host buffers only" in result.stderr
+    assert "float64 runs on the mpi backend" in result.stderr
 
 
 def test_all_means_exact_algorithms(tmp_path: Path) -> None:
