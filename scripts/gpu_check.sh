@@ -8,7 +8,7 @@
 #      MPICH wheel and mpi4py) when this machine has no MPI; install collbench itself
 #   2. kernels: scripts/gpu_kernels_check.py (reduce kernels vs numpy for every dtype/op and size,
 #      reduction bandwidth vs a device-to-device copy, IPC collectives at 1/2/4 processes on the
-#      one GPU, CUDA-graph per-op time)
+#      one GPU, CUDA-graph per-op time), then its interp section (the schedule interpreter)
 #   3. NCCL at world size 1: every collective × dtype × op, validated; CUDA-graph mode; every
 #      custom schedule through the grouped send/recv executor
 #   4. the cuda backend (IPC kernels) through collbench at 2 and 4 processes sharing the GPU,
@@ -60,7 +60,11 @@ CB=("$PY" -m collbench run)
 
 step "2. kernels (correctness, bandwidth, IPC at 1/2/4 processes, graph)"
 run kernels 200 "$PY" scripts/gpu_kernels_check.py --out "$WORK/gpu_kernels_check.json" \
-    --ranks 1,2,4 --ipc-budget 15 || STATUS=1
+    --ranks 1,2,4 --ipc-budget 15 --skip-interp || STATUS=1
+# the schedule interpreter (csrc/interp.cu): every registered allreduce/allgather/reduce_scatter
+# schedule at 2, 3, 4, 8 ranks as streams of one process, chains, graphs, time per step
+run interp 150 "$PY" scripts/gpu_kernels_check.py --out "$WORK/interp_check.json" \
+    --skip-reduce --skip-bandwidth --skip-ipc --interp-budget 100 || STATUS=1
 
 step "3. NCCL, world size 1"
 run nccl-all 90 "${CB[@]}" allreduce allgather reduce_scatter broadcast reduce --backend nccl -np 1 \
@@ -74,11 +78,16 @@ run nccl-schedules 60 "${CB[@]}" allreduce allgather reduce_scatter broadcast re
     --out "$WORK/nccl-np1-schedules.jsonl" || STATUS=1
 
 step "4. cuda backend (IPC kernels) at 2 and 4 processes on the one GPU"
-run cuda-np2 75 "${CB[@]}" allreduce allgather reduce_scatter --backend cuda --algo all -np 2 -T 30 \
+run cuda-np2 75 "${CB[@]}" allreduce allgather reduce_scatter --backend cuda \
+    --algo native,one_shot,two_shot,ipc_direct,ipc_hierarchical -np 2 -T 30 \
     -d float32,bfloat16,float16,int32 -o sum,avg,max -b 0 -e 4M -f 16 -n 5 -w 2 \
     --out "$WORK/cuda-np2.jsonl" || STATUS=1
-run cuda-np4 75 "${CB[@]}" allreduce allgather reduce_scatter --backend cuda --algo all -np 4 -T 30 \
+run cuda-np4 75 "${CB[@]}" allreduce allgather reduce_scatter --backend cuda \
+    --algo native,one_shot,two_shot,ipc_direct,ipc_hierarchical -np 4 -T 30 \
     -d float32,bfloat16 -o sum,avg -b 0 -e 1M -f 32 -n 3 -w 1 --out "$WORK/cuda-np4.jsonl" || STATUS=1
+run cuda-interp-np2 75 "${CB[@]}" allreduce allgather reduce_scatter --backend cuda -np 2 -T 30 \
+    --algo ring,recursive_doubling,rabenseifner,double_binary_tree,bruck,recursive_halving,direct \
+    -d float32,bfloat16 -o sum,avg -b 0 -e 1M -f 32 -n 3 -w 1 --out "$WORK/cuda-interp-np2.jsonl" || STATUS=1
 run cuda-graph 45 "${CB[@]}" allreduce --backend cuda --algo one_shot,two_shot -np 1 -G 200 -n 20 -b 8 -e 64K -f 8 \
     --out "$WORK/cuda-np1-graph.jsonl" || STATUS=1
 

@@ -19,13 +19,18 @@ Sections (one output line per check, a summary table last, exit status 1 on any 
              --ipc-worker: every IPC collective vs numpy, in and out of place, and CUDA-graph mode
              (N captured launches of an 8-byte one-shot allreduce, replayed; per-op microseconds), and
              a barrier timeout on rank 0 alone, which every rank must report (np > 1).
+  interp     the schedule interpreter (csrc/interp.cu; collbench/gpu/interp_check.py): every
+             registered allreduce/allgather/reduce_scatter schedule at 2, 3, 4 and 8 ranks as
+             concurrent streams of this process, exact vs the numpy simulator in and out of place,
+             chains, graph replays; time per operation and per step next to one-shot/two-shot.
 Float results must match bit for bit (NaN matches NaN; +0 matches -0 for max/min only): the
 kernels compute in the same arithmetic as the numpy reference (16-bit types: float32 math,
 one rounding).
 
 Options: --mpiexec PATH (default: $MPIEXEC, then mpiexec on PATH or next to python),
 --ranks 1,2,4, --skip-ipc, --skip-bandwidth, --ipc-timeout S (kernel barrier timeout),
---ipc-budget S (per MPI run; cases left over are reported as skipped), --strict-perf.
+--ipc-budget S (per MPI run; cases left over are reported as skipped), --strict-perf,
+--skip-interp, --interp-ranks 2,3,4,8, --interp-budget S.
 """
 
 from __future__ import annotations
@@ -932,7 +937,7 @@ def environment(cp: Any) -> dict[str, Any]:
 
 def summary_table(rep: Report, perf: dict[str, Any], seconds: float) -> str:
     rows = []
-    for section in ("compile", "reduce", "bandwidth", "ipc", "graph"):
+    for section in ("compile", "reduce", "bandwidth", "ipc", "graph", "interp"):
         cs = [c for c in rep.checks if c["section"] == section]
         if not cs:
             continue
@@ -948,6 +953,8 @@ def summary_table(rep: Report, perf: dict[str, Any], seconds: float) -> str:
     for c in rep.checks:
         if c["section"] == "graph" and "graph_us" in c["metrics"]:
             lines.append(f"{c['name']:32s} {c['metrics']['graph_us']:8.2f} us/op")
+        if c["section"] == "interp" and c["name"].startswith("time np="):
+            lines.append(f"interp {c['name']}: {c['detail'][:160]}")
     failed = [c for c in rep.checks if c["status"] == "fail"]
     lines.append(f"{'result':32s} {'FAIL' if failed else 'PASS'} ({len(failed)} failed checks, {seconds:.0f} s)")
     for c in failed[:10]:
@@ -971,6 +978,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                     help="processes compiling kernel modules in parallel before the checks")
     ap.add_argument("--strict-perf", action="store_true", help="missed performance targets fail")
     ap.add_argument("--ipc-worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--skip-interp", action="store_true")
+    ap.add_argument("--interp-ranks", default="2,3,4,8", help="rank counts (streams) for the interpreter section")
+    ap.add_argument("--interp-budget", type=float, default=90.0, help="seconds of interpreter cases")
     args = ap.parse_args(argv)
     if args.ipc_worker:
         return ipc_worker(args)
@@ -1009,6 +1019,14 @@ def main(argv: Optional[list[str]] = None) -> int:
             else:
                 for nranks in [int(x) for x in args.ranks.split(",") if x.strip()]:
                     run_ipc_launch(rep, args, mpiexec, nranks)
+        if not args.skip_interp:
+            from collbench.gpu.interp_check import check_interpreter
+
+            try:
+                perf["interp"] = check_interpreter(rep.add, cp, budget_s=args.interp_budget,
+                                                   ranks=[int(x) for x in args.interp_ranks.split(",") if x.strip()])
+            except Exception as exc:  # noqa: BLE001
+                rep.add("interp", "section", "fail", f"{type(exc).__name__}: {exc}")
     seconds = time.perf_counter() - t0
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

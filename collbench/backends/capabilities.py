@@ -89,6 +89,12 @@ def _status(collective: Collective, name: str, caps: Capabilities, nranks: int, 
     reason = _missing(caps, env)
     if reason:
         return reason
+    # a backend module may say what it cannot run before any device is seen (the cuda backend's
+    # interpreter: one node, at most 8 ranks); its backend asks the same function, so they agree
+    static = getattr(importlib.import_module(f"{__package__}.{caps.backend}"), "static_reason", None)
+    reason = static(collective, name, nranks, layout) if static is not None else None
+    if reason:
+        return reason
     if name != "native" and name not in caps.own_algorithms.get(collective, ()):
         from ..execute.programs import algorithm_unsupported_reason
 

@@ -8,16 +8,24 @@ inside each node (out of place: the input stays intact), NCCL allreduce among th
 same local index across nodes, and the IPC allgather inside the node. Each is one kernel launch
 (plus NCCL for hierarchical) on the backend's stream, so it can be captured in a CUDA graph
 (``-G``).
+
+Every registered schedule (``--algo ring,recursive_doubling,rabenseifner,...``, any collective)
+runs on the schedule interpreter (csrc/interp.cu, :mod:`collbench.gpu.interp`): the schedule is
+compiled into a per-rank device program and executed by one kernel launch per operation over the
+same IPC buffers, with per-peer-pair flags between steps; rows say ``executor: cuda-interp``. The
+hand-written kernels above stay, as the baselines to beat.
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable
 
-from ..algorithms import Collective, Layout
+from ..algorithms import Collective, Layout, Problem
+from ..algorithms.registry import get_algorithm
 from ..dtypes import DType
 from ..errors import UsageError
 from ..gpu import device as gpu_device
+from ..trace import nvtx
 from .base import Backend, Capabilities, OpRequest, Placement, PreparedOp
 
 # --algo name -> IPC kernel family, per collective
@@ -35,10 +43,27 @@ BACKEND_ALGORITHMS = ("one_shot", "two_shot", "ipc_direct", HIERARCHICAL)
 CAPABILITIES = Capabilities(
     backend="cuda", needs=("mpi4py", "cupy", "gpu"),
     native=frozenset(KERNEL_ALGORITHMS),  # "native" is the one-shot / direct kernel
-    schedules=False,
+    schedules=True,  # every registered schedule, on the interpreter kernel (csrc/interp.cu)
     own_algorithms={coll: tuple(n for n in names if n != "native")
                     + ((HIERARCHICAL,) if coll is Collective.ALLREDUCE else ())
                     for coll, names in KERNEL_ALGORITHMS.items()})
+
+
+#: ranks of one IPC communicator (COLLBENCH_MAX_RANKS of csrc/collbench_common.cuh)
+MAX_IPC_RANKS = 8
+
+
+def static_reason(collective: Collective, algorithm: str, nranks: int, layout: Layout | None) -> str | None:
+    """Why the interpreter cannot run a registered schedule at this rank count and layout, before
+    any GPU is seen: ``collbench list`` and the backend's own :meth:`~CudaIpcBackend.unsupported_reason`
+    both ask this, so they agree. None for the backend's own algorithms (they have their reasons)."""
+    if algorithm == "native" or algorithm in CAPABILITIES.own_algorithms.get(collective, ()):
+        return None
+    if layout is not None and len(layout.nodes) > 1:
+        return "the schedule interpreter works inside one node (IPC); use the nccl backend across nodes"
+    if nranks > MAX_IPC_RANKS:
+        return f"the schedule interpreter runs at most {MAX_IPC_RANKS} ranks (one IPC communicator)"
+    return None
 
 
 class CudaIpcBackend(Backend):
@@ -57,6 +82,8 @@ class CudaIpcBackend(Backend):
         from ..gpu.timer import CudaEventTimer
 
         self._cupy = cupy
+        self.layout = layout
+        self.algorithm_options = dict(algorithm_options or {})
         self.comm = comm
         self.rank, self.size = comm.Get_rank(), comm.Get_size()
         self.node_comm = comm.Split_type(MPI.COMM_TYPE_SHARED, key=self.rank)
@@ -79,13 +106,29 @@ class CudaIpcBackend(Backend):
         # a kernel on one rank is raised on every rank of the node, naming it (check_error_all)
         self.timer = CudaEventTimer(self.stream, graph_replays, barrier=comm.Barrier, after=self._agree_kernel_errors)
         self.graph_replays = graph_replays
-        self.ipc = None
+        self.ipc: Any = None  # IpcCommunicator, made by reserve()
         self._nccl_cross = None
 
     # -- capabilities -------------------------------------------------------------------------
 
+    def problem(self, request: OpRequest) -> Problem:
+        return Problem(request.collective, self.size, request.count, request.root, self.layout, request.skew)
+
+    def _runs_on_interpreter(self, request: OpRequest) -> bool:
+        algo = request.algorithm
+        return algo != "native" and algo not in CAPABILITIES.own_algorithms.get(request.collective, ())
+
     def unsupported_reason(self, request: OpRequest) -> str | None:
         coll, algo = request.collective, request.algorithm
+        if self._runs_on_interpreter(request):
+            from ..execute.programs import algorithm_unsupported_reason
+
+            if self.size != self.local_size:
+                return static_reason(coll, algo, self.size, Layout.blocked(self.size, self.local_size))
+            reason = static_reason(coll, algo, self.size, self.layout)
+            if reason:
+                return reason
+            return algorithm_unsupported_reason(algo, self.problem(request), request.op, self.options_for(request))
         if coll not in KERNEL_ALGORITHMS:
             return f"the cuda backend has no kernels for {coll.value} (allreduce, allgather, reduce_scatter)"
         if algo == HIERARCHICAL:
@@ -136,9 +179,12 @@ class CudaIpcBackend(Backend):
         return self._nccl_cross
 
     def _agree_kernel_errors(self) -> None:
-        """The timer's after-hook: every rank of the node raises if a kernel failed on any."""
+        """The timer's after-hook: every rank of the node raises if a kernel failed on any (the
+        interpreter's records decoded too)."""
         if self.ipc is not None:
-            self.ipc.check_error_all(self.stream)
+            from ..gpu import interp
+
+            interp.check_error_all(self.ipc, self.stream)
 
     # -- data -----------------------------------------------------------------------------------
 
@@ -146,7 +192,9 @@ class CudaIpcBackend(Backend):
         gpu_device.copy_to_device(view, data, self.stream)
 
     def read(self, view: Any) -> Any:
-        self.ipc.check_error(self.stream)  # a barrier timeout inside a kernel becomes an error here
+        from ..gpu import interp
+
+        interp.check_error(self.ipc, self.stream)  # a barrier timeout inside a kernel becomes an error here
         return gpu_device.copy_to_host(view, self.stream)
 
     # -- operations -----------------------------------------------------------------------------
@@ -155,6 +203,8 @@ class CudaIpcBackend(Backend):
         self.check_supported(request)
         if request.algorithm == HIERARCHICAL:
             return self._prepare_hierarchical(request)
+        if self._runs_on_interpreter(request):
+            return self._prepare_interp(request)
         ipc, stream = self.ipc, self.stream
         coll, count, dtype, op = request.collective, request.count, request.dtype.name, request.op
         kind = KERNEL_ALGORITHMS[coll][request.algorithm]
@@ -166,7 +216,38 @@ class CudaIpcBackend(Backend):
         def run() -> None:
             launch(kind, count, dtype, op, inplace=in_place, stream=stream)
 
+        run = nvtx.collective(run, request, self.size)  # --nvtx: a named range (else run itself)
         return PreparedOp(run, inp, out, executor="cuda-ipc", teardown=lambda: ipc.check_error(stream))
+
+    def _prepare_interp(self, request: OpRequest) -> PreparedOp:
+        """A registered schedule on the interpreter kernel: every rank's program compiled (a rank
+        reads its peers' send sources), this rank's uploaded, one launch per operation."""
+        from ..gpu import interp
+        from ..gpu.interp_program import compile_rank, memory_lengths
+
+        schedule = get_algorithm(request.algorithm).schedule(self.problem(request), self.options_for(request))
+        in_place = request.placement is Placement.IN_PLACE
+        program = compile_rank(schedule, self.rank, in_place, request.op)
+        # the schedule's scratch (and staging) may need more than the sweep's largest buffer:
+        # grow the communicator, collectively, to what the hungriest rank needs
+        need = max(memory_lengths(schedule.problem, self.rank, in_place, program.scratch_len)) * request.dtype.itemsize
+        need = max(self.node_comm.allgather(need))
+        if self.ipc is None or self.ipc.max_bytes < need:
+            self.reserve(need, [request.dtype])
+        ipc, stream = self.ipc, self.stream
+        op = interp.InterpOp(ipc, schedule, in_place, request.dtype.name, request.op, program)
+        launch = op.launch
+
+        def run() -> None:
+            launch(stream)
+
+        run = nvtx.collective(run, request, self.size)  # --nvtx: a named range (else run itself)
+
+        def teardown() -> None:
+            op.free()
+            interp.check_error(ipc, stream)
+
+        return PreparedOp(run, op.input, op.output, executor=interp.EXECUTOR, teardown=teardown)
 
     def _prepare_hierarchical(self, request: OpRequest) -> PreparedOp:
         from ..gpu.nccl_lib import NCCL_DTYPES, NCCL_OPS
@@ -206,6 +287,7 @@ class CudaIpcBackend(Backend):
             if finalize is not None:
                 finalize()
 
+        run = nvtx.collective(run, request, self.size)  # --nvtx: holds the three stages' kernels
         return PreparedOp(run, inp, out, executor="cuda-ipc+nccl", teardown=lambda: ipc.check_error(stream))
 
     def metadata(self) -> dict[str, Any]:

@@ -26,5 +26,6 @@ value in results    what ran
 ``nccl-p2p``        a schedule, run over grouped NCCL send/recv (``gpu/nccl_executor``)
 ``staged-host``     mpi on device buffers, copied through host memory (``backends/mpi_cuda``)
 ``cuda-ipc``        collbench's CUDA kernels (``backends/cuda``)
+``cuda-interp``     a schedule, run by collbench's interpreter kernel (``gpu/interp``, ``csrc/interp.cu``)
 ==================  =========================================================================
 """

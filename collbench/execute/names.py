@@ -15,3 +15,4 @@ ROW_LIBRARY_C = "library+native"     # the library's collective, called and time
 ROW_PYTHON = "python"                # a schedule run by the Python MPI executor
 ROW_C = "native"                     # a schedule run by the C executor
 ROW_NCCL_P2P = "nccl-p2p"            # a schedule run over grouped NCCL send/recv
+ROW_CUDA_INTERP = "cuda-interp"      # a schedule run by the CUDA interpreter kernel (gpu/interp.py)

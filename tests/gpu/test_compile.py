@@ -48,7 +48,7 @@ def _run(cmd: list[str], show_stdout: bool = True) -> subprocess.CompletedProces
 
 def test_sources_found() -> None:
     names = [p.name for p in CU_FILES]
-    assert "reduce.cu" in names and "ipc_collectives.cu" in names, names
+    assert {"reduce.cu", "ipc_collectives.cu", "interp.cu"} <= set(names), names
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -98,7 +98,7 @@ def _entry_points(cu: Path, defines: tuple[str, ...] = ()) -> set[str]:
                 show_stdout=False)
     assert proc.returncode == 0, proc.stderr
     # After preprocessing: extern "C" __attribute__((global)) void __attribute__((launch_bounds(512))) NAME(
-    return set(re.findall(r'extern\s+"C"[^;{]*?\b((?:reduce|finalize|ipc)_\w+)\s*\(', proc.stdout))
+    return set(re.findall(r'extern\s+"C"[^;{]*?\b((?:reduce|finalize|ipc|interp)_\w+)\s*\(', proc.stdout))
 
 
 def test_kernel_names_match_python_tables() -> None:
@@ -113,6 +113,17 @@ def test_kernel_names_match_python_tables() -> None:
             expected |= {f"ipc_one_shot_{op}_{dt}", f"ipc_two_shot_{op}_{dt}", f"ipc_reduce_scatter_{op}_{dt}"}
     assert expected - names == set()
     assert names - expected == set(), "kernels nobody calls"
+
+
+def test_interpreter_kernel_names_match_python() -> None:
+    """The interpreter: one entry point per reduction op and dtype, named as interp.py asks."""
+    from collbench.gpu.interp import kernel_name
+
+    names = _entry_points(_layout.csrc_dir() / "interp.cu")
+    expected = {kernel_name(op, dt) for dt in _layout.dtypes() for op in _layout.OPS}
+    assert names == expected
+    one = _entry_points(_layout.csrc_dir() / "interp.cu", (f"-DCOLLBENCH_ONLY_DTYPE={_layout.dtype_info('int8').dtype_id}",))
+    assert one == {kernel_name(op, "int8") for op in _layout.OPS}
 
 
 def test_single_dtype_module_holds_only_its_dtype() -> None:
@@ -141,7 +152,8 @@ def _nvrtc():
 
 
 @pytest.mark.parametrize("cu,dtype", [("reduce.cu", "float32"), ("reduce.cu", "bfloat16"),
-                                      ("ipc_collectives.cu", "float16"), ("ipc_collectives.cu", "int64")])
+                                      ("ipc_collectives.cu", "float16"), ("ipc_collectives.cu", "int64"),
+                                      ("interp.cu", "bfloat16"), ("interp.cu", "uint8")])
 def test_nvrtc_compiles_with_cupy_options(cu: str, dtype: str) -> None:
     nvrtc = _nvrtc()
     src = (_layout.csrc_dir() / cu).read_text()

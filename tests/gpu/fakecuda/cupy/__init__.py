@@ -21,6 +21,10 @@ Knobs (environment), for tests that need a GPU setup this machine does not have:
   FAKECUDA_NCCL_DIR=path          where the bootstrap files go (default: the temp directory)
   FAKECUDA_GRAPH_DROPS_WORK=1     stream capture records nothing: a graph replays as a no-op
                                   (an operation that is wrong only when captured)
+  FAKECUDA_IPC_DIR=path           where device allocations live as shared files, so CUDA IPC
+                                  works between ranks that are processes (default: temp directory);
+                                  the interpreter kernel (csrc/interp.cu) runs as the reference
+                                  interpreter on them (_interp_kernel.py)
 """
 
 from __future__ import annotations
@@ -57,7 +61,10 @@ def _bytes_at(ptr: int, nbytes: int) -> np.ndarray:
 
 
 class ndarray:
-    def __init__(self, base: int, offset: int, size: int, dtype: Any) -> None:
+    def __init__(self, base: Any, offset: int = 0, size: int = 0, dtype: Any = None, memptr: Any = None) -> None:
+        if memptr is not None:  # cupy.ndarray(shape, dtype=..., memptr=MemoryPointer): the IPC views
+            shape = base if isinstance(base, tuple) else (base,)
+            base, offset, size = memptr.mem.ptr, memptr.off, int(np.prod(shape))
         self._base, self._offset, self.size, self.dtype = base, offset, size, np.dtype(dtype)
         self.data = types.SimpleNamespace(ptr=base + offset)
 
@@ -115,10 +122,14 @@ class Stream:
         return Graph(work or [])
 
     def __enter__(self) -> "Stream":
+        _CURRENT.append(self)  # kernels launched inside `with stream:` go to it (graph capture)
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        pass
+        _CURRENT.pop()
+
+
+_CURRENT: list[Stream] = []
 
 
 class Graph:
@@ -174,6 +185,8 @@ class _Device:
     def __init__(self, index: int = 0) -> None:
         self.id = index
         self.pci_bus_id = "0000:00:00.0"
+        self.compute_capability = "90"
+        self.attributes = {"MultiProcessorCount": 132}
 
     def use(self) -> None:
         pass
@@ -265,6 +278,7 @@ class NcclCommunicator:
         self.ndev, self.rank, self._mpi = ndev, rank, None
         if ndev > 1:
             _bootstrap(uid, ndev, rank)
+        _write_nccl_log(ndev, rank)  # NCCL_DEBUG=INFO + NCCL_DEBUG_FILE, as NCCL would (run --nccl-log)
 
     def _world(self) -> Any:
         """The peers: a duplicate of MPI's world, made on first use (the main thread, where the
@@ -396,10 +410,107 @@ def _group_end() -> None:
 nccl.groupStart = _group_start
 nccl.groupEnd = _group_end
 
+# -- RawModule: csrc/compress.cu's kernels as numpy transliterations (_compress_kernels.py) ----
+class CompileException(RuntimeError):
+    pass
+
+
+class RawModule:
+    """Holds the source; get_function gives a kernel only for an extern "C" name the source
+    defines (directly or through compress.cu's macros) and that _compress_kernels can run."""
+
+    def __init__(self, code: str = "", options: tuple = (), **_: Any) -> None:
+        self.code, self.options = code, options
+
+    def get_function(self, name: str) -> "RawKernel":
+        import re
+
+        if name.startswith("interp_") and "interp_##OPNAME" in self.code:  # csrc/interp.cu
+            return RawKernel(name)
+
+        stems = set(re.findall(r"\b(compress_\w+?)(?:##|\()", self.code))
+        if not any(name == s or name.startswith(s.rstrip("_") + "_") for s in stems):
+            raise CompileException(f"fake cupy: kernel {name} is not defined by the module's source")
+        return RawKernel(name)
+
+
+class RawKernel:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __call__(self, grid: tuple, block: tuple, args: tuple, **_: Any) -> None:
+        if self.name.startswith("interp_"):  # the interpreter: on the current stream (capturable)
+            from . import _interp_kernel
+
+            stream = _CURRENT[-1].ptr if _CURRENT else 0
+            _on_stream(stream, lambda: _interp_kernel.launch(self.name, int(grid[0]), tuple(args)))
+            return
+        from ._compress_kernels import launch
+
+        launch(self.name, int(grid[0]), tuple(args))
+
+
 cuda = types.ModuleType("cupy.cuda")
 cuda.Stream, cuda.Event, cuda.Device, cuda.runtime, cuda.nccl = Stream, Event, _Device, runtime, nccl
 cuda.get_elapsed_time = lambda start, end: (end.time - start.time) * 1e3
 cuda.get_current_stream = lambda: Stream()
+cuda.compiler = types.SimpleNamespace(CompileException=CompileException)
+
+# -- IPC (the cuda backend's IpcCommunicator): shared-file allocations, see _ipc.py -------------
+from . import _ipc  # noqa: E402
+
+cuda.memory = types.SimpleNamespace(Memory=_ipc.Memory)
+cuda.MemoryPointer = _ipc.MemoryPointer
+runtime.memset, runtime.memcpy, runtime.deviceSynchronize = _ipc.memset, _ipc.memcpy, lambda: None
+runtime.ipcGetMemHandle, runtime.ipcOpenMemHandle = _ipc.ipc_get_mem_handle, _ipc.ipc_open_mem_handle
+runtime.ipcCloseMemHandle, runtime.cudaIpcMemLazyEnablePeerAccess = _ipc.ipc_close_mem_handle, 1
+runtime.memcpyHostToDevice, runtime.memcpyDeviceToHost = 1, 2
 sys.modules["cupy.cuda"] = cuda
 sys.modules["cupy.cuda.nccl"] = nccl
 sys.modules["cupy.cuda.runtime"] = runtime  # type: ignore[assignment]
+
+
+# -- NVTX (collbench run --nvtx) and NCCL's INFO log (run --nccl-log) ---------------------------
+# FAKECUDA_NVTX_DIR=path: every RangePush/RangePop is also appended to path/nvtx.<rank>.log
+# ("push\t<name>" / "pop"), so a test can check names and nesting across processes.
+# FAKECUDA_NCCL_NO_LOG=1: NCCL writes no log even when asked to (an absent log).
+NVTX_EVENTS: list[tuple[str, str | None]] = []   # ("push", name) / ("pop", None), in order
+_NVTX_FILE: list[Any] = []
+
+
+def _nvtx_record(kind: str, name: str | None) -> None:
+    NVTX_EVENTS.append((kind, name))
+    directory = os.environ.get("FAKECUDA_NVTX_DIR")
+    if directory:
+        if not _NVTX_FILE:
+            _NVTX_FILE.append(open(os.path.join(directory, f"nvtx.{_process_rank()}.log"), "a", buffering=1))
+        _NVTX_FILE[0].write(f"push\t{name}\n" if kind == "push" else "pop\n")
+
+
+nvtx = types.ModuleType("cupy.cuda.nvtx")
+nvtx.available = True
+nvtx.RangePush = lambda message, id_color=-1: _nvtx_record("push", message)
+nvtx.RangePop = lambda: _nvtx_record("pop", None)
+cuda.nvtx = nvtx
+sys.modules["cupy.cuda.nvtx"] = nvtx
+
+
+def _write_nccl_log(ndev: int, rank: int) -> None:
+    """The INFO lines a real NCCL 2.x writes at init, in its formats (src/debug.cc, p2p.cc,
+    graph/search.cc), to NCCL_DEBUG_FILE with %h/%p expanded, when NCCL_DEBUG is INFO or TRACE."""
+    pattern = os.environ.get("NCCL_DEBUG_FILE")
+    if (os.environ.get("NCCL_DEBUG", "").upper() not in ("INFO", "TRACE") or not pattern
+            or os.environ.get("FAKECUDA_NCCL_NO_LOG") == "1"):
+        return
+    import socket
+
+    host, pid = socket.gethostname().split(".")[0], os.getpid()
+    path = pattern.replace("%h", host).replace("%p", str(pid)).replace("%%", "%")
+    head = f"{host}:{pid}:{pid} [0] NCCL INFO "
+    lines = ([f"NCCL version 2.32.3+cuda13.0"] if rank == 0 else []) + [
+        "NET/Socket : Using [0]lo:127.0.0.1<0>", "Using network Socket",
+        "Pattern 4, crossNic 0, nChannels 2, bw 40.000000/40.000000, type NVL/PIX, sameChannels 1"]
+    lines += [f"Channel {c:02d}/0 : {rank}[0] -> {(rank + 1) % ndev}[0] via P2P/CUMEM/read"
+              for c in range(2) if ndev > 1]
+    with open(path, "w") as log:
+        log.writelines(head + line + "\n" for line in lines)
