@@ -16,16 +16,29 @@ chunk ``c`` up in step ``c + h``, as soon as its children's chunks are in; the r
 ``H`` starts chunk ``c`` down in step ``c + H`` and a node at depth ``d`` forwards it in step
 ``c + H + d``. So reduction and broadcast flow through the tree at the same time, chunk after
 chunk: ``chunks + 2H - 1`` steps in all. Scratch holds one chunk per child per tree.
+
+**Channels** (``-O channels=K``): NCCL runs its two trees on every channel (2 trees x
+channels). Here the vector is cut into ``K`` parts and part ``k`` is reduced and broadcast by
+channel ``k``'s pair of trees, all channels in the same steps (an executor posts every message
+of a step together, so they run concurrently), each with its own scratch slots. Channel ``k``
+builds the same two trees over positions, placing the members in the order
+:func:`~.tree.channel_orders` gives (ring ``k``'s order, :func:`~.ring.ring_orders`, rotated
+to start at member ``k``, as NCCL derives each channel's trees from its ring),
+so the trees' roots and interior ranks move from channel to channel and the load spreads over
+ranks and links. ``chunks`` counts the pipeline chunks of each half of each channel's part
+(default: :func:`~._build.default_chunks` of the whole vector, as with one channel), so the
+step count does not depend on ``K``. One channel is the plain pair of trees.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any, Mapping, NamedTuple
+from typing import Any, Mapping, NamedTuple, Sequence
 
-from ._build import Builder, Group, Partition, Region, default_chunks, make_slice
-from ._flat import flat_allreduce
-from .schedule import Buf
+from ._build import INPUT, OUTPUT, Builder, Group, Partition, Region, default_chunks, make_slice, world
+from .ring import channels_of, check_channels
+from .schedule import Buf, Problem, Program
+from .tree import channel_group, channel_orders, node_groups
 
 
 class Tree(NamedTuple):
@@ -87,6 +100,14 @@ def _chunks(n: int, options: Mapping[str, Any]) -> int:
     return k if k is not None else default_chunks(n)
 
 
+def check_options(problem: Problem, options: Mapping[str, Any]) -> str | None:
+    """Precondition: ``chunks`` (None or a positive integer) and ``channels`` (>= 1)."""
+    k = options.get("chunks")
+    if k is not None and (not isinstance(k, int) or isinstance(k, bool) or k < 1):
+        return f"chunks must be a positive integer (got {k!r})"
+    return check_channels(problem, options)
+
+
 def allreduce_span(g: int, n: int, options: Mapping[str, Any]) -> int:
     if g == 1:
         return 1
@@ -94,16 +115,12 @@ def allreduce_span(g: int, n: int, options: Mapping[str, Any]) -> int:
     return max(k + 2 * t.height[t.root] - 1 for t in trees(g))
 
 
-def allreduce_core(b: Builder, grp: Group, src: Region, dst: Region, n: int, t0: int,
-                   scratch: int, options: Mapping[str, Any]) -> None:
-    """Pipelined double-binary-tree allreduce of ``n`` elements from ``src`` into ``dst``."""
+def _two_trees(b: Builder, grp: Group, src: Region, dst: Region, n: int, k: int, t0: int,
+               scratch: int, slot_len: int) -> None:
+    """Channel work: both trees over ``grp`` on ``n`` elements, ``k`` chunks per half, four
+    scratch slots of ``slot_len`` from ``scratch`` (two children per tree at most)."""
     g, i = grp.size, grp.me
-    if g == 1:
-        b.copy(t0, src.at(0, n), dst.at(0, n))
-        return
-    k = _chunks(n, options)
     halves = Partition(n, 2)
-    slot_len = Partition(halves.max_len(), k).max_len()
     for which, tree in enumerate(trees(g)):
         half_off = halves.off(which)
         chunks = Partition(halves.len(which), k)
@@ -127,4 +144,34 @@ def allreduce_core(b: Builder, grp: Group, src: Region, dst: Region, n: int, t0:
                 b.send(t0 + c + top + d, grp.peer(kid), acc)
 
 
-allreduce = flat_allreduce(allreduce_core)
+def allreduce_core(b: Builder, grp: Group, src: Region, dst: Region, n: int, t0: int,
+                   scratch: int, options: Mapping[str, Any],
+                   nodes: Sequence[Sequence[int]] | None = None) -> None:
+    """Pipelined double-binary-tree allreduce of ``n`` elements from ``src`` into ``dst``; with
+    ``channels`` K, part ``k`` of the vector on channel ``k``'s two trees (``nodes``: the
+    group's members by node, for the multi-node orders)."""
+    g = grp.size
+    if g == 1:
+        b.copy(t0, src.at(0, n), dst.at(0, n))
+        return
+    k = _chunks(n, options)
+    channels = channels_of(options)
+    parts = Partition(n, channels)
+    slot_len = Partition(Partition(parts.max_len(), 2).max_len(), k).max_len()
+    if channels == 1:
+        _two_trees(b, grp, src, dst, n, k, t0, scratch, slot_len)
+        return
+    for ch, order in enumerate(channel_orders(g, channels, nodes)):
+        off = parts.off(ch)
+        _two_trees(b, channel_group(grp, order), Region(src.buf, src.offset + off),
+                   Region(dst.buf, dst.offset + off), parts.len(ch), k, t0,
+                   scratch + 4 * ch * slot_len, slot_len)
+
+
+def allreduce(problem: Problem, rank: int, options: Mapping[str, Any]) -> Program:
+    """Double-binary-tree allreduce over every rank (``channels`` pairs of trees, see the
+    module docstring)."""
+    b = Builder(rank)
+    allreduce_core(b, world(problem.nranks, rank), INPUT, OUTPUT, problem.count, 0, 0, options,
+                   node_groups(problem))
+    return b.build()

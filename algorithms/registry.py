@@ -318,7 +318,8 @@ def _register_builtins() -> None:
     chunked = dict(defaults={"chunks": None}, check=_check_chunks,
                    verify_options=({}, {"chunks": 3}))
 
-    # channels: K rings in distinct orders, one part of the data each (ring.py, issue 11)
+    # channels: K rings (trees) in distinct orders, one part of the data each (ring.py,
+    # tree.py; issue 11)
     channels = dict(defaults={"channels": 1}, check=ring.check_channels,
                     verify_options=({}, {"channels": 2}, {"channels": 3}, {"channels": 4}))
     register("ring", A, ring.allreduce, **channels,
@@ -342,15 +343,17 @@ def _register_builtins() -> None:
     register("recursive_halving", RS, halving_doubling.reduce_scatter, log_steps=True,
              description="recursive-halving reduce-scatter, lg p steps (+2 for non-powers "
                          "of two)")
-    register("tree", A, tree.allreduce, aliases=("binomial",), log_steps=True,
+    register("tree", A, tree.allreduce, aliases=("binomial",), log_steps=True, **channels,
              description="binomial tree: reduce to rank 0 then broadcast, 2 ceil(lg p) steps")
     register("tree", B, tree.broadcast, log_steps=True,
              description="binomial-tree broadcast, ceil(lg p) steps")
     register("tree", R, tree.reduce, log_steps=True,
              description="binomial-tree reduce, ceil(lg p) steps")
+    # channels: K pairs of trees over differently ordered ranks (NCCL's 2 trees x channels)
     register("double_binary_tree", A, double_binary_tree.allreduce, log_steps=True,
-             defaults={"chunks": None}, check=_check_chunks,
-             verify_options=({}, {"chunks": 1}, {"chunks": 4}),
+             defaults={"chunks": None, "channels": 1}, check=double_binary_tree.check_options,
+             verify_options=({}, {"chunks": 1}, {"chunks": 4}, {"channels": 2},
+                             {"channels": 3, "chunks": 2}, {"channels": 4}),
              description="two complementary binary trees over ranks (the idea behind NCCL's "
                          "double binary tree, which NCCL builds over nodes with intra-node "
                          "chains), one half of the data each, pipelined in chunks")
@@ -387,6 +390,7 @@ def _register_builtins() -> None:
                              {"inner": "halving_doubling", "outer": "direct"}),
              description="intra-node reduce-scatter, then inter-node reduce-scatter")
     _register_alltoall()
+    _register_alltoallv()
     _REGISTRY[NATIVE] = Algorithm(NATIVE, "the library's own collective (MPI_Allreduce, "
                                           "ncclAllReduce, ...); no schedule", native=True)
     _ALIASES[NATIVE] = NATIVE
@@ -409,6 +413,21 @@ def _register_alltoall() -> None:
              check=alltoall.precondition, verify_layouts=_hierarchical_layouts,
              description="intra-node transpose, then one node-sized message per other node "
                          "along the rail (PXN)")
+
+
+def _register_alltoallv() -> None:
+    from . import alltoallv
+
+    V = Collective.ALLTOALLV
+    register("pairwise", V, alltoallv.pairwise, cost=alltoallv.pairwise_cost,
+             description="pairwise exchange of each pair's block: p-1 steps (partner rank xor s "
+                         "for a power of two, else send to r+s and receive from r-s)")
+    register("direct", V, alltoallv.direct, cost=alltoallv.direct_cost,
+             description="every non-empty block to its rank in one step")
+    register("hierarchical", V, alltoallv.hierarchical, cost=alltoallv.hierarchical_cost,
+             check=alltoallv.precondition, verify_layouts=_hierarchical_layouts,
+             description="intra-node transpose, then one message per other node along the rail "
+                         "(PXN), per-pair counts")
 
 
 _register_builtins()
