@@ -3,14 +3,45 @@ run the real CLI as a user would, and read what it wrote."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
 import sys
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 REPO = Path(__file__).resolve().parents[1]
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+# pytest-xdist runs the suite on every core. MPI jobs must not overlap: MPICH busy-polls, so two
+# oversubscribed jobs on 2 cores would each crawl and their timeouts would fire. Every test that
+# launches a job (the mpi- and slurm-marked ones, see conftest.py, and every run_cli call) holds
+# one lock file shared by the workers; the CPU-only tests run beside it on the other cores.
+_JOB_LOCK = Path(tempfile.gettempdir()) / f"collbench-tests-{os.getuid()}.lock"
+_job_depth = 0
+
+
+@contextmanager
+def one_job_at_a_time() -> Iterator[None]:
+    """Hold the suite's job lock (re-entrant within one process; free without xdist)."""
+    global _job_depth
+    if _job_depth or "PYTEST_XDIST_WORKER" not in os.environ:
+        _job_depth += 1
+        try:
+            yield
+        finally:
+            _job_depth -= 1
+        return
+    with open(_JOB_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        _job_depth = 1
+        try:
+            yield
+        finally:
+            _job_depth = 0
 
 
 def run_cli(args: list[str], timeout: float = 120, env: dict[str, str] | None = None,
@@ -19,8 +50,9 @@ def run_cli(args: list[str], timeout: float = 120, env: dict[str, str] | None = 
     full_env = {k: v for k, v in os.environ.items() if k not in ("PMI_RANK", "PMIX_RANK",
                                                                    "COLLBENCH_LAUNCHED")}
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "collbench", *args], capture_output=True, text=True,
-                          timeout=timeout, env=full_env, cwd=cwd)
+    with one_job_at_a_time():
+        return subprocess.run([sys.executable, "-m", "collbench", *args], capture_output=True,
+                              text=True, timeout=timeout, env=full_env, cwd=cwd)
 
 
 def read_jsonl(path: Path) -> list[dict]:

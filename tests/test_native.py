@@ -292,7 +292,8 @@ def test_the_baseline_loops_match_numpy_too(lib, tmp_path):
     tests = [f"{__file__}::{name}" for name in ("test_reductions_match_numpy_bit_for_bit",
                                                 "test_avg_division_matches_numpy",
                                                 "test_a_partly_overlapping_reduction_is_refused")]
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests],
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                             "-p", "no:xdist", *tests],
                             capture_output=True, text=True, env=env, timeout=600, cwd=REPO)
     assert result.returncode == 0, result.stdout[-3000:]
     assert " passed" in result.stdout and "skipped" not in result.stdout

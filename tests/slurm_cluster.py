@@ -1,5 +1,6 @@
-"""Slurm test fixtures: a real local cluster (scripts/slurm/local-cluster.sh), started once per
+"""The Slurm test fixture: a real local cluster (scripts/slurm/local-cluster.sh), started once per
 session in its own state directory on free ports and stopped with ``down``; helpers to submit.
+tests/conftest.py registers it for the whole suite, so tests/slurm and the labs share one cluster.
 
 `slurm`-marked tests need root and Debian's slurm-wlm + munge. Elsewhere they skip with the
 reason; with CI=true a missing prerequisite is an error (CI is expected to have them).
