@@ -359,7 +359,9 @@ def _register_builtins() -> None:
                          "chains), one half of the data each, pipelined in chunks")
     # not "pairwise": pairwise exchange is a different algorithm (direct's reduce-scatter is
     # one), and the name is kept free for an alltoall
-    register("direct", A, direct.allreduce, aliases=("one_shot",),
+    # no "one_shot" alias: that name is the cuda backend's IPC kernel, and `list` showed it as
+    # runnable on mpi (meaning this schedule)
+    register("direct", A, direct.allreduce,
              description="one-shot: everyone sends its whole input to everyone, 1 step")
     register("direct", G, direct.allgather, description="everyone sends its block to everyone, "
                                                          "1 step")
