@@ -9,9 +9,8 @@ from collbench.algorithms import Collective, Layout, Problem
 from collbench.algorithms.registry import get_algorithm
 from collbench.algorithms.ring import ring_orders
 from collbench.algorithms.verify import verify_algorithm
-from collbench.analysis.model.closed import regular_count
 from collbench.analysis.model.cost import Link, Machine, Phase, total
-from collbench.analysis.model.forms import phases
+from collbench.analysis.model.forms import phases, regular_count
 from collbench.analysis.model.walk import step_signatures
 
 FLAT = (Collective.ALLREDUCE, Collective.ALLGATHER, Collective.REDUCE_SCATTER)

@@ -15,9 +15,8 @@ import pytest
 
 from collbench.algorithms import Collective, Layout, Problem
 from collbench.algorithms.registry import algorithms_for, get_algorithm
-from collbench.analysis.model.closed import regular_count
 from collbench.analysis.model.cost import Link, Machine, Phase, total
-from collbench.analysis.model.forms import phases
+from collbench.analysis.model.forms import phases, regular_count
 from collbench.analysis.model.walk import step_signatures
 
 MACHINES = [

@@ -13,11 +13,11 @@ import pytest
 from collbench.algorithms import Collective, Layout, Problem
 from collbench.analysis.model import nccl
 from collbench.analysis.model.check import check
-from collbench.analysis.model.closed import Topo, vstep
 from collbench.analysis.model.cost import Link, Machine, Phase, Side, Sig, total
 from collbench.analysis.model.forms import phases
 from collbench.analysis.model.predict import Model
 from collbench.analysis.model.profile import load_profile, profile_from_record, shipped_names
+from collbench.analysis.model.topo import Topo, vstep
 from collbench.analysis.model.walk import step_signatures
 from collbench.errors import UsageError
 
@@ -25,6 +25,8 @@ ROOT = Path(__file__).resolve().parents[2]
 PUBLIC = ROOT / "results" / "public"
 ABCI = PUBLIC / "abci-compute-node-a"
 OCI = PUBLIC / "oci-bm-gpu4.8"
+POLARIS = PUBLIC / "alcf-polaris"
+STANAGE = PUBLIC / "sheffield-stanage-xe8545"
 A, BETA = 2e-6, 1e-9
 THREE_PORTS = Machine(Link(A, BETA, ports=3), Link(5 * A, 4 * BETA), nics=1)
 
@@ -215,6 +217,8 @@ def _fitted(tmp_path: Path, logs: list[Path], base: str):
      [ABCI / "allreduce-1node-8gpu.jsonl", ABCI / "allreduce-1node-4gpu.jsonl"], "oci-bm-gpu4.8"),
     (ABCI / "allreduce-2node-16gpu.jsonl", [ABCI / "allreduce-16node-128gpu.jsonl"], "abci-a"),
     (ABCI / "allreduce-16node-128gpu.jsonl", [ABCI / "allreduce-2node-16gpu.jsonl"], "abci-a"),
+    (ABCI / "allreduce-4node-32gpu.jsonl",
+     [ABCI / "allreduce-2node-16gpu.jsonl", ABCI / "allreduce-16node-128gpu.jsonl"], "abci-a"),
 ])
 def test_published_logs_within_the_acceptance_bands(tmp_path, judged, fitted_on, base):
     """Each dataset judged with a profile fitted on *other* datasets of its system class (never
@@ -230,6 +234,54 @@ def test_oci_two_nodes_misses_the_target_with_hardware_specifications():
     specification predicts (docs/performance.md)."""
     bw, lat = _bands(OCI / "allreduce-2node-16gpu.jsonl", load_profile("oci-bm-gpu4.8"))
     assert bw < 0.8 <= lat
+
+
+def test_abci_eight_nodes_misses_the_target(tmp_path):
+    """Recorded, not hidden: ABCI's 8-node run plateaus at 14-16 GB/s busbw from 4 MiB (its 4-
+    and 16-node runs reach 31 and 27 GB/s); with the factors of the 2- and 16-node runs the model
+    expects about twice that (docs/performance.md section 9)."""
+    fitted = [ABCI / "allreduce-2node-16gpu.jsonl", ABCI / "allreduce-16node-128gpu.jsonl"]
+    bw, lat = _bands(ABCI / "allreduce-8node-64gpu.jsonl", _fitted(tmp_path, fitted, "abci-a"))
+    assert bw < 0.8 <= lat
+
+
+POLARIS_ALLREDUCE = [POLARIS / f"allreduce-{run}.jsonl" for run in
+                     ("2node-8gpu", "8node-32gpu", "2node-8gpu-nccl2.18", "8node-32gpu-nccl2.18")]
+
+
+@pytest.mark.parametrize("name,passes", [
+    ("allreduce-2node-8gpu.jsonl", False),
+    ("allreduce-8node-32gpu.jsonl", False),
+    ("allreduce-2node-8gpu-nccl2.18.jsonl", False),
+    ("allreduce-8node-32gpu-nccl2.18.jsonl", True),
+    ("allgather-2node-8gpu.jsonl", False),
+    ("allgather-8node-32gpu.jsonl", False),
+    ("allgather-2node-8gpu-nccl2.18.jsonl", False),
+])
+def test_polaris_logs_judged_with_the_other_polaris_logs(tmp_path, name, passes):
+    """ALCF Polaris (4x A100 NVLink, two Slingshot NICs per node): each file judged with the
+    perlmutter profile (same node class, four NICs) plus factors fitted on every *other* Polaris
+    allreduce file (allgather logs are left out of fits: their zero-byte rows spoil the LL fit).
+    Recorded, misses included (docs/performance.md section 9): a change of verdict means the
+    table there needs updating."""
+    judged = POLARIS / name
+    fitted_on = [p for p in POLARIS_ALLREDUCE if p != judged]
+    assert len(fitted_on) >= 3
+    bw, lat = _bands(judged, _fitted(tmp_path, fitted_on, "perlmutter"))
+    assert (bw >= 0.8 and lat >= 0.8) is passes, (name, bw, lat)
+
+
+def test_stanage_four_gpu_nvlink_node(tmp_path):
+    """A 4x A100-SXM4 NVLink node (Dell XE8545, one process driving 4 GPUs): the hardware
+    profile alone under-predicts LL/LL128 times from 256 KiB to 16 MiB; with the single-node
+    factors of the HGX A100 (NVSwitch) logs it is within the bands. Recorded, not hidden."""
+    judged = STANAGE / "allreduce-1node-4gpu.jsonl"
+    bw, lat = _bands(judged, load_profile("perlmutter"))
+    assert bw < 0.8 <= lat
+    single_node_8gpu_boards = [ABCI / "allreduce-1node-4gpu.jsonl",
+                               ABCI / "allreduce-1node-8gpu.jsonl", OCI / "allreduce-1node-8gpu.jsonl"]
+    bw, lat = _bands(judged, _fitted(tmp_path, single_node_8gpu_boards, "perlmutter"))
+    assert bw >= 0.8 and lat >= 0.8, (bw, lat)
 
 
 def test_check_warns_when_judging_a_file_with_factors_fitted_on_it(tmp_path):

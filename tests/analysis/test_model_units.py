@@ -185,6 +185,8 @@ def test_16384_ranks_have_a_best_algorithm_at_every_size():
     model = Model(load_profile("perlmutter"))
     sizes = size_sweep(8, 1 << 34, 2, None)
     for coll in Collective:
+        if coll is Collective.ALLTOALLV:  # per-pair costs stop at alltoallv.COST_RANKS (p^2 sizes)
+            continue
         tables = predict_tables(model, coll, [4096], 4, sizes, None)
         assert all(tables[0].best(s) is not None for s in sizes), coll
 

@@ -2,7 +2,9 @@
 
 * :mod:`.cost` -- the model: what a step of a rank costs, steps summed (bulk synchronous);
 * :mod:`.walk` -- cost by walking a real schedule (the reference);
-* :mod:`.closed` and :mod:`.hierarchical` -- closed forms for every algorithm of the suite;
+* :mod:`.forms` -- the closed-form cost of an algorithm, looked up by (algorithm, collective):
+  :mod:`.costs` (one module per family, each registering its forms; :mod:`.topo` vectorizes
+  a step over ranks) or a cost registered beside the generator, priced by :mod:`.traffic`;
 * :mod:`.profile` -- machine profiles (shipped: perlmutter, delta, abci-a, oci-bm-gpu4.8,
   dgx-a100, a100-pcie, generic; calibrated: yours), with topology classes (NVSwitch, NVLink3
   all-to-all, PCIe; NIC rails, shared or several per GPU);

@@ -5,7 +5,7 @@ index); in each step every rank posts its sends and receives, waits, then runs i
 copies and reductions. A step lasts as long as its slowest rank; the collective lasts the sum
 of its steps. This is exactly what the schedule executors do (one Startall/Waitall per step),
 and it makes the cost of a schedule computable two ways that must agree: by walking the
-schedule (:mod:`.walk`) and by closed forms (:mod:`.closed`).
+schedule (:mod:`.walk`) and by closed forms (:mod:`.costs`).
 
 One rank in one step (``Sig``):
 

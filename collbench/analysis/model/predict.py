@@ -3,7 +3,7 @@ count, and the fastest one (``collbench model predict``); also the costing entry
 ``model check`` and ``--algo auto`` use (:class:`Model`).
 
 Speed: phases are built once per (collective, algorithm, ranks, layout, chunk count) at a
-*reference* element count that splits evenly at every level (:func:`.closed.regular_count`)
+*reference* element count that splits evenly at every level (:func:`.forms.regular_count`)
 and scaled to each size -- exact for sizes that split evenly, within one element per message
 otherwise -- so a whole size sweep costs one closed-form evaluation. Up to
 :data:`EXACT_RANKS` ranks each size is costed exactly instead (used by ``model check``).
@@ -26,10 +26,11 @@ from ...errors import UsageError
 from ...metrics import bus_factor, bytes_for_count, count_for_size
 from ...sizes import format_bytes
 from . import nccl as nccl_model
-from .closed import Topo, regular_count, topo_of
 from .cost import Compiled, Cost, Phase, compile_phases, total
 from .forms import phases as closed_phases
+from .forms import regular_count
 from .profile import Profile
+from .topo import Topo, topo_of
 from .walk import step_signatures
 
 EXACT_RANKS = 256      # cost every size exactly up to this many ranks
@@ -123,7 +124,7 @@ class Model:
         if exact:
             problem = Problem(collective, nranks, count, root % nranks, layout)
             ph = closed_phases(algo.name, problem, itemsize, in_place, opts,
-                               self._topo(layout, nranks) if algo.name != "hierarchical" else None)
+                               self._topo(layout, nranks))
             if ph is not None:
                 return total(ph, machine), "closed"
             if nranks > WALK_RANKS:
@@ -139,7 +140,7 @@ class Model:
             ref = regular_count(nranks, layout, chunks) * 64
             problem = Problem(collective, nranks, ref, root % nranks, layout)
             ph = closed_phases(algo.name, problem, itemsize, in_place, opts,
-                               self._topo(layout, nranks) if algo.name != "hierarchical" else None)
+                               self._topo(layout, nranks))
             method = "closed"
             if ph is None and nranks <= WALK_RANKS:
                 ph = [Phase(1, s) for _, s in step_signatures(algo.name, problem, itemsize,

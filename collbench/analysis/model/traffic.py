@@ -24,8 +24,8 @@ import numpy as np
 from ...algorithms import Problem
 from ...algorithms.registry import get_algorithm
 from ...algorithms.traffic import Peers, PerRank, Shift, Traffic, Xor
-from .closed import Topo, topo_of, vstep
 from .cost import EMPTY, Phase, PhaseList, Side, Sig
+from .topo import Topo, topo_of, vstep
 
 
 def _rows(value: PerRank, topo: Topo, scale: int) -> Any:

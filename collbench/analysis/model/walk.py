@@ -4,7 +4,7 @@ For every step index, every rank's sends, receives, reductions and copies (after
 in-place runs drop the copies they do not make) become a :class:`~.cost.Sig`; NIC sharing
 counts, per node and direction, the ranks with inter-node messages in that step. A step costs
 its slowest rank; the collective the sum of its steps. This is the reference the closed forms
-(:mod:`.closed`) must equal exactly; it costs O(ranks × messages), so predictions use the
+(:mod:`.costs`) must equal exactly; it costs O(ranks × messages), so predictions use the
 closed forms and this is used to check them (and for user-registered algorithms without one).
 """
 

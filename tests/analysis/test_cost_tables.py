@@ -1,33 +1,40 @@
-"""The cost table in :mod:`collbench.analysis.model.closed`'s docstring is what the code computes.
+"""The cost tables in the docstrings of :mod:`collbench.analysis.model.costs`' family modules
+are what the code computes.
 
-Every row of both tables is parsed from the docstring and evaluated; the closed-form phases of
-the same algorithm are costed under machines that isolate one term (α only, β only, γ only:
-one link class, no NIC sharing, no copy cost) and must give the row's coefficients exactly. A
-row the parser does not understand fails the test, so the table cannot drift from the code.
+Every family module's docstring holds its rows of the formula table (one table with a header,
+three rules), and :mod:`collbench.analysis.model.costs.hierarchical` the rows that are sums of
+them (one table, two rules). Every row is parsed and evaluated; the closed-form phases of the
+same algorithm are costed under machines that isolate one term (α only, β only, γ only: one
+link class, no NIC sharing, no copy cost) and must give the row's coefficients exactly. A row
+the parser does not understand fails the test, a registered form without a row fails it, and a
+row in a module other than the one that registers its form fails it, so the tables cannot
+drift from the code.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from types import ModuleType
 from typing import NamedTuple
 
 import pytest
 
 from collbench.algorithms import Collective, Layout, Problem
 from collbench.algorithms.double_binary_tree import trees
-from collbench.analysis.model import closed
-from collbench.analysis.model.closed import regular_count
 from collbench.analysis.model.cost import Link, Machine, Phase, total
-from collbench.analysis.model.forms import phases
+from collbench.analysis.model.costs import hierarchical, registered
+from collbench.analysis.model.forms import FAMILIES, phases, regular_count
 
 TERMS = ("alpha", "beta", "gamma")
+FLAT_FAMILIES = [m for m in FAMILIES if m is not hierarchical]
 
 
 class Row(NamedTuple):
     collective: Collective
     algorithm: str
     cells: tuple[str, str, str]    # α, β × n, γ × n formulas
+    module: str                    # the family module whose docstring holds the row
 
 
 class Sum(NamedTuple):
@@ -37,47 +44,50 @@ class Sum(NamedTuple):
     terms: tuple[tuple[Collective, str, str, str], ...]
 
 
-# -- parsing the docstring ---------------------------------------------------------------------
+# -- parsing the docstrings --------------------------------------------------------------------
 
-def _table_groups(doc: str) -> tuple[list[str], list[str]]:
-    """(formula rows, hierarchical rows): the formula table has a header (three rules), the
-    hierarchical one none (two rules)."""
+_RULE = re.compile(r"=+( +=+)+")
+
+
+def _table_body(doc: str, nrules: int) -> tuple[list[str], list[str]]:
+    """(the rule lines, the rows) of the one table in ``doc``: ``nrules`` rules (3 with a
+    header, 2 without); a row continued on indented lines is joined."""
     lines = doc.splitlines()
-    rules = [i for i, line in enumerate(lines) if re.fullmatch(r"=+( +=+)+", line)]
-    assert len(rules) == 5, f"expected a 3-rule and a 2-rule table, found rules at {rules}"
-
-    def body(a: int, b: int) -> list[str]:
-        rows: list[str] = []
-        for line in lines[a + 1:b]:
-            if line.startswith(" ") and rows:
-                rows[-1] += " " + line.strip()
-            elif line.strip():
-                rows.append(line)
-        return rows
-
-    return body(rules[1], rules[2]), body(rules[3], rules[4])
+    rules = [i for i, line in enumerate(lines) if _RULE.fullmatch(line)]
+    assert len(rules) == nrules, f"expected one {nrules}-rule table, found rules at {rules}"
+    rows: list[str] = []
+    for line in lines[rules[-2] + 1:rules[-1]]:
+        if line.startswith(" ") and rows:
+            rows[-1] += " " + line.strip()
+        elif line.strip():
+            rows.append(line)
+    return [lines[i] for i in rules], rows
 
 
 def _columns(header_rule: str) -> list[tuple[int, int]]:
     return [(m.start(), m.end()) for m in re.finditer(r"=+", header_rule)]
 
 
-def formula_rows() -> list[Row]:
-    doc = closed.__doc__ or ""
-    rule = next(line for line in doc.splitlines() if re.fullmatch(r"=+( +=+){3}", line))
-    cols = _columns(rule)
-    rows, _ = _table_groups(doc)
+def module_rows(module: ModuleType) -> list[Row]:
+    rules, rows = _table_body(module.__doc__ or "", 3)
+    cols = _columns(rules[0])
+    assert len(cols) == 4, f"{module.__name__}: the table needs 4 columns"
     out = []
     for line in rows:
         cells = [line[a:(cols[i + 1][0] if i + 1 < len(cols) else len(line))].strip()
                  for i, (a, _) in enumerate(cols)]
         coll, algo = cells[0].split()
-        out.append(Row(Collective.parse(coll), algo, (cells[1], cells[2], cells[3])))
+        out.append(Row(Collective.parse(coll), algo, (cells[1], cells[2], cells[3]),
+                       module.__name__))
     return out
 
 
+def formula_rows() -> list[Row]:
+    return [row for module in FLAT_FAMILIES for row in module_rows(module)]
+
+
 def sum_rows() -> list[Sum]:
-    _, rows = _table_groups(closed.__doc__ or "")
+    _, rows = _table_body(hierarchical.__doc__ or "", 2)
     out = []
     for line in rows:
         m = re.fullmatch(r"hierarchical (\w+)\s+(.*)", line)
@@ -189,6 +199,17 @@ def test_the_tables_have_every_row() -> None:
     assert len(names) == len(ROWS) == 17
     assert {s.collective for s in sum_rows()} == {Collective.ALLREDUCE, Collective.ALLGATHER,
                                                   Collective.REDUCE_SCATTER}
+
+
+def test_every_registered_form_has_its_row_beside_it() -> None:
+    """Every closed form of a flat algorithm has one row, in the docstring of the module that
+    registers it; every hierarchical form one sum row."""
+    forms = registered()
+    flat = {(coll, algo): form.__module__ for (algo, coll), form in forms.items()
+            if algo != "hierarchical"}
+    assert {(r.collective, r.algorithm): r.module for r in ROWS} == flat
+    assert {s.collective for s in sum_rows()} == {coll for algo, coll in forms
+                                                  if algo == "hierarchical"}
 
 
 def test_parser_notation() -> None:
