@@ -18,13 +18,18 @@ export reusable cores over groups, e.g. :func:`.ring.reduce_scatter_core`) and o
     register("my_ring", Collective.ALLREDUCE, my_module.allreduce,
              description="my ring allreduce")
 
+A user module that calls :func:`register` is loaded into every command and rank with
+``collbench run --plugin my_algo.py`` (or ``COLLBENCH_PLUGINS``; collbench/plugins.py); it may
+only add new names.
+
 Everything registered is swept by :func:`~.verify.verify_all` (and the test suite).
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from . import reduction
 from .schedule import Collective, Layout, Problem, Program, Schedule
@@ -186,6 +191,18 @@ class Algorithm:
 
 _REGISTRY: dict[str, Algorithm] = {}
 _ALIASES: dict[str, str] = {}
+# Names (and aliases) that register() refuses to extend or replace: set by collbench's plugin
+# loader (collbench/plugins.py) while a user module is imported, so that a plugin cannot change
+# an algorithm that was there before it.
+_SEALED: frozenset[str] = frozenset()
+
+
+class NameTaken(ValueError):
+    """A sealed name was registered again (a plugin reusing a built-in or earlier plugin's name)."""
+
+    def __init__(self, name: str):
+        super().__init__(f"algorithm name {name!r} is already registered")
+        self.name = name
 
 
 def register(name: str, collective: Collective, generator: Generator, *, description: str,
@@ -218,12 +235,16 @@ def register(name: str, collective: Collective, generator: Generator, *, descrip
         The updated :class:`Algorithm`.
 
     Raises:
+        NameTaken: While a plugin loads, the name or an alias existed before it.
         ValueError: The name is reserved or taken by an alias, or the collective is already
             registered under this name and ``replace`` is False.
     """
     key = _normalize(name)
     if key == NATIVE:
         raise ValueError(f"the name '{NATIVE}' is reserved for the library's own collective")
+    for taken in (key, *(_normalize(a) for a in aliases)):
+        if taken in _SEALED:
+            raise NameTaken(taken)
     if key in _ALIASES and _ALIASES[key] != key:
         raise ValueError(f"{key!r} is already an alias of {_ALIASES[key]!r}")
     impl = Implementation(collective, generator, description, dict(defaults or {}), check,
@@ -247,6 +268,26 @@ def register(name: str, collective: Collective, generator: Generator, *, descrip
     for alias in algo.aliases:
         _ALIASES[alias] = key
     return algo
+
+
+@contextmanager
+def sealed() -> Iterator[None]:
+    """While inside, :func:`register` refuses every name and alias registered now (NameTaken);
+    if the block raises, the registry is put back as it was before it (collbench/plugins.py
+    imports each user module inside one)."""
+    global _SEALED
+    saved = dict(_REGISTRY), dict(_ALIASES), _SEALED
+    _SEALED = frozenset(_REGISTRY) | frozenset(_ALIASES)
+    try:
+        yield
+    except BaseException:
+        _REGISTRY.clear()
+        _REGISTRY.update(saved[0])
+        _ALIASES.clear()
+        _ALIASES.update(saved[1])
+        raise
+    finally:
+        _SEALED = saved[2]
 
 
 def unregister(name: str) -> None:

@@ -293,7 +293,7 @@ def test_the_baseline_loops_match_numpy_too(lib, tmp_path):
                                                 "test_avg_division_matches_numpy",
                                                 "test_a_partly_overlapping_reduction_is_refused")]
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                             "-p", "no:xdist", *tests],
+                             "-n", "0", *tests],
                             capture_output=True, text=True, env=env, timeout=600, cwd=REPO)
     assert result.returncode == 0, result.stdout[-3000:]
     assert " passed" in result.stdout and "skipped" not in result.stdout

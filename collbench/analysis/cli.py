@@ -11,6 +11,7 @@ import argparse
 import sys
 from typing import Any
 
+from ..cli.argtypes import add_plugin_argument
 from ..cli.argtypes import positive_int as _positive_int
 from ..errors import UsageError
 
@@ -139,6 +140,7 @@ def add_model_parser(sub: Any) -> argparse.ArgumentParser:
     pred.add_argument("--compressed", action="store_true",
                       help="compressed allreduce (docs/compression.md): the largest density, bit width "
                       "and rank at which each compressed algorithm still beats the best dense one")
+    add_plugin_argument(pred)
     chk = msub.add_parser("check", help="predicted vs measured for every row of results files")
     chk.add_argument("paths", nargs="+", metavar="RESULTS")
     chk.add_argument("--profile", default=None)
@@ -147,6 +149,7 @@ def add_model_parser(sub: Any) -> argparse.ArgumentParser:
                      help="ranking check: pairs that differ by more than this (default 20%%)")
     chk.add_argument("--min-bytes", type=_size, default=0, help="only rows at least this large")
     chk.add_argument("--format", choices=formats, default="text")
+    add_plugin_argument(chk)  # rows measured with a plugin's algorithm are modelled from its schedule
     return model
 
 

@@ -5,6 +5,11 @@ Commands live in a registry: each is a module path with an ``add_parser(sub)`` f
 builds its argparse subparser and a ``main(args, argv) -> int`` that runs it. Only the command
 being run is imported, so ``collbench --help`` (and ``collbench run``) never import the model,
 Slurm or matplotlib.
+
+User algorithm modules: main loads ``$COLLBENCH_PLUGINS`` for every command, and ``--plugin
+PATH_OR_MODULE`` where the command has it (``run``, ``list``, ``verify``, ``model predict|check``;
+cli/argtypes.py), after parsing and before the command runs (collbench/plugins.py), so a plugin's
+error is one line too.
 """
 
 from __future__ import annotations
@@ -103,6 +108,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command_main is None:
             parser.print_help()
             return EXIT_USAGE
+        from ..plugins import load_all
+
+        # $COLLBENCH_PLUGINS for every command, then --plugin where the command has it
+        load_all(getattr(args, "plugins", []))
         return command_main(args, argv)
     except UsageError as exc:
         if not quiet:

@@ -33,3 +33,13 @@ def non_negative_float(text: str) -> float:
     if value < 0 or value != value:
         raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
     return value
+
+
+def add_plugin_argument(parser: argparse.ArgumentParser) -> None:
+    """``--plugin PATH_OR_MODULE`` (repeatable): user algorithm modules that cli.main loads
+    (after ``$COLLBENCH_PLUGINS``) before the command resolves algorithm names
+    (collbench/plugins.py)."""
+    parser.add_argument("--plugin", action="append", default=[], dest="plugins", metavar="PATH_OR_MODULE",
+                        help="load a module that registers algorithms first: a .py file or a module "
+                        "name; repeatable. $COLLBENCH_PLUGINS (os.pathsep-separated) is loaded first, by "
+                        "every command; collbench run passes both to every rank")

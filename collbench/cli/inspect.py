@@ -7,6 +7,7 @@ import os
 import sys
 
 from ..errors import UsageError
+from .argtypes import add_plugin_argument
 from .argtypes import positive_int as _positive_int
 
 
@@ -34,6 +35,7 @@ def add_list_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                              "why the ones that cannot run here cannot.")
     listing.add_argument("--ranks", type=_positive_int, default=4, help="rank count to check preconditions for")
     listing.add_argument("--ranks-per-node", type=_positive_int, default=None)
+    add_plugin_argument(listing)
     return listing
 
 
@@ -54,6 +56,7 @@ def add_verify_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="larger rank counts for the logarithmic algorithms (comma list, or none)")
     verify.add_argument("-j", "--jobs", type=_positive_int, default=None,
                         help="worker processes (default: every core)")
+    add_plugin_argument(verify)
     return verify
 
 

@@ -31,6 +31,7 @@ from ..run.resources import memory_problem
 from ..run.spec import Aggregation, RunSpec
 from ..sizes import parse_size, size_sweep
 from ..trace.nvtx import BACKENDS as NVTX_BACKENDS
+from .argtypes import add_plugin_argument
 from .argtypes import non_negative_float as _non_negative_float
 from .argtypes import non_negative_int as _non_negative_int
 from .argtypes import positive_int as _positive_int
@@ -82,6 +83,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="algorithm(s), comma separated, or all: native (the library's own), ring, "
                    "recursive_doubling, rabenseifner, tree, double_binary_tree, direct, hierarchical, "
                    "bruck, recursive_halving (see `collbench list`); auto picks per size (--profile)")
+    add_plugin_argument(x)
     x.add_argument("-O", "--algo-option", action="append", default=[], metavar="KEY=VALUE",
                    help="algorithm option, e.g. -O inner=ring -O outer=recursive_doubling for hierarchical; "
                    "alltoallv's count matrix: -O skew=<s> (Zipf: counts[src][dst] = count/(dst+1)^s, default 1) "

@@ -139,7 +139,28 @@ def collect(comm: Any, spec: RunSpec, argv: list[str], thread_level_requested: s
         "backend": backend_metadata,
         # --nccl-log: what NCCL's logs say so far (version, network, transports; trace/nccl_log.py)
         "nccl_log": nccl_log.collect(comm, spec.nccl_log),
+        # --plugin / COLLBENCH_PLUGINS: the user code loaded in this job (file and its sha256)
+        "plugins": plugins_record(comm),
     }
+
+
+def plugins_record(comm: Any) -> list[dict[str, Any]]:
+    """Rank 0's plugins (collbench/plugins.py), each with the ranks whose file differs (by
+    sha256) or that did not load it, under ``differs_on_ranks`` when there are any
+    (collective)."""
+    from .. import plugins
+
+    mine = plugins.records()
+    seen = comm.gather({r["module"] if r["path"] is None else r["path"]: r["sha256"] for r in mine}
+                       if comm.Get_rank() else None, root=0)
+    if comm.Get_rank() != 0:
+        return mine
+    for record in mine:
+        key = record["module"] if record["path"] is None else record["path"]
+        differs = [rank for rank, other in enumerate(seen) if rank and other.get(key, "") != record["sha256"]]
+        if differs:
+            record["differs_on_ranks"] = differs
+    return mine
 
 
 def node_name_and_pid() -> dict[str, Any]:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .. import plugins
 from ..errors import UsageError
 
 # Set by process managers for every rank; any one of them means we are already launched.
@@ -96,6 +97,7 @@ def relaunch(nprocs: int, argv: list[str], extra_env: dict[str, str] | None = No
     mpiexec = find_mpiexec()
     env = dict(os.environ)
     env.update(extra_env or {})
+    env.update(plugins.environment())  # every rank loads the launcher's plugins (COLLBENCH_PLUGINS)
     env[LAUNCHED_MARKER] = "1"
     if sys.stderr.isatty():
         env[TTY_MARKER] = "1"

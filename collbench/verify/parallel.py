@@ -13,6 +13,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from typing import Sequence
 
+from .. import plugins
 from ..algorithms import Collective
 from ..algorithms.registry import algorithms as registered
 from ..algorithms.registry import get_algorithm
@@ -38,7 +39,10 @@ def verify_everything(max_ranks: int, extra_ranks: Sequence[int], names: Sequenc
     if workers == 1:
         reports = [_piece(p) for p in pieces]
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        # workers load the same plugins (inherited under fork; imported again under spawn)
+        specs = [p.env_spec for p in plugins.loaded()]
+        with ProcessPoolExecutor(max_workers=workers, initializer=plugins.initialize_worker,
+                                 initargs=(specs,)) as pool:
             reports = list(pool.map(_piece, pieces, chunksize=1))
     merged: dict[tuple[str, Collective], AlgorithmReport] = {}
     for report in reports:

@@ -4,6 +4,9 @@ costs it as the lab says."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import pytest
 from labdoc import check_quotes, run_lab, table, table_rows
 
@@ -56,3 +59,11 @@ def test_runs_over_mpi_exactly(lab):
     for algo in ("chain", "ring", "tree"):
         assert f"# broadcast · algorithm {algo} " in out
     assert " of 12 modelled rows" in out
+
+
+def test_the_results_name_the_plugin_that_produced_them(lab):
+    meta = json.loads((lab.workdir / "lab3-np2.jsonl").read_text().splitlines()[0])
+    [plugin] = meta["plugins"]
+    chain = (lab.workdir / "chain.py").resolve()
+    assert plugin["path"] == str(chain) and plugin["algorithms"] == ["chain"]
+    assert plugin["sha256"] == hashlib.sha256(chain.read_bytes()).hexdigest()
