@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from gpu.fakecuda import FAKECUDA  # the one fake CuPy (tests/gpu/fakecuda)
 
 from cbtest import REPO, read_jsonl, run_cli
 from collbench.algorithms import Collective
@@ -32,12 +33,11 @@ from collbench.compress.backend import nccl_unsupported_reason
 from collbench.compress.names import ALGORITHMS
 from collbench.dtypes import DTYPES
 
-FAKE = str(REPO / "tests" / "gpu" / "fakecuda")
 HERE = Path(__file__).parent
 
 
 def _fake_env(tmp_path: Path | None = None, **extra: str) -> dict[str, str]:
-    env = {**os.environ, "PYTHONPATH": FAKE + os.pathsep + str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    env = {**os.environ, "PYTHONPATH": FAKECUDA + os.pathsep + str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
            "FAKECUDA_UUID": "per-rank", **extra}
     if tmp_path is not None:
         env["FAKECUDA_NCCL_DIR"] = str(tmp_path)

@@ -8,15 +8,15 @@ import os
 from pathlib import Path
 
 import pytest
+from gpu.fakecuda import FAKECUDA  # the one fake CuPy (tests/gpu/fakecuda)
 
-from cbtest import REPO, run_cli
+from cbtest import run_cli
 
 pytestmark = pytest.mark.mpi
-FAKE = str(REPO / "tests" / "gpu" / "fakecuda")
 
 
 def _fake_env() -> dict[str, str]:
-    return {"PYTHONPATH": FAKE + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    return {"PYTHONPATH": FAKECUDA + os.pathsep + os.environ.get("PYTHONPATH", "")}
 
 
 def test_nccl_backend_refuses_with_the_reason(tmp_path: Path) -> None:

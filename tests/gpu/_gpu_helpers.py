@@ -1,10 +1,12 @@
 """Helpers shared by the GPU tests (a plain module, not a conftest.py: the repository's test
-modules import `conftest` by name, so a second conftest.py here would shadow theirs)."""
+modules import `conftest` by name, so a second conftest.py here would shadow theirs). The fake
+CuPy is not here: it is tests/gpu/fakecuda (``from fakecuda import FAKECUDA, fake_cupy``)."""
 
 from __future__ import annotations
 
 import importlib.util
 import sys
+from typing import Any
 
 from cbtest import REPO
 
@@ -27,3 +29,32 @@ def load_check_script():
     sys.modules["gpu_kernels_check"] = mod
     spec.loader.exec_module(mod)
     return mod
+
+
+class FakeNode:
+    """The mpi4py communicator calls the host-side GPU code makes, for ranks that are threads
+    (``shared``: ``n`` ranks, a ``slots`` list of n and a ``threading.Barrier(n)``)."""
+
+    def __init__(self, rank: int, shared: dict) -> None:
+        self.rank, self.shared = rank, shared
+
+    def Get_rank(self) -> int:
+        return self.rank
+
+    def Get_size(self) -> int:
+        return self.shared["n"]
+
+    def allgather(self, x: Any) -> list:
+        sh = self.shared
+        sh["slots"][self.rank] = x
+        sh["barrier"].wait(timeout=20)
+        out = list(sh["slots"])
+        sh["barrier"].wait(timeout=20)
+        return out
+
+    def gather(self, x: Any, root: int = 0) -> list | None:
+        out = self.allgather(x)
+        return out if self.rank == root else None
+
+    def Barrier(self) -> None:
+        self.allgather(None)

@@ -5,19 +5,18 @@ schedules run over grouped send/recv. Three ranks, so messages of different leng
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
+from fakecuda import FAKECUDA  # the one fake CuPy (tests/gpu/fakecuda)
 
 from cbtest import read_jsonl, run_cli
 
-FAKE = str(Path(__file__).parent / "fakecuda")
 pytestmark = pytest.mark.mpi
 
 
 def test_nccl_alltoallv_native_and_schedules_with_a_skewed_matrix(tmp_path):
     out = tmp_path / "a2av.jsonl"
-    env = {"PYTHONPATH": FAKE + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    env = {"PYTHONPATH": FAKECUDA + os.pathsep + os.environ.get("PYTHONPATH", ""),
            "FAKECUDA_UUID": "per-rank", "FAKECUDA_NCCL_DIR": str(tmp_path)}
     result = run_cli(["run", "alltoallv", "--backend", "nccl", "--algo", "native,pairwise,direct", "-np", "3",
                       "-O", "skew=1.5", "-d", "float32,int8", "-b", "0", "-e", "1K", "-f", "32", "-n", "2",

@@ -5,19 +5,18 @@ metadata. What needs a real device (kernels, IPC, NCCL itself) runs in scripts/g
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
+from fakecuda import FAKECUDA  # the one fake CuPy (tests/gpu/fakecuda)
 
 from cbtest import read_jsonl, run_cli
 
-FAKE = str(Path(__file__).parent / "fakecuda")
 pytestmark = pytest.mark.mpi
 
 
 def _fake_env(**knobs: str) -> dict[str, str]:
     """The fake CuPy first on the path, plus FAKECUDA_* knobs (see fakecuda/cupy/__init__.py)."""
-    return {"PYTHONPATH": FAKE + os.pathsep + os.environ.get("PYTHONPATH", ""), **knobs}
+    return {"PYTHONPATH": FAKECUDA + os.pathsep + os.environ.get("PYTHONPATH", ""), **knobs}
 
 
 def test_nccl_backend_every_collective_validates(tmp_path):

@@ -1,10 +1,11 @@
-"""The GPU check script's own bookkeeping, run on the CPU with a numpy stand-in for CuPy.
+"""The GPU check script's own bookkeeping, run on the CPU on the fake CuPy (tests/gpu/fakecuda).
 
 GPU time is scarce, so a wrong expectation in scripts/gpu_kernels_check.py (a poison window, a
 view offset, an in-place convention) must not first show up on the GPU as a false failure.
-Here the "device" is numpy memory behind fake pointers, the kernels are replaced by the numpy
-reference, ranks are threads, and the script's checks must pass; deliberately broken stand-ins
-must be caught. The real IpcCommunicator view logic (send/recv views) runs unchanged.
+Here the "device" is an in-process instance of the fake CuPy (tests/gpu/fakecuda: numpy memory
+behind fake pointers), the kernels are replaced by the numpy reference, ranks are threads, and the
+script's checks must pass; deliberately broken stand-ins must be caught. The real IpcCommunicator
+view logic (send/recv views) runs unchanged.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from _fakes import FakeNode, Heap, fake_cupy  # tests/gpu/_fakes.py
-from _gpu_helpers import load_check_script
+from _gpu_helpers import FakeNode, load_check_script
+from fakecuda import fake_cupy  # the one fake CuPy (tests/gpu/fakecuda)
 
 from collbench.gpu import _layout, ipc, kernels
 
@@ -33,14 +34,14 @@ def _install_fake_reduce(monkeypatch, script, cp, corrupt: str = "") -> None:
         if corrupt == "value" and n > 5:
             res = res.copy()
             res.view(np.uint8)[5 * info.itemsize] ^= 0x40
-        dst.np[...] = res
+        dst.set(res)
         if corrupt == "overrun":
-            dst.buf[dst.offset + n * info.itemsize] ^= 0xFF
+            cp.HEAP.at(dst.data.ptr + dst.nbytes, 1)[0] ^= 0xFF  # the byte past the result
 
     def finalize(dst, nranks, *, dtype=None, stream=None):
         info, n = kernels.validate_elementwise(kernels.describe(dst), [kernels.describe(dst)], dtype)
         if n:
-            dst.np[...] = script.ref_finalize(info, dst.get(), kernels.validate_nranks(nranks))
+            dst.set(script.ref_finalize(info, dst.get(), kernels.validate_nranks(nranks)))
 
     monkeypatch.setattr(kernels, "reduce", lambda op, d, a, b, *, dtype=None, stream=None: compute(op, d, [a, b], dtype))
     monkeypatch.setattr(kernels, "reduce_many", lambda op, d, ins, *, dtype=None, stream=None: compute(op, d, ins, dtype))
@@ -49,7 +50,7 @@ def _install_fake_reduce(monkeypatch, script, cp, corrupt: str = "") -> None:
 
 
 def test_reduce_section_passes_with_correct_kernels(monkeypatch) -> None:
-    cp = fake_cupy(Heap())
+    cp = fake_cupy()
     _install_fake_reduce(monkeypatch, check_script, cp)
     rep = check_script.Report(echo=False)
     check_script.check_reduce(rep, cp, seed=123)
@@ -60,7 +61,7 @@ def test_reduce_section_passes_with_correct_kernels(monkeypatch) -> None:
 
 @pytest.mark.parametrize("corrupt,pattern", [("value", "wrong of"), ("overrun", "guard bytes")])
 def test_reduce_section_catches_broken_kernels(monkeypatch, corrupt, pattern) -> None:
-    cp = fake_cupy(Heap())
+    cp = fake_cupy()
     _install_fake_reduce(monkeypatch, check_script, cp, corrupt)
     rep = check_script.Report(echo=False)
     check_script.check_reduce(rep, cp, seed=5)
@@ -72,13 +73,11 @@ def test_reduce_section_catches_broken_kernels(monkeypatch, corrupt, pattern) ->
 # -- IPC section: ranks as threads --------------------------------------------------------------
 
 
-def make_comm(cp, heap: Heap, rank: int, n: int, max_bytes: int, shared: dict, mode: str) -> ipc.IpcCommunicator:
+def make_comm(cp, rank: int, n: int, max_bytes: int, shared: dict, mode: str) -> ipc.IpcCommunicator:
     comm = object.__new__(ipc.IpcCommunicator)  # the real view logic, fake memory and kernels
     comm._closed, comm._cp, comm._c = False, cp, _layout.header_constants()
     comm.rank, comm.nranks, comm.max_bytes = rank, n, max_bytes
-    for name in ("_in", "_out"):
-        base, buf = heap.alloc(max_bytes)
-        setattr(comm, name, SimpleNamespace(base=base, buf=buf))
+    comm._in, comm._out = cp.cuda.memory.Memory(max_bytes), cp.cuda.memory.Memory(max_bytes)
     comms = shared["comms"]
     comms[rank] = comm
     script = shared["script"]
@@ -104,9 +103,9 @@ def make_comm(cp, heap: Heap, rank: int, n: int, max_bytes: int, shared: dict, m
             out = comm.recv_view(coll, count, dtype, inplace)
             out.set(res)
             if mode == "overrun" and not inplace:
-                out.buf[out.offset + out.size * info.itemsize] ^= 1
+                cp.HEAP.at(out.data.ptr + out.nbytes, 1)[0] ^= 1
             if mode == "clobber_send" and not inplace:
-                comm.send_view(coll, count, dtype, inplace).np.view(np.uint8)[0] ^= 1
+                cp.HEAP.at(comm.send_view(coll, count, dtype, inplace).data.ptr, 1)[0] ^= 1
         shared["barrier"].wait(timeout=20)
 
     comm.launch = launch
@@ -115,8 +114,7 @@ def make_comm(cp, heap: Heap, rank: int, n: int, max_bytes: int, shared: dict, m
 
 
 def run_ipc_matrix(script, n: int, mode: str = "") -> list[list]:
-    heap = Heap()
-    cp = fake_cupy(heap)
+    cp = fake_cupy()
     small = lambda kind, itemsize, nranks: [0, 1, 17, 4096 + 3, 1000 + 5, 2048 // nranks + 3]  # noqa: E731
     orig = script.ipc_counts
     script.ipc_counts = small
@@ -125,9 +123,9 @@ def run_ipc_matrix(script, n: int, mode: str = "") -> list[list]:
         max_bytes = max(ipc.required_bytes(k, c, _layout.dtype_info(d).itemsize, n) for k, d, _, c, _ in cases) + 4096
         shared = {"n": n, "slots": [None] * n, "barrier": threading.Barrier(n), "comms": [None] * n,
                   "script": script}
-        comms = [make_comm(cp, heap, r, n, max_bytes, shared, mode) for r in range(n)]
+        comms = [make_comm(cp, r, n, max_bytes, shared, mode) for r in range(n)]
         results: list[list] = [[] for _ in range(n)]
-        stream = SimpleNamespace(synchronize=lambda: None)
+        stream = cp.cuda.Stream(non_blocking=True)
 
         def rank_main(r: int) -> None:
             node = FakeNode(r, shared)
@@ -181,14 +179,14 @@ class SimulatedDevice:
     """Device time advances by bytes / bandwidth per operation; events read the clock. The hold
     kernel can be told to end before the launches are queued (overrun) for a number of trials."""
 
-    def __init__(self, heap: Heap, l2_bytes: int, overruns: int = 0) -> None:
-        self.heap, self.clock, self.overruns, self.overrun_now = heap, 0.0, overruns, False
+    def __init__(self, l2_bytes: int, overruns: int = 0) -> None:
+        self.clock, self.overruns, self.overrun_now = 0.0, overruns, False
         self.copy_gbps, self.reduce_gbps = 4000.0, 3600.0
         self.log: list[tuple] = []
         self.l2_bytes = l2_bytes
 
     def cupy(self):
-        cp = fake_cupy(self.heap)
+        cp = fake_cupy()
         device = self
 
         class Event:
@@ -213,11 +211,6 @@ class SimulatedDevice:
             assert "globaltimer" in source and name == "collbench_hold"
             return hold
 
-        def ones(n, dtype=np.float32):
-            a = cp.empty(n, dtype)
-            a.np[...] = 1
-            return a
-
         def memcpy_async(dst, src, n, kind, stream) -> None:
             device.clock += 2 * n / (device.copy_gbps * 1e6)  # milliseconds
             device.log.append(("copy", src, dst))
@@ -226,7 +219,6 @@ class SimulatedDevice:
             return end.time - start.time
 
         cp.RawKernel = raw_kernel
-        cp.ones = ones
         cp.cuda.Event = Event
         cp.cuda.get_elapsed_time = elapsed
         cp.cuda.runtime.memcpyAsync = memcpy_async
@@ -240,7 +232,7 @@ class SimulatedDevice:
 
 def test_bandwidth_section_times_back_to_back_launches_from_hbm(monkeypatch) -> None:
     MiB = check_script.MiB
-    device = SimulatedDevice(Heap(), l2_bytes=4 * MiB)
+    device = SimulatedDevice(l2_bytes=4 * MiB)
     cp = device.cupy()
     monkeypatch.setattr(kernels, "reduce", device.reduce)
     rep = check_script.Report(echo=False)
@@ -261,7 +253,7 @@ def test_bandwidth_section_times_back_to_back_launches_from_hbm(monkeypatch) -> 
 
 
 def test_bandwidth_section_retries_when_launching_outran_the_hold(monkeypatch) -> None:
-    device = SimulatedDevice(Heap(), l2_bytes=1 << 20, overruns=2)
+    device = SimulatedDevice(l2_bytes=1 << 20, overruns=2)
     cp = device.cupy()
     monkeypatch.setattr(kernels, "reduce", device.reduce)
     ms = check_script.time_back_to_back(cp, [lambda: cp.cuda.runtime.memcpyAsync(0, 0, 1 << 20, 3, 0)], trials=2)

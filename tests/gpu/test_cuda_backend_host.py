@@ -1,15 +1,15 @@
 """The cuda backend's host side without a GPU: the hierarchical allreduce's buffer plan on the real
-IpcCommunicator views, with numpy stand-ins for the IPC kernels and NCCL, ranks as threads."""
+IpcCommunicator views, on an in-process instance of the fake CuPy (tests/gpu/fakecuda: its memory,
+streams and one-rank NCCL), with numpy stand-ins for the IPC kernels, ranks as threads."""
 
 from __future__ import annotations
 
 import threading
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pytest
-from _fakes import Heap, fake_cupy  # tests/gpu/_fakes.py
+from fakecuda import fake_cupy  # the one fake CuPy (tests/gpu/fakecuda)
 
 from collbench.algorithms import Collective
 from collbench.backends.base import OpRequest, Placement
@@ -18,15 +18,13 @@ from collbench.dtypes import DTYPES
 from collbench.gpu import _layout, ipc
 
 
-def fake_ipc(cp: Any, heap: Heap, rank: int, shared: dict) -> ipc.IpcCommunicator:
+def fake_ipc(cp: Any, rank: int, shared: dict) -> ipc.IpcCommunicator:
     """An IpcCommunicator with the real view logic on fake memory; launch() does in numpy what
     the kernels do, with the same conventions (views), synchronising the ranks like barriers."""
     comm = object.__new__(ipc.IpcCommunicator)
     comm._closed, comm._cp, comm._c = False, cp, _layout.header_constants()
     comm.rank, comm.nranks, comm.max_bytes = rank, shared["n"], shared["max_bytes"]
-    for name in ("_in", "_out"):
-        base, buf = heap.alloc(comm.max_bytes)
-        setattr(comm, name, SimpleNamespace(base=base, buf=buf))
+    comm._in, comm._out = cp.cuda.memory.Memory(comm.max_bytes), cp.cuda.memory.Memory(comm.max_bytes)
     shared["comms"][rank] = comm
     barrier = shared["barrier"]
 
@@ -49,27 +47,15 @@ def fake_ipc(cp: Any, heap: Heap, rank: int, shared: dict) -> ipc.IpcCommunicato
     return comm
 
 
-class CrossNccl:
-    """NCCL among the ranks with this local index: one node, so a copy when out of place."""
-
-    def __init__(self, heap: Heap) -> None:
-        self.heap = heap
-
-    def allReduce(self, send: int, recv: int, count: int, dtype: int, op: int, stream: int) -> None:
-        assert dtype == 7, "the test runs float32"
-        if send != recv:
-            src, s_off = self.heap.find(send)
-            dst, d_off = self.heap.find(recv)
-            dst[d_off:d_off + 4 * count] = src[s_off:s_off + 4 * count]
-
-
-def make_backend(cp: Any, heap: Heap, rank: int, shared: dict) -> CudaIpcBackend:
+def make_backend(cp: Any, rank: int, shared: dict) -> CudaIpcBackend:
     backend = object.__new__(CudaIpcBackend)
     backend._cupy, backend.rank, backend.size = cp, rank, shared["n"]
     backend.local_rank, backend.local_size, backend.uniform = rank, shared["n"], True
-    backend.stream = SimpleNamespace(ptr=0, synchronize=lambda: None)
-    backend.ipc = fake_ipc(cp, heap, rank, shared)
-    backend._nccl_cross = CrossNccl(heap)
+    backend.stream = cp.cuda.Stream(non_blocking=True)
+    backend.ipc = fake_ipc(cp, rank, shared)
+    # NCCL among the ranks with this local index: one node, so the fake's one-rank NCCL (a copy
+    # when out of place)
+    backend._nccl_cross = cp.cuda.nccl.NcclCommunicator(1, cp.cuda.nccl.get_unique_id(), 0)
     return backend
 
 
@@ -77,12 +63,11 @@ def make_backend(cp: Any, heap: Heap, rank: int, shared: dict) -> CudaIpcBackend
 def test_hierarchical_out_of_place_keeps_its_input(nranks: int) -> None:
     """Out of place, the input is never written: every timed iteration must see the same data.
     (Reducing in place on the input compounded the data from one iteration to the next.)"""
-    heap = Heap()
-    cp = fake_cupy(heap)
+    cp = fake_cupy()
     count = 4 * nranks
     shared = {"n": nranks, "barrier": threading.Barrier(nranks), "comms": [None] * nranks,
               "max_bytes": 4 * count, "launches": []}
-    backends = [make_backend(cp, heap, r, shared) for r in range(nranks)]
+    backends = [make_backend(cp, r, shared) for r in range(nranks)]
     request = OpRequest(Collective.ALLREDUCE, "ipc_hierarchical", DTYPES["float32"], "sum", count, Placement.OUT_OF_PLACE)
     inputs = [np.arange(count, dtype=np.float32) * (r + 1) + r for r in range(nranks)]
     expected = np.sum(inputs, axis=0, dtype=np.float32)
@@ -115,3 +100,5 @@ def test_hierarchical_out_of_place_keeps_its_input(nranks: int) -> None:
             np.testing.assert_array_equal(out, expected, err_msg=f"rank {r}, iteration {i}")
     assert {(kind, inplace) for _, kind, inplace in shared["launches"]} == {("reduce_scatter", False),
                                                                             ("allgather", True)}
+    cross = [call for call in cp.NCCL_CALLS if call[0] == "allReduce"]
+    assert cross and all(dtype == 7 for _, _, dtype in cross), "the test runs float32"

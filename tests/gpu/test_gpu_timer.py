@@ -1,13 +1,15 @@
-"""CudaEventTimer's call order on a logging stand-in for CuPy's streams, events and graphs: where
-the ranks are lined up relative to the start event, and how validation runs in graph mode."""
+"""CudaEventTimer's call order on the fake CuPy's streams, events and graphs (tests/gpu/fakecuda),
+each call logged: where the ranks are lined up relative to the start event, and how validation
+runs in graph mode."""
 
 from __future__ import annotations
 
 import sys
-from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import pytest
+from fakecuda import fake_cupy  # the one fake CuPy (tests/gpu/fakecuda)
 
 
 class Log(list):
@@ -15,62 +17,66 @@ class Log(list):
         self.append(entry[0] if len(entry) == 1 else entry)
 
 
-def logging_cupy(log: Log) -> SimpleNamespace:
-    class Event:
+def logging_cupy(log: Log) -> Any:
+    """A fresh fake CuPy whose events, streams and graphs log their calls; elapsed time is 2 ms."""
+    cp = fake_cupy()
+
+    class Event(cp.cuda.Event):
         count = 0
 
         def __init__(self) -> None:
+            super().__init__()
             Event.count += 1
-            self.name = "start" if Event.count % 2 else "end"
+            self.name = "start" if Event.count % 2 else "end"  # the timer makes start, then end
 
         def record(self, stream: Any = None) -> None:
             log.add(f"record {self.name}")
+            super().record(stream)
 
         def synchronize(self) -> None:
             log.add(f"sync {self.name}")
+            super().synchronize()
 
-    return SimpleNamespace(cuda=SimpleNamespace(Event=Event, get_elapsed_time=lambda a, b: 2.0))
+    class Graph(cp.Graph):
+        def upload(self, stream: Any) -> None:
+            log.add("upload")
+            super().upload(stream)
 
+        def launch(self, stream: Any = None) -> None:
+            log.add(f"launch graph of {len(self.work)}")
+            super().launch(stream)
 
-class Graph:
-    def __init__(self, log: Log, work: list) -> None:
-        self.log, self.work = log, work
+    class Stream(cp.cuda.Stream):
+        def synchronize(self) -> None:
+            log.add("stream sync")
+            super().synchronize()
 
-    def upload(self, stream: Any) -> None:
-        self.log.add("upload")
+        def begin_capture(self, mode: Any = None) -> None:
+            log.add("begin capture")
+            super().begin_capture(mode)
 
-    def launch(self, stream: Any) -> None:
-        self.log.add(f"launch graph of {len(self.work)}")
+        def end_capture(self) -> Graph:
+            log.add("end capture")
+            return Graph(super().end_capture().work)
 
-
-class Stream:
-    def __init__(self, log: Log) -> None:
-        self.log, self.captured = log, None
-
-    def synchronize(self) -> None:
-        self.log.add("stream sync")
-
-    def begin_capture(self) -> None:
-        self.captured = []
-        self.log.add("begin capture")
-
-    def end_capture(self) -> Graph:
-        work, self.captured = self.captured, None
-        self.log.add("end capture")
-        return Graph(self.log, work)
+    cp.cuda.Event, cp.cuda.Stream = Event, Stream
+    cp.cuda.get_elapsed_time = lambda a, b: 2.0
+    return cp
 
 
 @pytest.fixture
 def timer_parts(monkeypatch):
     log = Log()
-    monkeypatch.setitem(sys.modules, "cupy", logging_cupy(log))
+    cp = logging_cupy(log)
+    monkeypatch.setitem(sys.modules, "cupy", cp)
     from collbench.gpu.timer import CudaEventTimer
 
-    stream = Stream(log)
+    stream = cp.cuda.Stream(non_blocking=True)
+    src, dst = cp.ones(4, np.float32), cp.zeros(4, np.float32)
 
     def run() -> None:
-        if stream.captured is not None:
-            stream.captured.append("op")
+        """One operation: a copy on the stream (recorded while capturing, replayed by the graph)."""
+        cp.cuda.runtime.memcpyAsync(dst.data.ptr, src.data.ptr, dst.nbytes, 3, stream.ptr)
         log.add("run")
 
     return log, stream, run, CudaEventTimer

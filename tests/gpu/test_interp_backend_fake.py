@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fakecuda import FAKECUDA  # the one fake CuPy (tests/gpu/fakecuda)
 
 from cbtest import read_jsonl, run_cli
 from collbench.algorithms import Collective, Layout
@@ -23,14 +24,13 @@ from collbench.gpu import interp
 from collbench.gpu._layout import header_constants
 from collbench.gpu.interp_program import constants
 
-FAKE = str(Path(__file__).parent / "fakecuda")
 SCHEDULES = "ring,recursive_doubling,rabenseifner,double_binary_tree,tree,direct,bruck,recursive_halving,pairwise"
 
 
 def _fake_env(tmp_path: Path, **knobs: str) -> dict[str, str]:
     ipc_dir = tmp_path / "ipc"
     ipc_dir.mkdir(exist_ok=True)
-    return {"PYTHONPATH": FAKE + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    return {"PYTHONPATH": FAKECUDA + os.pathsep + os.environ.get("PYTHONPATH", ""),
             "FAKECUDA_IPC_DIR": str(ipc_dir), **knobs}
 
 
@@ -94,11 +94,12 @@ def _backend(nranks: int, per_node: int | None) -> CudaIpcBackend:
     local = per_node or nranks
     backend.size, backend.local_size, backend.uniform = nranks, local, nranks % local == 0
     backend.layout = Layout.blocked(nranks, per_node) if per_node else None
+    backend.groups = backend.layout.nodes if backend.layout is not None else (tuple(range(nranks)),)
     backend.algorithm_options = {}
     return backend
 
 
-@pytest.mark.parametrize("nranks,per_node", [(4, None), (7, None), (12, None), (6, 3)])
+@pytest.mark.parametrize("nranks,per_node", [(4, None), (7, None), (12, None), (6, 3), (18, 9)])
 def test_list_says_yes_exactly_where_the_interpreter_runs(nranks, per_node):
     backend = _backend(nranks, per_node)
     checked = 0
@@ -115,6 +116,8 @@ def test_list_says_yes_exactly_where_the_interpreter_runs(nranks, per_node):
     rows = {(c, a): s for c, a, b, s in capability_rows(nranks, per_node, EVERYTHING) if b == "cuda"}
     if nranks <= 8 and per_node is None:
         assert rows[("allreduce", "ring")] == "yes" and rows[("broadcast", "tree")] == "yes"
+    elif per_node is not None and per_node <= 8:  # across nodes: the interpreter inside, NCCL across
+        assert rows[("allreduce", "ring")] == rows[("allreduce", "hierarchical")] == "yes (executor cuda-interp+nccl)"
     else:
         assert rows[("allreduce", "ring")].startswith("the schedule interpreter")
 

@@ -11,7 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-FAKE = str(Path(__file__).parent / "fakecuda")
+from fakecuda import FAKECUDA  # the one fake CuPy (tests/gpu/fakecuda)
+
 DRIVER = """
 import json, sys
 from collbench.algorithms import Collective
@@ -31,7 +32,7 @@ ALL = ["allreduce", "allgather", "reduce_scatter"]
 
 def _run(tmp_path: Path, ranks=(2, 3), collectives=ALL, sizes=(64,), **env: str) -> dict:
     (tmp_path / "ipc").mkdir(exist_ok=True)
-    full = {**os.environ, "PYTHONPATH": FAKE + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    full = {**os.environ, "PYTHONPATH": FAKECUDA + os.pathsep + os.environ.get("PYTHONPATH", ""),
             "FAKECUDA_IPC_DIR": str(tmp_path / "ipc"), **env}
     args = json.dumps([list(ranks), list(collectives), list(sizes)])
     proc = subprocess.run([sys.executable, "-c", DRIVER, args], capture_output=True, text=True, env=full, timeout=300)

@@ -1,42 +1,28 @@
 """IpcCommunicator's host side without a GPU: setup, handle exchange, agreed failures, launch
-arguments, error decoding and close, with ranks as threads and a fake CUDA runtime."""
+arguments, error decoding and close, with ranks as threads on an in-process instance of the fake
+CuPy (tests/gpu/fakecuda), whose IPC handles are replaced here by ones that name the pointer."""
 
 from __future__ import annotations
 
-import ctypes
 import sys
 import threading
 from types import ModuleType, SimpleNamespace
 
 import numpy as np
 import pytest
-from _fakes import FakeNode, Heap, fake_cupy  # tests/gpu/_fakes.py
+from _gpu_helpers import FakeNode
+from fakecuda import fake_cupy  # the one fake CuPy (tests/gpu/fakecuda)
 
 from collbench.gpu import _layout, ipc
 
 MAPPED = 0x100000000000  # fake peer mappings live at own address + MAPPED
 
 
-def fake_runtime_cupy(heap: Heap, log: list, fail_open_on_rank: int = -1, free_bytes: int = 1 << 34) -> SimpleNamespace:
-    cp = fake_cupy(heap)
+def fake_runtime_cupy(log: list, fail_open_on_rank: int = -1, free_bytes: int = 1 << 34) -> ModuleType:
+    """The fake CuPy, with IPC handles that carry the owner's pointer: a peer's open logs and
+    returns it + MAPPED (or fails on one rank), a close logs; ``cp.local.rank`` is the thread's rank."""
+    cp = fake_cupy()
     local = threading.local()
-
-    class Memory:
-        def __init__(self, size: int) -> None:
-            self.ptr, self.buf = heap.alloc(size)
-            self.base = self.ptr
-            self.size = size
-
-    def write(ptr: int, data: bytes) -> None:
-        buf, off = heap.find(ptr)
-        buf[off:off + len(data)] = np.frombuffer(data, np.uint8)
-
-    def memcpy(dst: int, src: int, n: int, kind: int) -> None:
-        if kind == 1:  # host to device
-            write(dst, ctypes.string_at(src, n))
-        else:  # device to host
-            buf, off = heap.find(src)
-            ctypes.memmove(dst, buf[off:off + n].tobytes(), n)
 
     def ipc_open(handle: bytes, flags: int) -> int:
         if local.rank == fail_open_on_rank:
@@ -47,15 +33,9 @@ def fake_runtime_cupy(heap: Heap, log: list, fail_open_on_rank: int = -1, free_b
 
     rt = cp.cuda.runtime
     rt.memGetInfo = lambda: (free_bytes, 1 << 35)
-    rt.deviceSynchronize = lambda: None
     rt.ipcGetMemHandle = lambda ptr: int(ptr).to_bytes(8, "little") + bytes(56)
     rt.ipcOpenMemHandle = ipc_open
     rt.ipcCloseMemHandle = lambda p: log.append(("close", local.rank, p))
-    rt.memcpy = memcpy
-    rt.memcpyHostToDevice, rt.memcpyDeviceToHost = 1, 2
-    rt.cudaIpcMemLazyEnablePeerAccess = 1
-    cp.cuda.memory = SimpleNamespace(Memory=Memory)
-    cp.cuda.Device = lambda *a: SimpleNamespace(id=0, pci_bus_id="0000:19:00.0", synchronize=lambda: None)
     cp.local = local
     return cp
 
@@ -98,8 +78,8 @@ def run_ranks(n: int, body, cp) -> list:
 
 def test_setup_exchanges_handles_and_builds_the_descriptor(fake_env) -> None:
     monkeypatch, launches = fake_env
-    heap, log = Heap(), []
-    cp = fake_runtime_cupy(heap, log)
+    log: list = []
+    cp = fake_runtime_cupy(log)
     monkeypatch.setattr(ipc, "cupy_module", lambda: cp)
     c = _layout.header_constants()
 
@@ -142,7 +122,7 @@ def test_setup_exchanges_handles_and_builds_the_descriptor(fake_env) -> None:
 
 def test_setup_failure_on_one_rank_raises_on_every_rank(fake_env) -> None:
     monkeypatch, _ = fake_env
-    cp = fake_runtime_cupy(Heap(), [], fail_open_on_rank=1)
+    cp = fake_runtime_cupy([], fail_open_on_rank=1)
     monkeypatch.setattr(ipc, "cupy_module", lambda: cp)
     res = run_ranks(3, lambda r, node: ipc.IpcCommunicator(node, 1000), cp)
     for r in res:
@@ -152,7 +132,7 @@ def test_setup_failure_on_one_rank_raises_on_every_rank(fake_env) -> None:
 
 def test_not_enough_memory_is_a_clear_agreed_error(fake_env) -> None:
     monkeypatch, _ = fake_env
-    cp = fake_runtime_cupy(Heap(), [], free_bytes=10 << 20)
+    cp = fake_runtime_cupy([], free_bytes=10 << 20)
     monkeypatch.setattr(ipc, "cupy_module", lambda: cp)
     res = run_ranks(2, lambda r, node: ipc.IpcCommunicator(node, 100 << 20), cp)
     assert all(isinstance(r, ipc.IpcError) and "MiB free" in str(r) for r in res)
@@ -160,8 +140,7 @@ def test_not_enough_memory_is_a_clear_agreed_error(fake_env) -> None:
 
 def test_argument_errors_and_timeout_record(fake_env) -> None:
     monkeypatch, _ = fake_env
-    heap = Heap()
-    cp = fake_runtime_cupy(heap, [])
+    cp = fake_runtime_cupy([])
     monkeypatch.setattr(ipc, "cupy_module", lambda: cp)
     c = _layout.header_constants()
 
@@ -195,7 +174,7 @@ def test_large_launch_grid_is_what_can_be_resident(fake_env) -> None:
     """3 ranks on one GPU, 2 blocks/SM x 132 SMs: 88 blocks each (under MPS the three kernels
     are resident together), not the 132 of an idle GPU, even when max_blocks allows more."""
     monkeypatch, launches = fake_env
-    cp = fake_runtime_cupy(Heap(), [])
+    cp = fake_runtime_cupy([])
     monkeypatch.setattr(ipc, "cupy_module", lambda: cp)
 
     def body(r, node):
@@ -234,7 +213,7 @@ def test_a_timeout_on_one_rank_is_raised_on_every_rank(fake_env) -> None:
     """The last barrier timed out on rank 1 only; its peers' kernels returned normally. The
     collective check raises on every rank, naming rank 1 (a local check passes on the peers)."""
     monkeypatch, _ = fake_env
-    cp = fake_runtime_cupy(Heap(), [])
+    cp = fake_runtime_cupy([])
     monkeypatch.setattr(ipc, "cupy_module", lambda: cp)
     c = _layout.header_constants()
 
@@ -263,7 +242,7 @@ def test_a_timeout_on_one_rank_is_raised_on_every_rank(fake_env) -> None:
 
 def test_errors_on_several_ranks_are_all_named(fake_env) -> None:
     monkeypatch, _ = fake_env
-    cp = fake_runtime_cupy(Heap(), [])
+    cp = fake_runtime_cupy([])
     monkeypatch.setattr(ipc, "cupy_module", lambda: cp)
     c = _layout.header_constants()
 
@@ -292,8 +271,7 @@ def test_check_script_sees_a_one_rank_timeout_on_every_rank(fake_env) -> None:
     from _gpu_helpers import load_check_script
 
     monkeypatch, _ = fake_env
-    heap = Heap()
-    cp = fake_runtime_cupy(heap, [])
+    cp = fake_runtime_cupy([])
     monkeypatch.setattr(ipc, "cupy_module", lambda: cp)
     c = _layout.header_constants()
 

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
+from fakecuda import FAKECUDA  # the one fake CuPy (tests/gpu/fakecuda)
 
 from cbtest import read_jsonl, run_cli
 from collbench.algorithms import Collective, Problem
@@ -15,14 +16,13 @@ from collbench.execute.bind import lower
 from collbench.execute.programs import build_program
 from collbench.trace.nvtx import STEP_SEPARATOR
 
-FAKE = str(Path(__file__).parent / "fakecuda")
 pytestmark = pytest.mark.mpi
 
 
 def _env(tmp_path: Path, **knobs: str) -> dict[str, str]:
     nvtx_dir = tmp_path / "nvtx"
     nvtx_dir.mkdir(exist_ok=True)
-    return {"PYTHONPATH": FAKE + os.pathsep + os.environ.get("PYTHONPATH", ""), "FAKECUDA_UUID": "per-rank",
+    return {"PYTHONPATH": FAKECUDA + os.pathsep + os.environ.get("PYTHONPATH", ""), "FAKECUDA_UUID": "per-rank",
             "FAKECUDA_NCCL_DIR": str(tmp_path), "FAKECUDA_NVTX_DIR": str(nvtx_dir), **knobs}
 
 

@@ -5,9 +5,9 @@ CLI on the fake CuPy is in tests/gpu/test_trace_gpu_fake.py."""
 from __future__ import annotations
 
 import sys
-import types
 
 import pytest
+from gpu.fakecuda import fake_cupy  # the one fake CuPy (tests/gpu/fakecuda)
 
 from collbench.algorithms import Collective, Problem
 from collbench.backends.base import OpRequest, Placement
@@ -21,20 +21,20 @@ from collbench.trace import nvtx
 FLOAT32 = parse_dtypes("float32")[0]
 
 
+def _install_fake_cupy(monkeypatch):
+    """A fresh fake CuPy as `cupy` for the test (its NVTX binding records pushes and pops)."""
+    cp = fake_cupy()
+    monkeypatch.setitem(sys.modules, "cupy", cp)
+    monkeypatch.setitem(sys.modules, "cupy.cuda", cp.cuda)
+    return cp
+
+
 @pytest.fixture
 def recorded(monkeypatch):
-    """A CuPy whose NVTX binding records pushes and pops; ranges on for the test, off after."""
-    events: list[tuple[str, str | None]] = []
-    binding = types.SimpleNamespace(available=True, RangePush=lambda name, id_color=-1: events.append(("push", name)),
-                                    RangePop=lambda: events.append(("pop", None)))
-    cuda = types.ModuleType("cupy.cuda")
-    cuda.nvtx = binding  # type: ignore[attr-defined]
-    cupy = types.ModuleType("cupy")
-    cupy.cuda = cuda  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "cupy", cupy)
-    monkeypatch.setitem(sys.modules, "cupy.cuda", cuda)
+    """The fake CuPy's NVTX events; ranges on for the test, off after."""
+    cp = _install_fake_cupy(monkeypatch)
     nvtx.configure(True)
-    yield events
+    yield cp.NVTX_EVENTS
     nvtx.configure(False)
 
 
@@ -105,12 +105,8 @@ def test_configure_refuses_a_cupy_without_nvtx(monkeypatch):
     with pytest.raises(UsageError, match="--nvtx needs CuPy"):
         nvtx.configure(True)
     assert not nvtx.enabled()
-    cuda = types.ModuleType("cupy.cuda")
-    cuda.nvtx = types.SimpleNamespace(available=False)  # type: ignore[attr-defined]
-    cupy = types.ModuleType("cupy")
-    cupy.cuda = cuda  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "cupy", cupy)
-    monkeypatch.setitem(sys.modules, "cupy.cuda", cuda)
+    cp = _install_fake_cupy(monkeypatch)
+    cp.cuda.nvtx.available = False  # a CuPy built without NVTX
     with pytest.raises(UsageError, match="without NVTX"):
         nvtx.configure(True)
     assert not nvtx.enabled()

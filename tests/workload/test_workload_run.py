@@ -88,10 +88,10 @@ def test_nccl_backend_through_the_cpu_fake(tmp_path):
     each its own fake GPU). The fake's NCCL spans MPI's world only, so sub-group communicators
     (tp and dp groups at once) need a real GPU node."""
     import os
-    from pathlib import Path
 
-    fake = str(Path(__file__).parents[1] / "gpu" / "fakecuda")
-    env = {"PYTHONPATH": fake + os.pathsep + os.environ.get("PYTHONPATH", ""), "FAKECUDA_UUID": "per-rank",
+    from gpu.fakecuda import FAKECUDA  # the one fake CuPy (tests/gpu/fakecuda)
+
+    env = {"PYTHONPATH": FAKECUDA + os.pathsep + os.environ.get("PYTHONPATH", ""), "FAKECUDA_UUID": "per-rank",
            "FAKECUDA_NCCL_DIR": str(tmp_path)}
     out = tmp_path / "nccl.jsonl"
     result = run_cli(["workload", "run", "gpt2", "--plan", "ddp", "--backend", "nccl", "--scale", "1/256",

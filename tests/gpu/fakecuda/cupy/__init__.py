@@ -4,7 +4,10 @@ It exists so the GPU backends' Python (buffer views, NCCL call sequences, graph 
 timing, metadata) runs end to end under the real CLI on a machine without a GPU. Device memory is
 numpy; pointers are fake addresses resolved through a heap; streams execute immediately unless
 capturing, in which case work is recorded and replayed by the graph. Put this directory first on
-PYTHONPATH to use it; never install it.
+PYTHONPATH to use it (subprocesses, MPI ranks); never install it. In the test process,
+``fakecuda.fake_cupy()`` (tests/gpu/fakecuda/__init__.py) gives a fresh instance of this package
+with its own heap, streams and logs, and leaves ``import cupy`` alone: only the package imported
+as ``cupy`` registers ``cupy.cuda`` and friends in sys.modules.
 
 NCCL: at world size 1 collectives are copies. At world size > 1 (one process per rank, launched
 by mpiexec) init meets the peers through files in FAKECUDA_NCCL_DIR (like NCCL's bootstrap, it
@@ -29,9 +32,11 @@ Knobs (environment), for tests that need a GPU setup this machine does not have:
 
 from __future__ import annotations
 
+import bisect
 import os
 import sys
 import tempfile
+import threading
 import time
 import types
 from typing import Any, Callable
@@ -41,26 +46,65 @@ import numpy as np
 __version__ = "0.0-fake"
 uint8, uint16, uint64, float16, float32 = np.uint8, np.uint16, np.uint64, np.float16, np.float32
 
-_HEAP: dict[int, np.ndarray] = {}
-_NEXT = [0x10000000]
+
+class Heap:
+    """Fake device memory: numpy byte buffers at fake addresses, 512-aligned with a gap between
+    allocations (an overrun past one is never inside the next). Thread-safe: in-process tests run
+    ranks as threads on one instance."""
+
+    def __init__(self, start: int = 0x10000000) -> None:
+        self.blocks: dict[int, np.ndarray] = {}
+        self._bases: list[int] = []
+        self._next = start
+        self._lock = threading.Lock()
+
+    def add(self, buf: np.ndarray) -> int:
+        """Place a byte buffer (zeros, or a shared mapping) at a new address; returns it."""
+        with self._lock:
+            base = self._next
+            self.blocks[base] = buf
+            self._bases.append(base)
+            self._next += (buf.size + 1023) // 512 * 512
+            return base
+
+    def alloc(self, nbytes: int) -> int:
+        return self.add(np.zeros(max(int(nbytes), 1), np.uint8))
+
+    def free(self, base: int) -> None:
+        with self._lock:
+            del self.blocks[base]
+            self._bases.remove(base)
+
+    def at(self, ptr: int, nbytes: int) -> np.ndarray:
+        """The ``nbytes`` bytes at ``ptr`` as a writable numpy view (all in one allocation)."""
+        with self._lock:
+            i = bisect.bisect_right(self._bases, ptr) - 1
+            if i >= 0:
+                base = self._bases[i]
+                buf = self.blocks[base]
+                if ptr + nbytes <= base + buf.size:
+                    return buf[ptr - base:ptr - base + nbytes]
+        raise AssertionError(f"fake cupy: {nbytes} bytes at {ptr:#x} are outside every allocation")
+
+
+HEAP = Heap()  # this instance's device memory (every array, stream and IPC mapping lives here)
 _STREAMS: dict[int, "Stream"] = {}
 
 
 def _alloc(nbytes: int) -> int:
-    base = _NEXT[0]
-    _HEAP[base] = np.zeros(max(nbytes, 1), np.uint8)
-    _NEXT[0] += (max(nbytes, 1) + 1023) // 512 * 512
-    return base
+    return HEAP.alloc(nbytes)
 
 
 def _bytes_at(ptr: int, nbytes: int) -> np.ndarray:
-    for base, buf in _HEAP.items():
-        if base <= ptr and ptr + nbytes <= base + buf.size:
-            return buf[ptr - base:ptr - base + nbytes]
-    raise AssertionError(f"fake cupy: {nbytes} bytes at {ptr:#x} are outside every allocation")
+    return HEAP.at(ptr, nbytes)
 
 
 class ndarray:
+    """A 1-D device array: ``size`` elements of ``dtype`` at ``data.ptr`` in HEAP."""
+
+    flags = types.SimpleNamespace(c_contiguous=True)  # only contiguous arrays exist here
+    device = types.SimpleNamespace(id=0)
+
     def __init__(self, base: Any, offset: int = 0, size: int = 0, dtype: Any = None, memptr: Any = None) -> None:
         if memptr is not None:  # cupy.ndarray(shape, dtype=..., memptr=MemoryPointer): the IPC views
             shape = base if isinstance(base, tuple) else (base,)
@@ -99,9 +143,34 @@ class ndarray:
             return out
         return self._np().copy()
 
+    def fill(self, value: Any) -> None:
+        self._np().fill(value)
+
 
 def empty(n: int, dtype: Any = np.float32) -> ndarray:
     return ndarray(_alloc(n * np.dtype(dtype).itemsize), 0, n, dtype)
+
+
+def zeros(n: int, dtype: Any = np.float32) -> ndarray:
+    return empty(n, dtype)  # fresh allocations are zero
+
+
+def ones(n: int, dtype: Any = np.float32) -> ndarray:
+    out = empty(n, dtype)
+    out.fill(1)
+    return out
+
+
+class _MemoryPool:
+    def free_all_blocks(self) -> None:
+        pass
+
+
+_POOL = _MemoryPool()
+
+
+def get_default_memory_pool() -> _MemoryPool:
+    return _POOL
 
 
 class Stream:
@@ -169,6 +238,8 @@ def _device_properties(index: int) -> dict[str, Any]:
 
 
 class Event:
+    done = True  # work runs when enqueued: a recorded event is complete at once
+
     def __init__(self) -> None:
         self.time = 0.0
 
@@ -189,6 +260,9 @@ class _Device:
         self.attributes = {"MultiProcessorCount": 132}
 
     def use(self) -> None:
+        pass
+
+    def synchronize(self) -> None:
         pass
 
 
@@ -381,7 +455,14 @@ def _p2p_flush() -> None:
         return
 
     def exchange() -> None:
-        world = pending[0][1]._world()
+        # MPI's world itself, not the communicator's duplicate: making that is collective, and
+        # with the interpreter inside nodes and NCCL across (gpu/interp_nccl.py) a rank reaches
+        # its first send/recv while its node's peers still spin in an interpreter launch (the
+        # tag keeps these messages apart from collbench's own)
+        from mpi4py import MPI
+
+        world = MPI.COMM_WORLD
+        assert world.Get_size() == pending[0][1].ndev, "the fake NCCL spans MPI's world only"
         requests = [world.isend(_bytes_at(ptr, n).copy(), dest=peer, tag=_P2P_TAG)
                     for kind, _, ptr, n, peer, _ in pending if kind == "send"]
         for kind, _, ptr, n, peer, _ in pending:
@@ -426,28 +507,55 @@ class RawModule:
         import re
 
         if name.startswith("interp_") and "interp_##OPNAME" in self.code:  # csrc/interp.cu
-            return RawKernel(name)
+            return RawKernel(self.code, name)
+        if name.startswith(("reduce_", "finalize_avg_")) and not name.startswith("reduce_many_") \
+                and "finalize_avg_##" in self.code:  # csrc/reduce.cu (not reduce_many)
+            return RawKernel(self.code, name)
 
         stems = set(re.findall(r"\b(compress_\w+?)(?:##|\()", self.code))
         if not any(name == s or name.startswith(s.rstrip("_") + "_") for s in stems):
             raise CompileException(f"fake cupy: kernel {name} is not defined by the module's source")
-        return RawKernel(name)
+        return RawKernel(self.code, name)
 
 
 class RawKernel:
-    def __init__(self, name: str) -> None:
-        self.name = name
+    """cupy.RawKernel(code, name): runs the compress kernels' and the interpreter's stand-ins."""
+
+    def __init__(self, code: str, name: str, options: tuple = (), **_: Any) -> None:
+        self.code, self.name, self.options = code, name, options
 
     def __call__(self, grid: tuple, block: tuple, args: tuple, **_: Any) -> None:
         if self.name.startswith("interp_"):  # the interpreter: on the current stream (capturable)
-            from . import _interp_kernel
-
             stream = _CURRENT[-1].ptr if _CURRENT else 0
             _on_stream(stream, lambda: _interp_kernel.launch(self.name, int(grid[0]), tuple(args)))
             return
-        from ._compress_kernels import launch
+        if self.name.startswith(("reduce_", "finalize_avg_")):  # reduce.cu: on the current stream
+            stream = _CURRENT[-1].ptr if _CURRENT else 0
+            _on_stream(stream, lambda: _reduce_kernel(self.name, tuple(args)))
+            return
+        _compress_kernels.launch(self.name, int(grid[0]), tuple(args))
 
-        launch(self.name, int(grid[0]), tuple(args))
+
+def _reduce_kernel(name: str, args: tuple) -> None:
+    """csrc/reduce.cu's reduce_<op>_<dtype>(dst, a, b, n) and finalize_avg_<dtype>(dst, n, nranks),
+    with the numpy simulator's arithmetic (collbench.algorithms.reduction)."""
+    import ml_dtypes
+
+    from collbench.algorithms.reduction import finalize_avg, reduce_into
+    from collbench.gpu._layout import dtype_info
+
+    def typed(x: Any, n: int, dtype: str) -> np.ndarray:
+        info = dtype_info(dtype)
+        arith = np.dtype(ml_dtypes.bfloat16) if dtype == "bfloat16" else info.storage
+        return _bytes_at(int(x.data.ptr), n * info.itemsize).view(arith)
+
+    if name.startswith("finalize_avg_"):
+        dst, n, nranks = args
+        finalize_avg(typed(dst, int(n), name[len("finalize_avg_"):]), int(nranks))
+        return
+    _, op, dtype = name.split("_", 2)
+    dst, a, b, n = args
+    reduce_into(op, *(typed(x, int(n), dtype) for x in (dst, a, b)))
 
 
 cuda = types.ModuleType("cupy.cuda")
@@ -456,8 +564,11 @@ cuda.get_elapsed_time = lambda start, end: (end.time - start.time) * 1e3
 cuda.get_current_stream = lambda: Stream()
 cuda.compiler = types.SimpleNamespace(CompileException=CompileException)
 
+# -- the submodules: imported now, so that an instance loaded under another name (fake_cupy())
+# needs no sys.modules entry afterwards -------------------------------------------------------
+from . import _compress_kernels, _interp_kernel, _ipc  # noqa: E402
+
 # -- IPC (the cuda backend's IpcCommunicator): shared-file allocations, see _ipc.py -------------
-from . import _ipc  # noqa: E402
 
 cuda.memory = types.SimpleNamespace(Memory=_ipc.Memory)
 cuda.MemoryPointer = _ipc.MemoryPointer
@@ -465,9 +576,6 @@ runtime.memset, runtime.memcpy, runtime.deviceSynchronize = _ipc.memset, _ipc.me
 runtime.ipcGetMemHandle, runtime.ipcOpenMemHandle = _ipc.ipc_get_mem_handle, _ipc.ipc_open_mem_handle
 runtime.ipcCloseMemHandle, runtime.cudaIpcMemLazyEnablePeerAccess = _ipc.ipc_close_mem_handle, 1
 runtime.memcpyHostToDevice, runtime.memcpyDeviceToHost = 1, 2
-sys.modules["cupy.cuda"] = cuda
-sys.modules["cupy.cuda.nccl"] = nccl
-sys.modules["cupy.cuda.runtime"] = runtime  # type: ignore[assignment]
 
 
 # -- NVTX (collbench run --nvtx) and NCCL's INFO log (run --nccl-log) ---------------------------
@@ -492,7 +600,10 @@ nvtx.available = True
 nvtx.RangePush = lambda message, id_color=-1: _nvtx_record("push", message)
 nvtx.RangePop = lambda: _nvtx_record("pop", None)
 cuda.nvtx = nvtx
-sys.modules["cupy.cuda.nvtx"] = nvtx
+
+if __name__ == "cupy":  # the fake is CuPy in this process (first on PYTHONPATH): `import cupy.cuda...`
+    sys.modules.update({"cupy.cuda": cuda, "cupy.cuda.nccl": nccl, "cupy.cuda.runtime": runtime,  # type: ignore[dict-item]
+                        "cupy.cuda.nvtx": nvtx})
 
 
 def _write_nccl_log(ndev: int, rank: int) -> None:
@@ -507,7 +618,7 @@ def _write_nccl_log(ndev: int, rank: int) -> None:
     host, pid = socket.gethostname().split(".")[0], os.getpid()
     path = pattern.replace("%h", host).replace("%p", str(pid)).replace("%%", "%")
     head = f"{host}:{pid}:{pid} [0] NCCL INFO "
-    lines = ([f"NCCL version 2.32.3+cuda13.0"] if rank == 0 else []) + [
+    lines = (["NCCL version 2.32.3+cuda13.0"] if rank == 0 else []) + [
         "NET/Socket : Using [0]lo:127.0.0.1<0>", "Using network Socket",
         "Pattern 4, crossNic 0, nChannels 2, bw 40.000000/40.000000, type NVL/PIX, sameChannels 1"]
     lines += [f"Channel {c:02d}/0 : {rank}[0] -> {(rank + 1) % ndev}[0] via P2P/CUMEM/read"

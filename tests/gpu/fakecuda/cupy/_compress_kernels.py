@@ -16,6 +16,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from . import _bytes_at
+
 _QMAX = {"int8": 127.0, "fp8": 448.0}
 
 
@@ -35,8 +37,6 @@ def _ptr(arg: Any) -> int:
 
 def _at(arg: Any, count: int, dtype: Any) -> np.ndarray | None:
     """The ``count`` elements at pointer ``arg`` (None for a null pointer)."""
-    from . import _bytes_at
-
     ptr = _ptr(arg)
     if ptr == 0:
         return None

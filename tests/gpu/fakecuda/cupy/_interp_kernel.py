@@ -17,15 +17,15 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from collbench.gpu._layout import dtype_info, header_constants
-from collbench.gpu.interp_program import INSTR_DTYPE, DeviceProgram, constants
-from collbench.gpu.interp_reference import RankMachine
-
 from . import _bytes_at
+
+# collbench is imported at the first launch, not with the fake: `import cupy` must not import it.
+if TYPE_CHECKING:
+    from collbench.gpu.interp_reference import RankMachine
 
 #: (kernel name, grid) of every launch, for tests
 LAUNCHES: list[tuple[str, int]] = []
@@ -33,6 +33,9 @@ LAUNCHES: list[tuple[str, int]] = []
 
 def _record(sig: np.ndarray, code: int, peer: int, instr: int, expected: int, seen: int, rank: int,
             waited_s: float, what: int) -> None:
+    from collbench.gpu._layout import header_constants
+    from collbench.gpu.interp_program import constants
+
     h = header_constants()
     err = h["SIG_ERROR_WORD"]
     if sig[err]:
@@ -44,6 +47,8 @@ def _record(sig: np.ndarray, code: int, peer: int, instr: int, expected: int, se
 
 def _corrupt_after_first_write(machine: RankMachine) -> None:
     """Flip a bit of the first element the first data instruction writes, after it ran."""
+    from collbench.gpu.interp_program import constants
+
     step, c = machine.step, constants()
     data = (c["OP_COPY"], c["OP_REDUCE"])
 
@@ -64,6 +69,10 @@ def _corrupt_after_first_write(machine: RankMachine) -> None:
 def launch(name: str, grid: int, args: tuple[Any, ...]) -> None:
     """interp_<op>_<dtype>(const CommDesc* d, const unsigned char* program, u64 timeout_ns)."""
     import ml_dtypes
+
+    from collbench.gpu._layout import dtype_info, header_constants
+    from collbench.gpu.interp_program import INSTR_DTYPE, DeviceProgram, constants
+    from collbench.gpu.interp_reference import RankMachine
 
     LAUNCHES.append((name, grid))
     desc_ptr, prog_ptr, timeout_ns = (int(a) for a in args)

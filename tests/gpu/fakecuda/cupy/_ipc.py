@@ -16,18 +16,14 @@ import tempfile
 
 import numpy as np
 
-from . import _HEAP, _NEXT, _bytes_at
+from . import HEAP, _bytes_at
 
 _PATHS: dict[int, str] = {}   # base address -> file of this process's own allocations
 _OWN: list[str] = []
 
 
 def _map(path: str, nbytes: int) -> int:
-    buf = np.memmap(path, dtype=np.uint8, mode="r+", shape=(nbytes,))
-    base = _NEXT[0]
-    _HEAP[base] = buf
-    _NEXT[0] += (nbytes + 1023) // 512 * 512
-    return base
+    return HEAP.add(np.memmap(path, dtype=np.uint8, mode="r+", shape=(nbytes,)))
 
 
 class Memory:
@@ -52,7 +48,7 @@ class MemoryPointer:
 
 def ipc_get_mem_handle(ptr: int) -> bytes:
     path = _PATHS[ptr]
-    return f"{path}\0{_HEAP[ptr].size}".encode()
+    return f"{path}\0{HEAP.blocks[ptr].size}".encode()
 
 
 def ipc_open_mem_handle(handle: bytes, flags: int = 0) -> int:
@@ -61,7 +57,7 @@ def ipc_open_mem_handle(handle: bytes, flags: int = 0) -> int:
 
 
 def ipc_close_mem_handle(ptr: int) -> None:
-    _HEAP.pop(ptr)
+    HEAP.free(ptr)
 
 
 def memset(ptr: int, value: int, nbytes: int) -> None:
