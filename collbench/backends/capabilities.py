@@ -103,6 +103,12 @@ def _status(collective: Collective, name: str, caps: Capabilities, nranks: int, 
         if reason:
             return reason
     note = caps.native_notes.get(collective) if name == "native" else None
+    # where the executor differs from the backend's usual one (the cuda backend's schedules across
+    # nodes: cuda-interp+nccl), the module says so; the backend's rows carry the same value
+    executor = getattr(importlib.import_module(f"{__package__}.{caps.backend}"), "static_executor", None)
+    composed = executor(collective, name, nranks, layout) if executor is not None else None
+    if composed is not None and "+" in composed:
+        note = f"executor {composed}"
     return f"yes ({note})" if note else "yes"
 
 

@@ -14,6 +14,11 @@ runs on the schedule interpreter (csrc/interp.cu, :mod:`collbench.gpu.interp`): 
 compiled into a per-rank device program and executed by one kernel launch per operation over the
 same IPC buffers, with per-peer-pair flags between steps; rows say ``executor: cuda-interp``. The
 hand-written kernels above stay, as the baselines to beat.
+
+Across nodes (several nodes, or ``--ranks-per-node`` emulating them), a registered schedule runs
+composed (:mod:`collbench.gpu.interp_nccl`): its messages between ranks of one node on the
+interpreter (one IPC communicator per node), its messages between nodes over NCCL send/recv (a
+world communicator), in step order on one stream; rows say ``executor: cuda-interp+nccl``.
 """
 
 from __future__ import annotations
@@ -53,17 +58,37 @@ CAPABILITIES = Capabilities(
 MAX_IPC_RANKS = 8
 
 
+def _on_interpreter(collective: Collective, algorithm: str) -> bool:
+    return algorithm != "native" and algorithm not in CAPABILITIES.own_algorithms.get(collective, ())
+
+
 def static_reason(collective: Collective, algorithm: str, nranks: int, layout: Layout | None) -> str | None:
     """Why the interpreter cannot run a registered schedule at this rank count and layout, before
     any GPU is seen: ``collbench list`` and the backend's own :meth:`~CudaIpcBackend.unsupported_reason`
-    both ask this, so they agree. None for the backend's own algorithms (they have their reasons)."""
-    if algorithm == "native" or algorithm in CAPABILITIES.own_algorithms.get(collective, ()):
+    both ask this, so they agree. None for the backend's own algorithms (they have their reasons).
+    ``layout``: the nodes whose ranks share memory (one IPC communicator each; None: one node)."""
+    if not _on_interpreter(collective, algorithm):
         return None
-    if layout is not None and len(layout.nodes) > 1:
-        return "the schedule interpreter works inside one node (IPC); use the nccl backend across nodes"
+    nodes = layout.nodes if layout is not None else (tuple(range(nranks)),)
+    if len(nodes) > 1:
+        if max(len(node) for node in nodes) > MAX_IPC_RANKS:
+            return (f"the schedule interpreter runs at most {MAX_IPC_RANKS} ranks per node (one IPC communicator "
+                    "per node, NCCL across)")
+        return None
     if nranks > MAX_IPC_RANKS:
         return f"the schedule interpreter runs at most {MAX_IPC_RANKS} ranks (one IPC communicator)"
     return None
+
+
+def static_executor(collective: Collective, algorithm: str, nranks: int, layout: Layout | None) -> str | None:
+    """The ``executor`` rows will carry where :func:`static_reason` says yes, for ``collbench list``
+    (``cuda-interp+nccl`` across nodes); None for the backend's own algorithms."""
+    if not _on_interpreter(collective, algorithm):
+        return None
+    from ..gpu.interp import EXECUTOR as INTERP
+    from ..gpu.interp_nccl import EXECUTOR as COMPOSED
+
+    return COMPOSED if layout is not None and len(layout.nodes) > 1 else INTERP
 
 
 class CudaIpcBackend(Backend):
@@ -100,6 +125,19 @@ class CudaIpcBackend(Backend):
         if errors:
             raise UsageError(errors[0])
         self.uniform = len({s for s, _ in sizes}) == 1
+        # the interpreter's groups: ranks sharing memory (the real node) and, with --ranks-per-node,
+        # the same emulated node; one IPC communicator each, NCCL between them (gpu/interp_nccl.py)
+        from ..gpu.interp_nccl import groups_of
+
+        leader = self.node_comm.allgather(self.rank)[0]
+        lnode = layout.node_of(self.rank) if layout is not None else 0
+        self.groups = groups_of(comm.allgather((leader, lnode)))
+        self.group_comm: Any = None
+        if len(self.groups) > 1:
+            index = next(i for i, g in enumerate(self.groups) if self.rank in g)
+            self.group_comm = comm.Split(index, self.rank)
+        self.group_ipc: Any = None  # IpcCommunicator of the group, made by the first composed schedule
+        self._nccl_world: Any = None
         cupy.cuda.Device(self.device).use()
         self.stream = cupy.cuda.Stream(non_blocking=True)
         # barrier: ranks lined up before a graph's timed replays; after: a barrier timeout inside
@@ -115,17 +153,18 @@ class CudaIpcBackend(Backend):
         return Problem(request.collective, self.size, request.count, request.root, self.layout, request.skew)
 
     def _runs_on_interpreter(self, request: OpRequest) -> bool:
-        algo = request.algorithm
-        return algo != "native" and algo not in CAPABILITIES.own_algorithms.get(request.collective, ())
+        return _on_interpreter(request.collective, request.algorithm)
+
+    def _composed(self) -> bool:
+        """Whether schedules run as the interpreter inside nodes plus NCCL across."""
+        return len(self.groups) > 1
 
     def unsupported_reason(self, request: OpRequest) -> str | None:
         coll, algo = request.collective, request.algorithm
         if self._runs_on_interpreter(request):
             from ..execute.programs import algorithm_unsupported_reason
 
-            if self.size != self.local_size:
-                return static_reason(coll, algo, self.size, Layout.blocked(self.size, self.local_size))
-            reason = static_reason(coll, algo, self.size, self.layout)
+            reason = static_reason(coll, algo, self.size, Layout(self.groups))
             if reason:
                 return reason
             return algorithm_unsupported_reason(algo, self.problem(request), request.op, self.options_for(request))
@@ -178,13 +217,32 @@ class CudaIpcBackend(Backend):
             self._nccl_cross = create_communicator(self.cross_comm, init_rank, nccl.get_unique_id, init_timeout())
         return self._nccl_cross
 
+    def _world_nccl(self) -> Any:
+        """NCCL over every rank: the cross-node messages of composed schedules (made on first use,
+        with the deadline of gpu/nccl_init.py)."""
+        if self._nccl_world is None:
+            from cupy.cuda import nccl
+
+            from ..gpu.nccl_init import create_communicator, init_timeout
+
+            cupy, device, size, rank = self._cupy, self.device, self.size, self.rank
+
+            def init_rank(uid: Any) -> Any:
+                cupy.cuda.Device(device).use()  # the init thread's current device (per thread)
+                return nccl.NcclCommunicator(size, uid, rank)
+
+            self._nccl_world = create_communicator(self.comm, init_rank, nccl.get_unique_id, init_timeout())
+        return self._nccl_world
+
     def _agree_kernel_errors(self) -> None:
         """The timer's after-hook: every rank of the node raises if a kernel failed on any (the
         interpreter's records decoded too)."""
-        if self.ipc is not None:
-            from ..gpu import interp
+        from ..gpu import interp
 
+        if self.ipc is not None:
             interp.check_error_all(self.ipc, self.stream)
+        if self.group_ipc is not None:
+            interp.check_error_all(self.group_ipc, self.stream)
 
     # -- data -----------------------------------------------------------------------------------
 
@@ -195,6 +253,8 @@ class CudaIpcBackend(Backend):
         from ..gpu import interp
 
         interp.check_error(self.ipc, self.stream)  # a barrier timeout inside a kernel becomes an error here
+        if self.group_ipc is not None:
+            interp.check_error(self.group_ipc, self.stream)
         return gpu_device.copy_to_host(view, self.stream)
 
     # -- operations -----------------------------------------------------------------------------
@@ -222,6 +282,8 @@ class CudaIpcBackend(Backend):
     def _prepare_interp(self, request: OpRequest) -> PreparedOp:
         """A registered schedule on the interpreter kernel: every rank's program compiled (a rank
         reads its peers' send sources), this rank's uploaded, one launch per operation."""
+        if self._composed():
+            return self._prepare_composed(request)
         from ..gpu import interp
         from ..gpu.interp_program import compile_rank, memory_lengths
 
@@ -248,6 +310,37 @@ class CudaIpcBackend(Backend):
             interp.check_error(ipc, stream)
 
         return PreparedOp(run, op.input, op.output, executor=interp.EXECUTOR, teardown=teardown)
+
+    def _prepare_composed(self, request: OpRequest) -> PreparedOp:
+        """A registered schedule across nodes: in-node messages on the interpreter (the group's IPC
+        communicator), cross-node messages over NCCL send/recv, in step order on the stream."""
+        from ..gpu import interp, interp_nccl
+        from ..gpu.ipc import IpcCommunicator, IpcError
+
+        schedule = get_algorithm(request.algorithm).schedule(self.problem(request), self.options_for(request))
+        in_place = request.placement is Placement.IN_PLACE
+        plans = interp_nccl.plan_all(schedule, self.groups, in_place, request.op)
+        programs = interp_nccl.compile_parts(schedule.problem, plans, self.rank, in_place)
+        need = interp_nccl.memory_need(schedule.problem, plans[self.rank], programs, in_place) * request.dtype.itemsize
+        need = max(self.group_comm.allgather(max(need, 256)))
+        if self.group_ipc is None or self.group_ipc.max_bytes < need:
+            if self.group_ipc is not None:
+                self.group_ipc.close()
+                self.group_ipc = None
+            try:
+                self.group_ipc = IpcCommunicator(self.group_comm, need)
+            except IpcError as exc:
+                raise UsageError(str(exc)) from None
+        ipc, stream = self.group_ipc, self.stream
+        runner = interp_nccl.ComposedRun(ipc, self._world_nccl(), stream, schedule.problem, plans[self.rank],
+                                         programs, in_place, request.dtype.name, request.op)
+        run = nvtx.collective(runner.run, request, self.size)  # --nvtx: a named range (else run itself)
+
+        def teardown() -> None:
+            runner.free()
+            interp.check_error(ipc, stream)
+
+        return PreparedOp(run, runner.input, runner.output, executor=interp_nccl.EXECUTOR, teardown=teardown)
 
     def _prepare_hierarchical(self, request: OpRequest) -> PreparedOp:
         from ..gpu.nccl_lib import NCCL_DTYPES, NCCL_OPS
@@ -303,5 +396,11 @@ class CudaIpcBackend(Backend):
         self.stream.synchronize()
         if self.ipc is not None:
             self.ipc.close()
+        if self.group_ipc is not None:
+            self.group_ipc.close()
+        if self.group_comm is not None:
+            self.group_comm.Free()
         if self._nccl_cross is not None:
             self._nccl_cross.destroy()
+        if self._nccl_world is not None:
+            self._nccl_world.destroy()

@@ -36,7 +36,9 @@ EXECUTOR = ROW_CUDA_INTERP
 #: NOT YET MEASURED: no GPU was lent while the interpreter was written. The ``interp`` section of
 #: scripts/gpu_kernels_check.py measures it (microseconds per step at 8 bytes, next to one-shot
 #: and two-shot); a profile may then carry it as ``"interp": {"step_us": ..., "source": ...}``
-#: (:func:`step_cost_us`). ``collbench model predict`` does not use it yet (docs/gpu.md).
+#: (:func:`step_cost_us`), and ``collbench model predict`` then shows ``<algorithm>@interp`` next
+#: to each schedule on NCCL p2p (analysis/model/predict.py ``interp_model``: a step inside a node
+#: costs this instead of the intra α). No shipped profile has it: it has not been measured.
 STEP_US: Optional[float] = None
 
 
@@ -211,6 +213,33 @@ class InterpOp:
         else:
             with stream:
                 self.kernel((self.grid,), (self.threads,), self._args)
+
+    def free(self) -> None:
+        self._device_program = None
+
+
+class ProgramLaunch:
+    """One uploaded device program and its bound launch, on an IPC communicator whose ranks are
+    the program's (the multi-node composition's parts, :mod:`collbench.gpu.interp_nccl`)."""
+
+    def __init__(self, ipc: Any, program: DeviceProgram, dtype: str, op: Optional[str]) -> None:
+        cp = ipc._cp
+        if program.nranks != ipc.nranks or program.rank != ipc.rank:
+            raise ValueError(f"a program of rank {program.rank}/{program.nranks} on IPC rank {ipc.rank}/{ipc.nranks}")
+        info = dtype_info(dtype)
+        self.program = program
+        raw = program.to_bytes(ipc.max_bytes, info.itemsize)
+        self._device_program = cp.empty(raw.size, dtype=cp.uint8)
+        self._device_program.set(raw)
+        name = kernel_name(op, dtype)
+        self.kernel = _kernel(name, dtype)
+        self.grid = plan_grid(program, info.itemsize, ipc.grid_cap(self.kernel, f"{name}/{dtype}"), ipc.threads)
+        self.threads = ipc.threads
+        self._args = (np.uint64(ipc._desc.ptr), np.uint64(self._device_program.data.ptr), np.uint64(ipc.timeout_ns))
+
+    def launch(self, stream: Any) -> None:
+        with stream:
+            self.kernel((self.grid,), (self.threads,), self._args)
 
     def free(self) -> None:
         self._device_program = None

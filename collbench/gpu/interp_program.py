@@ -275,6 +275,15 @@ class _Compiler:
     stage_max: int = 0
     fused: int = 0
     staged: int = 0
+    # a part of the rank's steps (the multi-node composition, gpu/interp_nccl.py): positions
+    # [start, stop) of its steps; `nranks` ranks in the program (the views are numbered 0..nranks-1),
+    # memory laid out as `memory_rank`'s of the problem; `open_end`: more work (NCCL) follows that
+    # the views do not show, so whatever is alive at `stop` stays live; no finalize then
+    start: int = 0
+    stop: int | None = None
+    nranks: int | None = None
+    memory_rank: int | None = None
+    open_end: bool = False
 
     READY_OUT, READY_IN, DONE_OUT, DONE_IN = 0, 1, 2, 3
 
@@ -376,7 +385,8 @@ class _Compiler:
 
         if not local_ops(steps[t_pos].local[j + 1:]):
             return False
-        for step in steps[t_pos + 1:]:
+        stop = len(steps) if self.stop is None else self.stop
+        for step in steps[t_pos + 1:stop]:
             if not live:
                 return True
             if any(read(view.span(s)) for _, s in step.sends):
@@ -385,19 +395,24 @@ class _Compiler:
                 write(view.span(s))
             if not local_ops(step.local):
                 return False
+        if self.open_end or stop < len(steps):  # what follows is not in view: alive means live
+            return not live
         if view.lowered.finalize is not None and read(view.span(view.lowered.finalize)):
             return False
         return not any(view.output.overlaps(x) for x in live)
 
     # -- the program ---------------------------------------------------------------------------------
     def compile(self) -> DeviceProgram:
-        p, me = self.problem.nranks, self.rank
+        p, me = self.nranks or self.problem.nranks, self.rank
         self.counts = np.zeros((4, p), dtype=np.int64)
         view = self.views[me]
         sources = _matching_sources(self.views, me)
-        for t_pos, step in enumerate(view.lowered.steps):
-            self._step(t_pos, step, sources.get(step.index, {}))
-        if view.lowered.finalize is not None:
+        steps = view.lowered.steps
+        stop = len(steps) if self.stop is None else self.stop
+        for t_pos in range(self.start, stop):
+            self._step(t_pos, steps[t_pos], sources.get(steps[t_pos].index, {}))
+        whole = self.start == 0 and stop == len(steps) and not self.open_end
+        if view.lowered.finalize is not None and whole:
             span = view.span(view.lowered.finalize)
             self._wait_before_write(span)
             self._data(_c("OP_DIVIDE"), span, Ref(me, span.mem, span.offset))
@@ -414,8 +429,9 @@ class _Compiler:
                 ins = (ins[0], ins[1], ins[2], 0, -1, 0, -1, 0, 0, 0, 0, 0)
             instrs[i] = ins
         scratch = max(view.lowered.scratch_len, self.stage_max)
-        return DeviceProgram(me, p, instrs, scratch, memory_lengths(self.problem, me, self.in_place, scratch),
-                             self.counts.astype(np.uint32), len(view.lowered.steps), self.fused, self.staged)
+        mrank = me if self.memory_rank is None else self.memory_rank
+        return DeviceProgram(me, p, instrs, scratch, memory_lengths(self.problem, mrank, self.in_place, scratch),
+                             self.counts.astype(np.uint32), stop - self.start, self.fused, self.staged)
 
     def _step(self, t_pos: int, step: Any, sources: dict[int, list[Span]]) -> None:
         me, view = self.rank, self.views[self.rank]

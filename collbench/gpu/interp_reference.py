@@ -333,3 +333,114 @@ def interpret(schedule: Schedule, inputs: Sequence[np.ndarray], op: str, in_plac
     run_programs(progs, lambda rank, mem: mems[rank][mem], op, policy=policy, seed=seed, launches=launches,
                  races=races)
     return [m[o:o + n].copy() for m, o, n in outputs]
+
+
+def interpret_composed(schedule: Schedule, groups: Sequence[Sequence[int]], inputs: Sequence[np.ndarray], op: str,
+                       in_place: bool = False, *, policy: str = "forward", seed: int = 0,
+                       races: bool = True) -> list[np.ndarray]:
+    """:func:`interpret` for the multi-node composition (:mod:`collbench.gpu.interp_nccl`): each
+    group's interpreter launches run on :class:`RankMachine` (group-local ranks, one signal
+    buffer set and one race detector per group, kept across launches), the NCCL parts as
+    messages matched in order per pair (a receive completes when its send was posted), their
+    local operations and the final avg division with the simulator's arithmetic. The ranks are
+    interleaved by ``policy``. Returns each rank's output range (a copy)."""
+    from ..algorithms import Buf, Copy, Slice
+    from ..algorithms.reduction import finalize_avg as divide
+    from .interp_nccl import compile_parts, memory_need, plan_all
+
+    problem: Problem = schedule.problem
+    p = problem.nranks
+    plans = plan_all(schedule, groups, in_place, op)
+    programs = [compile_parts(problem, plans, r, in_place) for r in range(p)]
+    dtype = np.asarray(inputs[0]).dtype
+    mems: list[list[np.ndarray]] = []
+    outputs = []
+    wheres = []
+    for r in range(p):
+        n = memory_need(problem, plans[r], programs[r], in_place)
+        where = regions(problem, r, in_place, plans[r].filtered.scratch_len)
+        wheres.append(where)
+        mem = [_poison(n, dtype), _poison(n, dtype), _poison(n, dtype)]
+        reg = where[Buf.INPUT]
+        mem[0 if reg.memory is Memory.SEND else 1][reg.offset:reg.offset + reg.length] = inputs[r]
+        mems.append(mem)
+        out = where[Buf.OUTPUT]
+        outputs.append((mem[0 if out.memory is Memory.SEND else 1], out.offset, out.length))
+    index = {Memory.SEND: 0, Memory.RECV: 1, Memory.SCRATCH: 2}
+
+    def arr(r: int, s: Slice) -> np.ndarray:
+        reg = wheres[r][s.buf]
+        return mems[r][index[reg.memory]][reg.offset + s.offset:reg.offset + s.offset + s.length]
+
+    group_of = {r: tuple(g) for g in groups for r in g}
+    sigs = {g: [np.zeros(signal_words(), dtype=np.uint32) for _ in g] for g in map(tuple, groups)}
+    def group_memory(g: tuple[int, ...]) -> Callable[[int, int], np.ndarray]:
+        def memory(local_rank: int, mem: int) -> np.ndarray:  # IPC ranks of the group -> global
+            return mems[g[local_rank]][mem]
+        return memory
+
+    detectors = {g: RaceDetector(len(g), group_memory(g)) if races else None for g in map(tuple, groups)}
+    mailbox: dict[tuple[int, int], list[np.ndarray]] = {}
+    pos = [0] * p
+    machine: list[RankMachine | None] = [None] * p
+    posted = [False] * p
+    rng = random.Random(seed)
+
+    def advance(r: int) -> bool:
+        parts = plans[r].parts
+        if pos[r] == len(parts):
+            return False
+        part, g = parts[pos[r]], group_of[r]
+        if part.kind == "interp":
+            prog = programs[r][pos[r]]
+            assert prog is not None
+            m = machine[r]
+            if m is None:
+                m = machine[r] = RankMachine(prog, group_memory(g), sigs[g], op, detectors[g])
+            progressed = False
+            while True:
+                state = m.step()
+                if state == "blocked":
+                    return progressed
+                progressed = True
+                if state == "done":
+                    machine[r] = None
+                    pos[r] += 1
+                    return True
+        if not posted[r]:
+            for q, s in part.sends:
+                mailbox.setdefault((r, q), []).append(arr(r, s).copy())
+            posted[r] = True
+        if any(not mailbox.get((q, r)) for q, _ in part.recvs):
+            # receives from one peer match in order: wait until every one is there
+            need: dict[int, int] = {}
+            for q, _ in part.recvs:
+                need[q] = need.get(q, 0) + 1
+            if any(len(mailbox.get((q, r), [])) < k for q, k in need.items()):
+                return True
+        for q, s in part.recvs:
+            np.copyto(arr(r, s), mailbox[(q, r)].pop(0))
+        for item in part.local:
+            if isinstance(item, Copy):
+                np.copyto(arr(r, item.dst), arr(r, item.src).copy())
+            else:
+                reduce_into(op or "sum", arr(r, item.dst), arr(r, item.a), arr(r, item.b))
+        posted[r] = False
+        pos[r] += 1
+        return True
+
+    while any(pos[r] < len(plans[r].parts) for r in range(p)):
+        order = list(range(p)) if policy != "backward" else list(range(p - 1, -1, -1))
+        if policy == "random":
+            rng.shuffle(order)
+        before = (list(pos), [m.pc if m else -1 for m in machine], sum(map(len, mailbox.values())))
+        for r in order:
+            advance(r)
+        after = (list(pos), [m.pc if m else -1 for m in machine], sum(map(len, mailbox.values())))
+        if before == after:
+            raise InterpDeadlock(f"composed run stuck at parts {pos}")
+    for r in range(p):
+        fin = plans[r].filtered.finalize
+        if fin is not None and fin.length:
+            divide(arr(r, fin), p)
+    return [m[o:o + n].copy() for m, o, n in outputs]

@@ -261,7 +261,8 @@ POLARIS_ALLREDUCE = [POLARIS / f"allreduce-{run}.jsonl" for run in
 def test_polaris_logs_judged_with_the_other_polaris_logs(tmp_path, name, passes):
     """ALCF Polaris (4x A100 NVLink, two Slingshot NICs per node): each file judged with the
     perlmutter profile (same node class, four NICs) plus factors fitted on every *other* Polaris
-    allreduce file (allgather logs are left out of fits: their zero-byte rows spoil the LL fit).
+    allreduce file (allgather logs are never fitted on; their zero-byte rows, which used to spoil
+    the LL fit, are skipped by ``calibrate --from`` now: test_model_fit_zero_bytes.py).
     Recorded, misses included (docs/performance.md section 9): a change of verdict means the
     table there needs updating."""
     judged = POLARIS / name

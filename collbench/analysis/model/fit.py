@@ -69,8 +69,18 @@ def _nodes(results: ResultsFile) -> int:
     return int(results.metadata.get("nnodes") or 1)
 
 
-def samples(paths: Sequence[str], system: nccl.NcclSystem) -> list[Sample]:
-    """NCCL native rows of ``paths`` with NCCL's choice for each (other rows are skipped)."""
+#: why a usable NCCL row was left out of the fit -> the summary line's words
+SKIP_REASONS = {"zero_bytes": "rows of 0 bytes (a count of 0 per rank: nccl-tests times an empty "
+                              "launch there, which no latency or bandwidth term describes)"}
+
+
+def samples(paths: Sequence[str], system: nccl.NcclSystem,
+            skipped: dict[str, int] | None = None) -> list[Sample]:
+    """NCCL native rows of ``paths`` with NCCL's choice for each (other rows are skipped).
+
+    Rows of 0 bytes (nccl-tests' allgather and reduce_scatter below one element per rank) are
+    left out: their time is a bare launch, and fitting them drives the LL latency factor to
+    nearly 0. ``skipped`` (reason -> count, :data:`SKIP_REASONS`) counts them when given."""
     out = []
     for path in expand_paths(paths):
         results = read_results(path)
@@ -81,7 +91,11 @@ def samples(paths: Sequence[str], system: nccl.NcclSystem) -> list[Sample]:
                 continue
             coll = Collective.parse(row.collective)
             nbytes = bytes_for_count(coll, row.count, _itemsize(row), row.nranks)
-            choice = nccl.choose(system, coll, row.nranks, nnodes, max(1, nbytes))
+            if nbytes <= 0 or row.bytes <= 0:
+                if skipped is not None:
+                    skipped["zero_bytes"] = skipped.get("zero_bytes", 0) + 1
+                continue
+            choice = nccl.choose(system, coll, row.nranks, nnodes, nbytes)
             if choice is None:
                 continue
             share = (nccl.launched_channels(system, choice, row.nranks, nnodes)
@@ -192,10 +206,13 @@ def calibrate_from(paths: Sequence[str], base: Profile, name: str | None = None
     if base.nccl is None:
         raise UsageError(f"calibrate --from: profile {base.label} has no 'nccl' section saying what "
                          f"NCCL's topology search finds on the machine; give --profile one that has")
-    rows = samples(paths, base.nccl)
+    skipped: dict[str, int] = {}
+    rows = samples(paths, base.nccl, skipped)
     if not rows:
+        what = "".join(f"; {n} {SKIP_REASONS[why]} skipped" for why, n in sorted(skipped.items()))
         raise UsageError("calibrate --from: no NCCL native rows (backend nccl, algorithm native) in "
-                         f"{', '.join(paths)}; import nccl-tests logs with `collbench import nccl-tests`")
+                         f"{', '.join(paths)}{what}; import nccl-tests logs with "
+                         "`collbench import nccl-tests`")
     record = copy.deepcopy(base.record)
     record["name"] = name or f"{base.name}-fit"
     record["description"] = (f"{base.description.split(';')[0]}; NCCL realisation and link α/β fitted "
@@ -230,6 +247,9 @@ def calibrate_from(paths: Sequence[str], base: Profile, name: str | None = None
                         "points": sum(1 for s in mine if s.nbytes >= MIB)}
     section["realisation"] = realisation
     record["fit"] = {**(record.get("fit") or {}), **fit}
+    record["fit"].pop("skipped", None)     # a base profile's own fit says nothing about these logs
+    if skipped:
+        record["fit"]["skipped"] = dict(sorted(skipped.items()))
     record.setdefault("metadata", {})
     record["metadata"] = {**record["metadata"], "calibrated_from": sorted({s.file for s in rows}),
                           "base_profile": base.name}
@@ -264,8 +284,10 @@ def format_residuals(res: Sequence[Residual], record: dict[str, Any]) -> str:
         errs = [abs(r.error) for r in res]
         lines.append(f"# residuals: median |error| {np.median(errs):.0%}, worst {max(errs):.0%} over "
                      f"{len(res)} rows (fitted on these rows: not a validation)")
+    for why, n in (record.get("fit", {}).get("skipped") or {}).items():
+        lines.append(f"# skipped {n} {SKIP_REASONS.get(why, why)}: not fitted, not in the table")
     return "\n".join(lines)
 
 
-__all__ = ["Sample", "samples", "fit_realisation", "fit_link", "calibrate_from", "residuals",
+__all__ = ["SKIP_REASONS", "Sample", "samples", "fit_realisation", "fit_link", "calibrate_from", "residuals",
            "format_residuals"]

@@ -235,13 +235,20 @@ HIER_OUTER = {
 def variants(collective: Collective, algorithm: str, nranks: int,
              layout: Layout | None = None) -> list[dict[str, Any]]:
     """Option sets of ``algorithm`` worth costing for ``collective`` (the defaults first):
-    ring channels, pipeline chunks of the double binary tree and the rooted chains, and the
-    hierarchical algorithms' inner x outer levels (with outer ring channels)."""
+    ring channels, tree and double-binary-tree allreduce channels (2 and 4), pipeline chunks of
+    the double binary tree and the rooted chains, and the hierarchical algorithms' inner x outer
+    levels (with outer ring channels)."""
     name = get_algorithm(algorithm).name
     A, G, RS = Collective.ALLREDUCE, Collective.ALLGATHER, Collective.REDUCE_SCATTER
     if name == "ring" and collective in (A, G, RS):
         return [{}] + [{"channels": k} for k in CHANNELS[1:] if k <= max(2, nranks)]
-    if (name == "double_binary_tree" and collective is A) or (name == "ring" and collective.rooted):
+    # tree channels: K trees on distinct roots (algorithms/tree.py channel_orders)
+    tree_channels = [{"channels": k} for k in CHANNELS[1:3] if k <= max(2, nranks)]
+    if name == "tree" and collective is A:
+        return [{}] + tree_channels
+    if name == "double_binary_tree" and collective is A:
+        return [{}] + [{"chunks": k} for k in CHUNKS[1:]] + tree_channels
+    if name == "ring" and collective.rooted:
         return [{}] + [{"chunks": k} for k in CHUNKS[1:]]
     if name == "hierarchical" and collective in HIER_OUTER:
         out: list[dict[str, Any]] = [{}]
@@ -322,6 +329,9 @@ def predict_tables(model: Model, collective: Collective, node_counts: Sequence[i
     names = list(algorithms) if algorithms else [a.name for a in algorithms_for(collective, False)]
     if model.profile.nccl is not None and (not algorithms or "native" in algorithms):
         names = [n for n in names if n != "native"] + ["native"]   # NCCL's own, as it chooses
+    interp = interp_model(model)
+    if interp is not None:
+        names = names + [n + INTERP_SUFFIX for n in names if n != "native"]
     tables = []
     for nnodes in node_counts:
         p = nnodes * ranks_per_node
@@ -330,6 +340,8 @@ def predict_tables(model: Model, collective: Collective, node_counts: Sequence[i
         for size in sizes:
             row = {}
             for name in names:
+                if name.endswith(INTERP_SUFFIX):
+                    continue
                 fixed = (options or {}).get(name)
                 if search and fixed is None and name != "native":
                     pred = model.best_variant(collective, name, p, size, dtype, layout, in_place)
@@ -338,6 +350,9 @@ def predict_tables(model: Model, collective: Collective, node_counts: Sequence[i
                                          backend="nccl" if name == "native" else None)
                 if pred is not None:
                     row[name] = pred
+            if interp is not None:  # the same schedules on the interpreter (profile's interp.step_us)
+                row.update(_interp_cells(interp, collective, names, p, size, dtype, layout, in_place,
+                                         options, search, ranks_per_node))
             cells[size] = row
         used = [n for n in names if any(n in cells[s] for s in sizes)]
         tables.append(PredictTable(nnodes, ranks_per_node, list(sizes), used, cells))
@@ -416,6 +431,10 @@ def format_predictions(tables: list[PredictTable], profile: Profile, collective:
            "# cells: predicted time (busbw GB/s); best: fastest algorithm and the term that "
            "dominates its time (α latency, β bandwidth, γ local reduction); native: NCCL's own "
            "collective with the algorithm/protocol NCCL's tuning model picks"]
+    if any(name.endswith(INTERP_SUFFIX) for t in tables for name in t.algorithms):
+        out.append(f"# <algorithm>{INTERP_SUFFIX}: the same schedule on collbench's interpreter kernel (cuda "
+                   f"backend): a step inside a node costs interp.step_us = {interp_step_us(profile):g} us "
+                   "instead of the intra α; steps across nodes stay NCCL p2p (inter α)")
     for t in tables:
         p = t.nnodes * t.ranks_per_node
         out.append(f"\n## {t.nnodes} node{'s' if t.nnodes != 1 else ''} x {t.ranks_per_node} "
@@ -442,6 +461,65 @@ def format_predictions(tables: list[PredictTable], profile: Profile, collective:
                 f"{format_bytes(a)}{'' if a == b else ' - ' + format_bytes(b)}: {name}"
                 for a, b, name in runs))
     return "\n".join(out)
+
+
+# -- the schedule interpreter (csrc/interp.cu) as a second execution choice ----------------------------
+
+#: column suffix of the interpreter's predictions (``ring@interp``)
+INTERP_SUFFIX = "@interp"
+
+
+def interp_step_us(profile: Profile) -> float | None:
+    """The profile's ``interp.step_us``: the interpreter kernel's cost per schedule step inside a
+    node (a ready/done flag round trip between a pair of ranks, see collbench/gpu/interp.py).
+    None when the profile has none: no shipped profile has it yet, because it has not been
+    measured on a GPU (scripts/gpu_kernels_check.py's interpreter section measures it)."""
+    section = profile.record.get("interp") if isinstance(profile.record, dict) else None
+    value = section.get("step_us") if isinstance(section, dict) else None
+    if value is None:
+        return None
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+        raise UsageError(f"profile {profile.label}: interp.step_us must be a non-negative number of us")
+    return float(value)
+
+
+def interp_model(model: Model) -> Model | None:
+    """A model of the same machine where a step inside a node costs ``interp.step_us`` instead of
+    the intra level's α (the NCCL group launch, the reduce-kernel launch and the p2p latency of
+    a schedule step on the nccl backend); bandwidths, reductions and the inter-node level (NCCL
+    across nodes) unchanged. None when the profile has no ``interp.step_us``."""
+    step = interp_step_us(model.profile)
+    if step is None:
+        return None
+    import dataclasses
+
+    intra = dataclasses.replace(model.profile.intra, alpha_us=step, large=None)
+    return Model(dataclasses.replace(model.profile, intra=intra))
+
+
+def _interp_cells(model: Model, collective: Collective, names: Sequence[str], p: int, size: int, dtype: str,
+                  layout: Layout | None, in_place: bool, options: Mapping[str, Mapping[str, Any]] | None,
+                  search: bool, ranks_per_node: int) -> dict[str, Prediction]:
+    """``<algorithm>@interp`` predictions (the cuda backend runs at most 8 ranks per node on it)."""
+    import dataclasses
+
+    from ...backends.cuda import MAX_IPC_RANKS
+
+    out: dict[str, Prediction] = {}
+    if ranks_per_node > MAX_IPC_RANKS:
+        return out
+    for name in names:
+        if name == "native" or name.endswith(INTERP_SUFFIX):
+            continue
+        fixed = (options or {}).get(name)
+        if search and fixed is None:
+            pred = model.best_variant(collective, name, p, size, dtype, layout, in_place)
+        else:
+            pred = model.predict(collective, name, p, size, dtype, layout, in_place, fixed)
+        if pred is not None:
+            column = name + INTERP_SUFFIX
+            out[column] = dataclasses.replace(pred, algorithm=column, method=pred.method + " on cuda-interp")
+    return out
 
 
 def log_sizes(lo: int, hi: int, factor: int = 2) -> list[int]:

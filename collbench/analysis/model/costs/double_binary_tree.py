@@ -12,6 +12,14 @@ allreduce double_binary_tree        m               m/(2k)                    m_
 
 Per step the cost is vectorized over ranks; for many ranks on uniform contiguous nodes only
 one node of every kind is evaluated (:func:`_dbt_representatives`).
+
+Channels (``-O channels=K``): channel ``k`` builds the same two trees over *positions* and
+places member ``orders[k][i]`` at position ``i`` (:func:`~collbench.algorithms.tree.channel_orders`),
+on part ``k`` of the vector (``Partition(n, K)``), ``chunks`` chunks per half as with one
+channel; the form remaps each tree's parent, children, heights and depths to members
+(:func:`_channel_arrays`) and prices the 2K (channel, tree) pairs' messages of a step together.
+With several channels the representatives shortcut is not used (the nodes' roles differ from
+channel to channel): every rank is evaluated, O(K p) per distinct step.
 """
 
 from __future__ import annotations
@@ -22,11 +30,15 @@ from typing import Any, Mapping
 import numpy as np
 
 from ....algorithms import Collective, Problem
+from ....algorithms._build import Partition
 from ....algorithms.double_binary_tree import trees
+from ....algorithms.tree import channel_orders, node_groups
 from ..cost import PhaseList, Sig
 from ..topo import NONE, Topo, group_rows, masked, vstep
 from . import register
 from .common import ceil_div, chunks_option, partition_offsets
+from .ring import channels_option
+from .tree import channel_positions
 
 
 @lru_cache(maxsize=64)
@@ -77,22 +89,49 @@ def _dbt_representatives(topo: Topo, arrays: tuple) -> np.ndarray | None:
     return (first[:, None] * per_node + np.arange(per_node)).reshape(-1)
 
 
-def _dbt(topo: Topo, n: int, s: int, k: int, copy_single: bool) -> PhaseList:
+def _channel_arrays(arrays: tuple, orders: list[list[int]]) -> tuple:
+    """The trees of :func:`_dbt_arrays` (over positions) with member ``orders[k][i]`` at
+    position ``i``, for every channel ``k``: (parent, height, depth, kids, top) per member, the
+    2K (channel, tree) pairs in channel order."""
+    out = []
+    for at, pos in channel_positions(orders):
+        for parent, height, depth, kids, top in arrays:
+            p_pos, k_pos = parent[pos], kids[pos]
+            out.append((np.where(p_pos >= 0, at[np.where(p_pos >= 0, p_pos, 0)], NONE),
+                        height[pos], depth[pos],
+                        np.where(k_pos >= 0, at[np.where(k_pos >= 0, k_pos, 0)], NONE), top))
+    return tuple(out)
+
+
+def _dbt(topo: Topo, n: int, s: int, k: int, copy_single: bool,
+         orders: list[list[int]] | None = None) -> PhaseList:
+    """The pipelined double binary tree of ``n`` elements, ``k`` chunks per half; with
+    ``orders`` (several channels), channel ``c`` on part ``c`` of ``Partition(n, len(orders))``
+    with its trees placed in ``orders[c]``."""
     g = topo.size
     out = PhaseList()
     if g == 1:
         if copy_single and n:
             out.add(1, Sig(copy=n * s))
         return out
-    halves = partition_offsets(n, 2)
-    chunk = [ceil_div(int(halves[w + 1] - halves[w]), k) * s for w in (0, 1)]
     arrays = _dbt_arrays(g)
-    key = (g, topo.mult, hash(topo.node.tobytes()))
-    if key not in _DBT_ROWS:
-        if len(_DBT_ROWS) > 32:
-            _DBT_ROWS.clear()
-        _DBT_ROWS[key] = _dbt_representatives(topo, arrays)
-    rows = _DBT_ROWS[key]
+    if orders is not None and len(orders) > 1:
+        parts = Partition(n, len(orders))
+        chunk = []
+        for c in range(len(orders)):
+            halves = partition_offsets(parts.len(c), 2)
+            chunk += [ceil_div(int(halves[w + 1] - halves[w]), k) * s for w in (0, 1)]
+        arrays = _channel_arrays(arrays, orders)
+        rows = None
+    else:
+        halves = partition_offsets(n, 2)
+        chunk = [ceil_div(int(halves[w + 1] - halves[w]), k) * s for w in (0, 1)]
+        key = (g, topo.mult, hash(topo.node.tobytes()))
+        if key not in _DBT_ROWS:
+            if len(_DBT_ROWS) > 32:
+                _DBT_ROWS.clear()
+            _DBT_ROWS[key] = _dbt_representatives(topo, arrays)
+        rows = _DBT_ROWS[key]
     if rows is not None:
         topo = Topo(topo.node, topo.mult, rows)
         arrays = tuple((parent[rows], height, depth[rows], kids[rows], top, height[rows])
@@ -139,4 +178,8 @@ def _dbt(topo: Topo, n: int, s: int, k: int, copy_single: bool) -> PhaseList:
 @register("double_binary_tree", Collective.ALLREDUCE)
 def allreduce(topo: Topo, problem: Problem, s: int, in_place: bool,
               options: Mapping[str, Any]) -> PhaseList | None:
-    return _dbt(topo, problem.count, s, chunks_option(options, problem.count), not in_place)
+    channels = channels_option(options)
+    orders = (channel_orders(problem.nranks, channels, node_groups(problem)) if channels > 1
+              else None)
+    return _dbt(topo, problem.count, s, chunks_option(options, problem.count), not in_place,
+                orders)

@@ -9,6 +9,12 @@ allreduce tree                      2⌈lg p⌉         2⌈lg p⌉             
 broadcast tree                      ⌈lg p⌉          ⌈lg p⌉                    0
 reduce tree                         ⌈lg p⌉          ⌈lg p⌉                    ⌈lg p⌉
 ==================================  ==============  ========================  ================
+
+Channels (allreduce, ``-O channels=K``): K binomial trees in the same steps, tree ``k`` over
+the member order :func:`~collbench.algorithms.tree.channel_orders` gives (position 0 its root)
+on part ``k`` of the vector (``Partition(n, K)``); every rank's messages of all K trees in a
+step are priced together (:func:`channel_trees`), so trees that share a link share its
+bandwidth. Exact for any count (each part's own length).
 """
 
 from __future__ import annotations
@@ -18,10 +24,12 @@ from typing import Any, Mapping
 import numpy as np
 
 from ....algorithms import Collective, Problem
-from ....algorithms._build import log2_ceil
+from ....algorithms._build import Partition, log2_ceil
+from ....algorithms.tree import channel_orders, node_groups
 from ..cost import PhaseList, Sig
 from ..topo import Topo, masked, vstep
 from . import register
+from .ring import channels_option
 
 
 def binomial_reduce(topo: Topo, root: int, nb: int) -> list[tuple[Sig, ...]]:
@@ -61,6 +69,54 @@ def binomial_bcast(topo: Topo, root: int, nb: int, root_copy: int) -> list[tuple
     return steps
 
 
+def channel_positions(orders: list[list[int]]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(member at each position, position of each member) of every channel's order."""
+    out = []
+    for order in orders:
+        at = np.asarray(order, dtype=np.int64)
+        pos = np.empty_like(at)
+        pos[at] = np.arange(len(at), dtype=np.int64)
+        out.append((at, pos))
+    return out
+
+
+def channel_trees(topo: Topo, orders: list[list[int]], nbytes: list[int]
+                  ) -> list[tuple[Sig, ...]]:
+    """Binomial reduce to position 0 then broadcast from it, on every channel at once: tree
+    ``k`` over ``orders[k]`` moves ``nbytes[k]`` per message, every channel in the same steps
+    (``algorithms/tree.py`` ``allreduce_core`` with channels)."""
+    g = topo.size
+    levels = log2_ceil(g)
+    maps = channel_positions(orders)
+    steps = []
+    m = 1
+    while m < g:     # reduce: position v sends to v - m when bit m is its lowest set bit
+        sends, recvs = [], []
+        reduce = np.zeros(g, dtype=np.int64)
+        for (at, pos), nb in zip(maps, nbytes):
+            v = pos
+            active = v % m == 0
+            sender = active & ((v & m) != 0)
+            receiver = active & ((v & m) == 0) & (v + m < g)
+            sends.append((masked(sender, at[np.where(sender, v - m, 0)]), nb))
+            recvs.append((masked(receiver, at[np.where(receiver, v + m, 0)]), nb))
+            reduce += np.where(receiver, nb, 0)
+        steps.append(vstep(topo, sends, recvs, reduce))
+        m *= 2
+    for t in range(levels):   # broadcast: binomial_bcast's pattern on every channel
+        m = 1 << (levels - 1 - t)
+        sends, recvs = [], []
+        for (at, pos), nb in zip(maps, nbytes):
+            v = pos
+            low = np.where(v == 0, 1 << levels, v & -v)
+            sender = (m < low) & (v + m < g)
+            receiver = (v != 0) & (low == m)
+            sends.append((masked(sender, at[np.where(sender, v + m, 0)]), nb))
+            recvs.append((masked(receiver, at[np.where(receiver, v - m, 0)]), nb))
+        steps.append(vstep(topo, sends, recvs))
+    return steps
+
+
 @register("tree", Collective.ALLREDUCE)
 def allreduce(topo: Topo, problem: Problem, s: int, in_place: bool,
               options: Mapping[str, Any]) -> PhaseList | None:
@@ -70,7 +126,14 @@ def allreduce(topo: Topo, problem: Problem, s: int, in_place: bool,
         if not in_place and nb:
             out.add(1, Sig(copy=nb))
         return out
-    for sigs in binomial_reduce(topo, 0, nb) + binomial_bcast(topo, 0, nb, 0):
+    channels = channels_option(options)
+    if channels > 1:
+        parts = Partition(problem.count, channels)
+        orders = channel_orders(problem.nranks, channels, node_groups(problem))
+        steps = channel_trees(topo, orders, [parts.len(k) * s for k in range(channels)])
+    else:
+        steps = binomial_reduce(topo, 0, nb) + binomial_bcast(topo, 0, nb, 0)
+    for sigs in steps:
         out.add(1, *sigs)
     return out
 
