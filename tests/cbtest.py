@@ -22,13 +22,15 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 # one lock file shared by the workers; the CPU-only tests run beside it on the other cores.
 _JOB_LOCK = Path(tempfile.gettempdir()) / f"collbench-tests-{os.getuid()}.lock"
 _job_depth = 0
+_HELD = "COLLBENCH_TEST_JOB_LOCK_HELD"
 
 
 @contextmanager
 def one_job_at_a_time() -> Iterator[None]:
     """Hold the suite's job lock (re-entrant within one process; free without xdist)."""
     global _job_depth
-    if _job_depth or "PYTEST_XDIST_WORKER" not in os.environ:
+    # _HELD in the environment: an ancestor process holds the lock (a subprocess inherits it)
+    if _job_depth or "PYTEST_XDIST_WORKER" not in os.environ or os.environ.get(_HELD):
         _job_depth += 1
         try:
             yield
@@ -38,10 +40,12 @@ def one_job_at_a_time() -> Iterator[None]:
     with open(_JOB_LOCK, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
         _job_depth = 1
+        os.environ[_HELD] = "1"
         try:
             yield
         finally:
             _job_depth = 0
+            del os.environ[_HELD]
 
 
 def run_cli(args: list[str], timeout: float = 120, env: dict[str, str] | None = None,

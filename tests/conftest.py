@@ -11,9 +11,9 @@ import os
 from typing import Iterator
 
 import pytest
+from slurm_cluster import slurm_cluster  # noqa: F401  (the session fixture, one cluster for all)
 
 from cbtest import IN_CI, one_job_at_a_time
-from slurm_cluster import slurm_cluster  # noqa: F401  (the session fixture, one cluster for all)
 
 # Marks of tests that launch jobs. Under pytest-xdist (`-n`, see pyproject's addopts) they share
 # one group, so the Slurm tests start the local cluster in one worker only, and they hold the job
