@@ -58,7 +58,8 @@ try:
 except ImportError:  # a plain checkout: make the package importable
     sys.path.insert(0, str(REPO))
 
-from collbench.gpu import _layout, kernels  # noqa: E402
+from collbench.gpu import kernel_sources as _sources  # noqa: E402
+from collbench.gpu import kernels  # noqa: E402
 
 MiB = 1 << 20
 REDUCE_OPS = ("sum", "prod", "max", "min", "avg")
@@ -109,7 +110,7 @@ def bf16_bits_to_f32(b: np.ndarray) -> np.ndarray:
     return (b.astype(np.uint32) << 16).view(np.float32)
 
 
-def to_work(info: _layout.DTypeInfo, x: np.ndarray) -> np.ndarray:
+def to_work(info: _sources.DTypeInfo, x: np.ndarray) -> np.ndarray:
     """Storage -> arithmetic type (exact)."""
     if info.name == "bfloat16":
         return bf16_bits_to_f32(x)
@@ -118,7 +119,7 @@ def to_work(info: _layout.DTypeInfo, x: np.ndarray) -> np.ndarray:
     return x
 
 
-def from_work(info: _layout.DTypeInfo, x: np.ndarray) -> np.ndarray:
+def from_work(info: _sources.DTypeInfo, x: np.ndarray) -> np.ndarray:
     """Arithmetic type -> storage, one rounding."""
     if info.name == "bfloat16":
         return f32_to_bf16_bits(x)
@@ -134,7 +135,7 @@ def trunc_div(x: np.ndarray, n: int) -> np.ndarray:
     return q
 
 
-def ref_reduce(op: str, info: _layout.DTypeInfo, inputs: list[np.ndarray], divide_by: int = 0) -> np.ndarray:
+def ref_reduce(op: str, info: _sources.DTypeInfo, inputs: list[np.ndarray], divide_by: int = 0) -> np.ndarray:
     """inputs[0] op inputs[1] op ... in order; divide_by > 0 divides the accumulator before rounding."""
     with np.errstate(all="ignore"):
         acc = to_work(info, inputs[0]).copy()
@@ -158,14 +159,14 @@ def ref_reduce(op: str, info: _layout.DTypeInfo, inputs: list[np.ndarray], divid
         return from_work(info, acc)
 
 
-def ref_finalize(info: _layout.DTypeInfo, x: np.ndarray, n: int) -> np.ndarray:
+def ref_finalize(info: _sources.DTypeInfo, x: np.ndarray, n: int) -> np.ndarray:
     """What finalize_avg does to a stored sum."""
     with np.errstate(all="ignore"):
         w = to_work(info, x)
         return from_work(info, w / w.dtype.type(n) if info.kind == "float" else trunc_div(w, n))
 
 
-def mismatches(info: _layout.DTypeInfo, op: str, got: np.ndarray, ref: np.ndarray) -> np.ndarray:
+def mismatches(info: _sources.DTypeInfo, op: str, got: np.ndarray, ref: np.ndarray) -> np.ndarray:
     """Boolean mask of wrong elements (bitwise, NaN==NaN, and +0==-0 for max/min)."""
     if info.kind != "float":
         return got != ref
@@ -182,13 +183,13 @@ def mismatches(info: _layout.DTypeInfo, op: str, got: np.ndarray, ref: np.ndarra
     return ~ok
 
 
-def describe_mismatch(info: _layout.DTypeInfo, bad: np.ndarray, got: np.ndarray, ref: np.ndarray) -> str:
+def describe_mismatch(info: _sources.DTypeInfo, bad: np.ndarray, got: np.ndarray, ref: np.ndarray) -> str:
     idx = np.flatnonzero(bad)
     i = int(idx[0])
     return f"{idx.size} wrong of {got.size}, first at {i}: got {got[i]!r} expected {ref[i]!r}"
 
 
-def random_data(rng: np.random.Generator, info: _layout.DTypeInfo, n: int) -> np.ndarray:
+def random_data(rng: np.random.Generator, info: _sources.DTypeInfo, n: int) -> np.ndarray:
     """Fresh random values: full-range integers; floats mostly N(0, 4^2) with 1 in 16 replaced by
     random bit patterns (NaN, inf, subnormals, extremes)."""
     if info.kind in ("int", "uint"):
@@ -229,7 +230,7 @@ def check_compile(rep: Report, jobs: int) -> bool:
         from concurrent.futures import ProcessPoolExecutor
 
         t0 = time.perf_counter()
-        work = [(f, d) for f in files for d in _layout.dtypes()]
+        work = [(f, d) for f in files for d in _sources.dtypes()]
         try:
             with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as ex:
                 errors = [e for e in ex.map(_compile_one, work) if e]
@@ -258,7 +259,7 @@ def check_compile(rep: Report, jobs: int) -> bool:
 # ---------------------------------------------------------------------------------------------
 
 
-def reduce_sizes(info: _layout.DTypeInfo) -> list[int]:
+def reduce_sizes(info: _sources.DTypeInfo) -> list[int]:
     return [0, 1, 3, 7, 15, 16, 17, 1000, 4097, (1 << 20) + 5, (64 * MiB) // info.itemsize]
 
 
@@ -269,7 +270,7 @@ def reduce_many_sizes(nin: int) -> list[int]:
 class DeviceCase:
     """Device buffers with poison guards around every array view."""
 
-    def __init__(self, cp: Any, info: _layout.DTypeInfo, n: int, offset: int) -> None:
+    def __init__(self, cp: Any, info: _sources.DTypeInfo, n: int, offset: int) -> None:
         self.cp, self.info, self.n, self.offset = cp, info, n, offset
         self.total = n + 2 * GUARD + 1
 
@@ -292,7 +293,7 @@ class DeviceCase:
         return None
 
 
-def run_reduce_case(cp: Any, rng: np.random.Generator, kind: str, op: str, info: _layout.DTypeInfo, n: int,
+def run_reduce_case(cp: Any, rng: np.random.Generator, kind: str, op: str, info: _sources.DTypeInfo, n: int,
                     variant: str, nin: int, inputs_cache: Optional[list[np.ndarray]]) -> Optional[str]:
     """One reduce/reduce_many case; returns an error string or None."""
     hosts = inputs_cache if inputs_cache is not None else [random_data(rng, info, n) for _ in range(nin)]
@@ -343,7 +344,7 @@ def run_reduce_case(cp: Any, rng: np.random.Generator, kind: str, op: str, info:
 
 def check_reduce(rep: Report, cp: Any, seed: int) -> None:
     rng = np.random.default_rng(seed)
-    for info in _layout.dtypes().values():
+    for info in _sources.dtypes().values():
         sizes = reduce_sizes(info)
         big = sizes[-1]
         # The 64 MiB inputs are drawn once per dtype (fresh for this run) and shared by the ops;
@@ -472,7 +473,7 @@ def copy_launches(cp: Any, size: int, sets: int, rounds: int) -> tuple[list[Call
     return [copy(*pairs[i % sets]) for i in range(rounds * sets)], pairs
 
 
-def reduce_launches(cp: Any, info: _layout.DTypeInfo, size: int, sets: int,
+def reduce_launches(cp: Any, info: _sources.DTypeInfo, size: int, sets: int,
                     rounds: int) -> tuple[list[Callable[[], None]], list[Any]]:
     """``c = a + b`` over ``size`` bytes each, rotating over ``sets`` (a, b, c) triples."""
     n = size // info.itemsize
@@ -505,7 +506,7 @@ def check_bandwidth(rep: Report, cp: Any, strict: bool, sizes: tuple[int, ...] =
                 f"copies over {sets} buffer set(s), L2 {l2 / MiB:.0f} MiB; median of 5)", gbps=copy_bw, ms=copy_ms)
         out[f"copy_gbps{suffix}"] = copy_bw
         for name in ("float32", "bfloat16"):
-            info = _layout.dtype_info(name)
+            info = _sources.dtype_info(name)
             sets = rotation_sets(3 * size, l2)
             launches, keep = reduce_launches(cp, info, size, sets, rounds)
             ms = time_back_to_back(cp, launches)
@@ -547,7 +548,7 @@ def ipc_cases(nranks: int) -> list[tuple[str, str, Optional[str], int, bool]]:
             else:
                 combos = IPC_COMBOS if size_idx < 5 else IPC_COMBOS[:2]
             for dt, op in combos:
-                count = ipc_counts(kind, _layout.dtype_info(dt).itemsize, nranks)[size_idx]
+                count = ipc_counts(kind, _sources.dtype_info(dt).itemsize, nranks)[size_idx]
                 for inplace in (False, True):
                     cases.append((kind, dt, op, count, inplace))
     return cases
@@ -566,7 +567,7 @@ def ipc_worker(args: argparse.Namespace) -> int:
     cp.cuda.Device(rank % cp.cuda.runtime.getDeviceCount()).use()
     seed = node.bcast(secrets.randbits(62) if rank == 0 else None, root=0)
     cases = ipc_cases(nranks)
-    max_bytes = max(required_bytes(k, c, _layout.dtype_info(d).itemsize, nranks) for k, d, _, c, _ in cases)
+    max_bytes = max(required_bytes(k, c, _sources.dtype_info(d).itemsize, nranks) for k, d, _, c, _ in cases)
     max_bytes += 4096  # room for the guard window after the largest result
     t_start = time.perf_counter()
     try:
@@ -696,7 +697,7 @@ def run_ipc_case(cp: Any, comm: Any, node: Any, stream: Any, seed: int, case_id:
 
     Returns (error or None, whether any rank's communicator is now unusable).
     """
-    info = _layout.dtype_info(dt)
+    info = _sources.dtype_info(dt)
     rank, n = comm.rank, comm.nranks
     coll = {"one_shot": "allreduce", "two_shot": "allreduce"}.get(kind, kind)
     send_count = n * count if kind == "reduce_scatter" else count

@@ -21,7 +21,7 @@ from collbench.dtypes import DTYPES
 from collbench.execute import c_binding, c_build
 from collbench.execute.bind import lower
 from collbench.execute.tags import TAG_BASE, TAG_SPAN
-from collbench.gpu._layout import csrc_dir
+from collbench.gpu.kernel_sources import csrc_dir
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..algorithms import Buf, Copy, Slice
-from ..gpu._layout import (
+from ..gpu.kernel_sources import (
     csrc_dir,  # where every C/CUDA source lives ($COLLBENCH_CSRC honoured)
 )
 from .bind import LoweredProgram

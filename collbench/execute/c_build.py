@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..gpu._layout import csrc_dir  # where every C/CUDA source lives ($COLLBENCH_CSRC honoured)
+from ..gpu.kernel_sources import csrc_dir  # where every C/CUDA source lives ($COLLBENCH_CSRC honoured)
 from .c_binding import HEADER, NativeLibrary, constants
 
 SOURCE = "native_executor.c"

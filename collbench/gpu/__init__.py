@@ -8,11 +8,11 @@ Public API:
     :func:`collbench.gpu.kernels.reduce`, :func:`~collbench.gpu.kernels.reduce_many`,
     :func:`~collbench.gpu.kernels.finalize_avg`, :func:`~collbench.gpu.kernels.precompile`,
     :func:`~collbench.gpu.kernels.gpu_status`, :class:`collbench.gpu.ipc.IpcCommunicator`,
-    the dtype table :func:`collbench.gpu._layout.dtypes`.
+    the dtype table :func:`collbench.gpu.kernel_sources.dtypes`.
 """
 
-from collbench.gpu._layout import OPS, DTypeInfo, dtype_info, dtypes
 from collbench.gpu.ipc import IpcCommunicator, IpcError, IpcTimeoutError
+from collbench.gpu.kernel_sources import OPS, DTypeInfo, dtype_info, dtypes
 from collbench.gpu.kernels import (
     GpuUnavailableError,
     KernelCompileError,

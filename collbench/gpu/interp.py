@@ -22,9 +22,9 @@ import numpy as np
 from ..algorithms import Buf, Problem, Schedule
 from ..execute.bind import Memory, regions
 from ..execute.names import ROW_CUDA_INTERP
-from ._layout import dtype_info, header_constants
 from .interp_program import DeviceProgram, compile_rank, constants
 from .ipc import IpcError, IpcTimeoutError, decode_error
+from .kernel_sources import dtype_info, header_constants
 
 SOURCE = "interp.cu"
 #: the ``executor`` of a row the interpreter produced

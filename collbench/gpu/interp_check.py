@@ -31,9 +31,9 @@ import numpy as np
 from ..algorithms import Collective, Problem
 from ..algorithms.registry import algorithms_for, get_algorithm
 from ..algorithms.simulate import simulate
-from ._layout import dtype_info, header_constants
 from .interp import InterpOp, decode, error_words
 from .ipc import pack_desc, plan_grid
+from .kernel_sources import dtype_info, header_constants
 
 Report = Callable[..., None]  # report(section, name, status, detail="", **metrics)
 COLLECTIVES = (Collective.ALLREDUCE, Collective.ALLGATHER, Collective.REDUCE_SCATTER)

@@ -46,7 +46,7 @@ import numpy as np
 
 from ..algorithms import Buf, Copy, Problem, Reduce, Schedule, Slice
 from ..execute.bind import LoweredProgram, Memory, Region, lower, regions
-from ._layout import csrc_dir
+from .kernel_sources import csrc_dir
 
 INTERP_SOURCE = "interp.cu"
 

@@ -28,8 +28,8 @@ import numpy as np
 from ..algorithms import Problem, Schedule
 from ..algorithms.reduction import finalize_avg, reduce_into
 from ..execute.bind import Memory, regions
-from ._layout import header_constants
 from .interp_program import DeviceProgram, check_program, compile_schedule, constants
+from .kernel_sources import header_constants
 
 POLICIES = ("forward", "backward", "roundrobin", "random")
 

@@ -47,7 +47,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from collbench.gpu._layout import DTypeInfo, check_op, dtype_info, header_constants
+from collbench.gpu.kernel_sources import DTypeInfo, check_op, dtype_info, header_constants
 from collbench.gpu.kernels import cupy_module, get_kernel, occupancy_per_sm, sm_count
 
 COLLECTIVES = ("allreduce", "allgather", "reduce_scatter")

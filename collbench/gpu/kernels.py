@@ -20,7 +20,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from collbench.gpu._layout import (
+from collbench.gpu.kernel_sources import (
     DTypeInfo,
     check_op,
     csrc_dir,

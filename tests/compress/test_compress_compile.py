@@ -10,11 +10,11 @@ import subprocess
 import pytest
 
 from collbench.compress.device import GPU_DTYPES, kernel_names
-from collbench.gpu import _layout
+from collbench.gpu import kernel_sources as _sources
 
 pytestmark = pytest.mark.cuda_compile
 
-SOURCE = _layout.csrc_dir() / "compress.cu"
+SOURCE = _sources.csrc_dir() / "compress.cu"
 
 
 def _nvcc() -> str:
@@ -31,7 +31,7 @@ def _nvcc() -> str:
 
 
 def _entry_points(*defines: str) -> set[str]:
-    proc = subprocess.run([_nvcc(), "-std=c++17", "-E", "-x", "cu", f"-I{_layout.csrc_dir()}", *defines,
+    proc = subprocess.run([_nvcc(), "-std=c++17", "-E", "-x", "cu", f"-I{_sources.csrc_dir()}", *defines,
                            str(SOURCE)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     return set(re.findall(r'extern\s+"C"[^;{]*?\b(compress_\w+)\s*\(', proc.stdout))
@@ -43,5 +43,5 @@ def test_every_kernel_python_launches_exists_and_no_other() -> None:
 
 def test_per_dtype_module_holds_its_kernels_and_the_dtype_free_ones() -> None:
     assert "bfloat16" in GPU_DTYPES
-    info = _layout.dtype_info("bfloat16")
+    info = _sources.dtype_info("bfloat16")
     assert _entry_points(f"-DCOLLBENCH_ONLY_DTYPE={info.dtype_id}") == kernel_names("bfloat16")

@@ -18,7 +18,8 @@ import pytest
 from _gpu_helpers import FakeNode, load_check_script
 from fakecuda import fake_cupy  # the one fake CuPy (tests/gpu/fakecuda)
 
-from collbench.gpu import _layout, ipc, kernels
+from collbench.gpu import ipc, kernels
+from collbench.gpu import kernel_sources as _sources
 
 # -- reduce section ---------------------------------------------------------------------------
 
@@ -56,7 +57,7 @@ def test_reduce_section_passes_with_correct_kernels(monkeypatch) -> None:
     check_script.check_reduce(rep, cp, seed=123)
     failed = [c for c in rep.checks if c["status"] != "pass"]
     assert not failed, failed[:3]
-    assert len(rep.checks) == 2 * len(_layout.dtypes()) * 5
+    assert len(rep.checks) == 2 * len(_sources.dtypes()) * 5
 
 
 @pytest.mark.parametrize("corrupt,pattern", [("value", "wrong of"), ("overrun", "guard bytes")])
@@ -75,7 +76,7 @@ def test_reduce_section_catches_broken_kernels(monkeypatch, corrupt, pattern) ->
 
 def make_comm(cp, rank: int, n: int, max_bytes: int, shared: dict, mode: str) -> ipc.IpcCommunicator:
     comm = object.__new__(ipc.IpcCommunicator)  # the real view logic, fake memory and kernels
-    comm._closed, comm._cp, comm._c = False, cp, _layout.header_constants()
+    comm._closed, comm._cp, comm._c = False, cp, _sources.header_constants()
     comm.rank, comm.nranks, comm.max_bytes = rank, n, max_bytes
     comm._in, comm._out = cp.cuda.memory.Memory(max_bytes), cp.cuda.memory.Memory(max_bytes)
     comms = shared["comms"]
@@ -87,7 +88,7 @@ def make_comm(cp, rank: int, n: int, max_bytes: int, shared: dict, mode: str) ->
             if rank == n - 1:
                 raise ipc.IpcTimeoutError("simulated barrier timeout")
             return
-        info = _layout.dtype_info(dtype)
+        info = _sources.dtype_info(dtype)
         coll = {"one_shot": "allreduce", "two_shot": "allreduce"}.get(kind, kind)
         shared["barrier"].wait(timeout=20)  # every rank has placed its data
         if kind == "allgather":
@@ -120,7 +121,7 @@ def run_ipc_matrix(script, n: int, mode: str = "") -> list[list]:
     script.ipc_counts = small
     try:
         cases = script.ipc_cases(n)
-        max_bytes = max(ipc.required_bytes(k, c, _layout.dtype_info(d).itemsize, n) for k, d, _, c, _ in cases) + 4096
+        max_bytes = max(ipc.required_bytes(k, c, _sources.dtype_info(d).itemsize, n) for k, d, _, c, _ in cases) + 4096
         shared = {"n": n, "slots": [None] * n, "barrier": threading.Barrier(n), "comms": [None] * n,
                   "script": script}
         comms = [make_comm(cp, r, n, max_bytes, shared, mode) for r in range(n)]

@@ -20,11 +20,11 @@ from pathlib import Path
 import pytest
 
 from cbtest import IN_CI
-from collbench.gpu import _layout
+from collbench.gpu import kernel_sources as _sources
 from collbench.gpu.kernels import compile_options
 
 NVCC = shutil.which("nvcc") or ("/usr/local/bin/nvcc" if Path("/usr/local/bin/nvcc").exists() else None)
-CU_FILES = _layout.kernel_files()
+CU_FILES = _sources.kernel_files()
 ARCHS = ("sm_80", "sm_90")
 
 pytestmark = pytest.mark.cuda_compile
@@ -56,7 +56,7 @@ def test_sources_found() -> None:
 def test_nvcc_compiles(cu: Path, arch: str, tmp_path: Path) -> None:
     nvcc = _nvcc()
     cmd = [nvcc, "-std=c++17", f"-arch={arch}", "--cubin", "-o", str(tmp_path / "out.cubin"),
-           f"-I{_layout.csrc_dir()}", "-Werror", "all-warnings", "-Xptxas", "-v"]
+           f"-I{_sources.csrc_dir()}", "-Werror", "all-warnings", "-Xptxas", "-v"]
     proc = subprocess.run(cmd + [str(cu)], capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, f"nvcc failed for {cu.name} ({arch}):\n{proc.stdout}\n{proc.stderr}"
     assert (tmp_path / "out.cubin").stat().st_size > 0
@@ -85,16 +85,16 @@ def _spills(ptxas_log: str) -> dict[str, int]:
 def test_single_dtype_module_compiles(cu: Path, tmp_path: Path) -> None:
     """The per-dtype modules the loader builds (-DCOLLBENCH_ONLY_DTYPE) compile on their own."""
     nvcc = _nvcc()
-    info = _layout.dtype_info("bfloat16")
+    info = _sources.dtype_info("bfloat16")
     proc = _run([nvcc, "-std=c++17", "-arch=sm_90", "--cubin", "-o", str(tmp_path / "one.cubin"),
-                 f"-I{_layout.csrc_dir()}", "-Werror", "all-warnings",
+                 f"-I{_sources.csrc_dir()}", "-Werror", "all-warnings",
                  f"-DCOLLBENCH_ONLY_DTYPE={info.dtype_id}", str(cu)])
     assert proc.returncode == 0, proc.stderr
 
 
 def _entry_points(cu: Path, defines: tuple[str, ...] = ()) -> set[str]:
     """Kernel names after preprocessing (macro-generated extern "C" entry points)."""
-    proc = _run([_nvcc(), "-std=c++17", "-E", "-x", "cu", f"-I{_layout.csrc_dir()}", *defines, str(cu)],
+    proc = _run([_nvcc(), "-std=c++17", "-E", "-x", "cu", f"-I{_sources.csrc_dir()}", *defines, str(cu)],
                 show_stdout=False)
     assert proc.returncode == 0, proc.stderr
     # After preprocessing: extern "C" __attribute__((global)) void __attribute__((launch_bounds(512))) NAME(
@@ -103,13 +103,13 @@ def _entry_points(cu: Path, defines: tuple[str, ...] = ()) -> set[str]:
 
 def test_kernel_names_match_python_tables() -> None:
     """Every name Python asks for exists, for every dtype and op (the naming contract)."""
-    names = _entry_points(_layout.csrc_dir() / "reduce.cu") | _entry_points(_layout.csrc_dir() / "ipc_collectives.cu")
+    names = _entry_points(_sources.csrc_dir() / "reduce.cu") | _entry_points(_sources.csrc_dir() / "ipc_collectives.cu")
     expected = {"ipc_allgather"}
-    for dt in _layout.dtypes():
+    for dt in _sources.dtypes():
         expected.add(f"finalize_avg_{dt}")
         for op in ("sum", "prod", "max", "min"):
             expected |= {f"reduce_{op}_{dt}", f"reduce_many_{op}_{dt}"}
-        for op in _layout.OPS:
+        for op in _sources.OPS:
             expected |= {f"ipc_one_shot_{op}_{dt}", f"ipc_two_shot_{op}_{dt}", f"ipc_reduce_scatter_{op}_{dt}"}
     assert expected - names == set()
     assert names - expected == set(), "kernels nobody calls"
@@ -119,23 +119,23 @@ def test_interpreter_kernel_names_match_python() -> None:
     """The interpreter: one entry point per reduction op and dtype, named as interp.py asks."""
     from collbench.gpu.interp import kernel_name
 
-    names = _entry_points(_layout.csrc_dir() / "interp.cu")
-    expected = {kernel_name(op, dt) for dt in _layout.dtypes() for op in _layout.OPS}
+    names = _entry_points(_sources.csrc_dir() / "interp.cu")
+    expected = {kernel_name(op, dt) for dt in _sources.dtypes() for op in _sources.OPS}
     assert names == expected
-    one = _entry_points(_layout.csrc_dir() / "interp.cu", (f"-DCOLLBENCH_ONLY_DTYPE={_layout.dtype_info('int8').dtype_id}",))
-    assert one == {kernel_name(op, "int8") for op in _layout.OPS}
+    one = _entry_points(_sources.csrc_dir() / "interp.cu", (f"-DCOLLBENCH_ONLY_DTYPE={_sources.dtype_info('int8').dtype_id}",))
+    assert one == {kernel_name(op, "int8") for op in _sources.OPS}
 
 
 def test_single_dtype_module_holds_only_its_dtype() -> None:
-    info = _layout.dtype_info("float16")
-    names = _entry_points(_layout.csrc_dir() / "reduce.cu", (f"-DCOLLBENCH_ONLY_DTYPE={info.dtype_id}",))
+    info = _sources.dtype_info("float16")
+    names = _entry_points(_sources.csrc_dir() / "reduce.cu", (f"-DCOLLBENCH_ONLY_DTYPE={info.dtype_id}",))
     assert names == {f"reduce_{op}_float16" for op in ("sum", "prod", "max", "min")} | {
         f"reduce_many_{op}_float16" for op in ("sum", "prod", "max", "min")} | {"finalize_avg_float16"}
 
 
 def test_sources_include_nothing_but_the_common_header() -> None:
     """NVRTC gets no system include paths from us: the kernels must not need any header."""
-    for path in _layout.csrc_dir().glob("*.cu*"):
+    for path in _sources.csrc_dir().glob("*.cu*"):
         for line in path.read_text().splitlines():
             if line.strip().startswith("#include"):
                 assert '"collbench_common.cuh"' in line, f"{path.name}: {line.strip()}"
@@ -156,8 +156,8 @@ def _nvrtc():
                                       ("interp.cu", "bfloat16"), ("interp.cu", "uint8")])
 def test_nvrtc_compiles_with_cupy_options(cu: str, dtype: str) -> None:
     nvrtc = _nvrtc()
-    src = (_layout.csrc_dir() / cu).read_text()
-    opts = compile_options(_layout.dtype_info(dtype)) + ("-ftz=true", "-arch=sm_90")
+    src = (_sources.csrc_dir() / cu).read_text()
+    opts = compile_options(_sources.dtype_info(dtype)) + ("-ftz=true", "-arch=sm_90")
     prog = nvrtc.createProgram(src, cu, (), ())
     try:
         try:

@@ -15,14 +15,15 @@ from collbench.algorithms import Collective
 from collbench.backends.base import OpRequest, Placement
 from collbench.backends.cuda import CudaIpcBackend
 from collbench.dtypes import DTYPES
-from collbench.gpu import _layout, ipc
+from collbench.gpu import ipc
+from collbench.gpu import kernel_sources as _sources
 
 
 def fake_ipc(cp: Any, rank: int, shared: dict) -> ipc.IpcCommunicator:
     """An IpcCommunicator with the real view logic on fake memory; launch() does in numpy what
     the kernels do, with the same conventions (views), synchronising the ranks like barriers."""
     comm = object.__new__(ipc.IpcCommunicator)
-    comm._closed, comm._cp, comm._c = False, cp, _layout.header_constants()
+    comm._closed, comm._cp, comm._c = False, cp, _sources.header_constants()
     comm.rank, comm.nranks, comm.max_bytes = rank, shared["n"], shared["max_bytes"]
     comm._in, comm._out = cp.cuda.memory.Memory(comm.max_bytes), cp.cuda.memory.Memory(comm.max_bytes)
     shared["comms"][rank] = comm

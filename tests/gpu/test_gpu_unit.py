@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from _gpu_helpers import load_check_script
 
-from collbench.gpu import _layout, ipc, kernels
+from collbench.gpu import ipc, kernels
+from collbench.gpu import kernel_sources as _sources
 
 # -- dtype / op tables ----------------------------------------------------------------------
 
@@ -19,7 +20,7 @@ from collbench.gpu import _layout, ipc, kernels
 check_script = load_check_script()  # the check script's numpy reference, as a module
 
 def test_dtype_table_is_complete_and_consistent() -> None:
-    table = _layout.dtypes()
+    table = _sources.dtypes()
     assert list(table) == ["int8", "uint8", "int32", "uint32", "int64", "uint64", "float16", "bfloat16",
                            "float32", "float64"]
     assert table["bfloat16"].storage == np.dtype(np.uint16)  # CuPy has no bfloat16
@@ -27,18 +28,18 @@ def test_dtype_table_is_complete_and_consistent() -> None:
     assert {i.itemsize for i in table.values()} == {1, 2, 4, 8}
     ids = [i.dtype_id for i in table.values()]
     assert len(set(ids)) == len(ids) and 0 not in ids  # 0 means "every dtype" to the kernels
-    assert _layout.dtypes() is table  # built once
+    assert _sources.dtypes() is table  # built once
 
 
 def test_unknown_dtype_and_op_are_clear_errors() -> None:
     with pytest.raises(ValueError, match="unknown dtype 'float8'"):
-        _layout.dtype_info("float8")
+        _sources.dtype_info("float8")
     with pytest.raises(ValueError, match="unknown reduction op 'xor'"):
-        _layout.check_op("xor")
+        _sources.check_op("xor")
 
 
 def test_header_constants_match_the_kernel_structs() -> None:
-    c = _layout.header_constants()
+    c = _sources.header_constants()
     assert c["SIG_COUNTERS_WORD"] >= c["MAX_BLOCKS"] * c["MAX_RANKS"]
     assert (c["SIG_ERROR_WORD"] + c["ERR_WORDS"]) * 4 <= c["SIG_BYTES"]
     assert c["DESC_BYTES"] == 4 * c["MAX_RANKS"] * 8 + 8
@@ -47,22 +48,22 @@ def test_header_constants_match_the_kernel_structs() -> None:
 
 
 def test_sources_digest_changes_with_any_source(tmp_path, monkeypatch) -> None:
-    for p in _layout.csrc_dir().glob("*.cu*"):
+    for p in _sources.csrc_dir().glob("*.cu*"):
         (tmp_path / p.name).write_bytes(p.read_bytes())
     monkeypatch.setenv("COLLBENCH_CSRC", str(tmp_path))
-    _layout.sources_digest.cache_clear()
-    before = _layout.sources_digest()
+    _sources.sources_digest.cache_clear()
+    before = _sources.sources_digest()
     (tmp_path / "collbench_common.cuh").write_text((tmp_path / "collbench_common.cuh").read_text() + "\n// edit\n")
-    _layout.sources_digest.cache_clear()
-    assert _layout.sources_digest() != before
+    _sources.sources_digest.cache_clear()
+    assert _sources.sources_digest() != before
     monkeypatch.delenv("COLLBENCH_CSRC")
-    _layout.sources_digest.cache_clear()
+    _sources.sources_digest.cache_clear()
 
 
 def test_compile_options_select_one_dtype() -> None:
-    opts = kernels.compile_options(_layout.dtype_info("bfloat16"))
+    opts = kernels.compile_options(_sources.dtype_info("bfloat16"))
     assert "-std=c++17" in opts
-    assert f"-DCOLLBENCH_ONLY_DTYPE={_layout.dtype_info('bfloat16').dtype_id}" in opts
+    assert f"-DCOLLBENCH_ONLY_DTYPE={_sources.dtype_info('bfloat16').dtype_id}" in opts
     assert any(o.startswith("-I") and o.endswith("csrc") for o in opts)
     assert any(o.startswith("-DCOLLBENCH_SOURCES_DIGEST=0x") for o in opts)
 
@@ -150,7 +151,7 @@ def test_grid_for() -> None:
 
 
 def test_pack_desc_layout() -> None:
-    c = _layout.header_constants()
+    c = _sources.header_constants()
     m = c["MAX_RANKS"]
     d = ipc.pack_desc([1, 2], [3, 4], [5, 6], [7, 8], rank=1, nranks=2)
     assert d.nbytes == c["DESC_BYTES"]
@@ -166,7 +167,7 @@ def test_pack_desc_layout() -> None:
 
 
 def test_desc_layout_matches_the_struct_in_the_kernel_source() -> None:
-    src = (_layout.csrc_dir() / "ipc_collectives.cu").read_text()
+    src = (_sources.csrc_dir() / "ipc_collectives.cu").read_text()
     body = re.search(r"struct CommDesc \{(.*?)\};", src, re.S).group(1)
     fields = re.findall(r"(\w+)\s+(\w+)(\[COLLBENCH_MAX_RANKS\])?;", body)
     assert [(t, n, bool(a)) for t, n, a in fields] == [
@@ -176,7 +177,7 @@ def test_desc_layout_matches_the_struct_in_the_kernel_source() -> None:
 
 def test_decode_error() -> None:
     assert ipc.decode_error([0] * 16) is None
-    c = _layout.header_constants()
+    c = _sources.header_constants()
     rec = ipc.decode_error([c["ERR_TIMEOUT"], c["KID_TWO_SHOT"], 3, 1, 2, 10, 9, 0, 5_000_000, 36, 0, 0, 0, 0, 0, 0])
     msg = rec.message()
     assert "rank 0" in msg and "two-shot" in msg and "block 3/36" in msg and "rank 1" in msg
@@ -226,12 +227,12 @@ def test_trunc_div() -> None:
 
 
 def test_ref_reduce_wraps_and_rounds_once() -> None:
-    i8 = _layout.dtype_info("int8")
+    i8 = _sources.dtype_info("int8")
     a = np.array([127, -128], np.int8)
     assert list(check_script.ref_reduce("sum", i8, [a, a])) == [-2, 0]
     # 3 * 127 wraps to 125, 3 * -128 wraps to -128; then C division truncates toward zero
     assert list(check_script.ref_reduce("avg", i8, [a, a, a], divide_by=3)) == [41, -42]
-    f16 = _layout.dtype_info("float16")
+    f16 = _sources.dtype_info("float16")
     big = np.array([65504.0], np.float16)
     # float32 accumulation: 65504 + 65504 - 65504 rounds once at the end (no inf on the way)
     r = check_script.ref_reduce("sum", f16, [big, big, np.array([-65504.0], np.float16)])
@@ -239,7 +240,7 @@ def test_ref_reduce_wraps_and_rounds_once() -> None:
 
 
 def test_mismatch_rules() -> None:
-    f32 = _layout.dtype_info("float32")
+    f32 = _sources.dtype_info("float32")
     nan1 = np.array([np.nan], np.float32)
     nan2 = np.array([0x7FC00001], np.uint32).view(np.float32)
     assert not check_script.mismatches(f32, "sum", nan1, nan2).any()  # NaN payloads may differ
@@ -251,12 +252,12 @@ def test_mismatch_rules() -> None:
 
 def test_random_data_covers_specials() -> None:
     rng = np.random.default_rng(1)
-    x = check_script.random_data(rng, _layout.dtype_info("float32"), 100000)
+    x = check_script.random_data(rng, _sources.dtype_info("float32"), 100000)
     assert x.dtype == np.float32 and np.isnan(x).any() and (np.abs(x[np.isfinite(x)]) > 1e30).any()
     assert (np.abs(x[np.isfinite(x)]) < np.finfo(np.float32).tiny).any()  # subnormals (or zeros)
-    y = check_script.random_data(rng, _layout.dtype_info("bfloat16"), 1000)
+    y = check_script.random_data(rng, _sources.dtype_info("bfloat16"), 1000)
     assert y.dtype == np.uint16
-    z = check_script.random_data(rng, _layout.dtype_info("uint64"), 1000)
+    z = check_script.random_data(rng, _sources.dtype_info("uint64"), 1000)
     assert z.dtype == np.uint64 and z.max() > 2**62
 
 
@@ -268,7 +269,7 @@ def test_ipc_case_matrix_fits() -> None:
         assert any(c == 0 for *_, c, _ in cases)
         for kind, dt, op, count, _ in cases:
             assert (op is None) == (kind == "allgather")
-            assert ipc.required_bytes(kind, count, _layout.dtype_info(dt).itemsize, n) <= 16 * 2**20 + 1024
+            assert ipc.required_bytes(kind, count, _sources.dtype_info(dt).itemsize, n) <= 16 * 2**20 + 1024
 
 
 def test_device_identity_is_the_physical_gpu(monkeypatch) -> None:

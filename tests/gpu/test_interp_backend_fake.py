@@ -21,8 +21,8 @@ from collbench.backends.capabilities import Environment, capability_rows
 from collbench.backends.cuda import CudaIpcBackend
 from collbench.dtypes import DTYPES
 from collbench.gpu import interp
-from collbench.gpu._layout import header_constants
 from collbench.gpu.interp_program import constants
+from collbench.gpu.kernel_sources import header_constants
 
 SCHEDULES = "ring,recursive_doubling,rabenseifner,double_binary_tree,tree,direct,bruck,recursive_halving,pairwise"
 

@@ -23,7 +23,7 @@ from algo_cases import IMPLEMENTATIONS, build, impl_id  # noqa: E402  (tests/alg
 
 from collbench.algorithms import Buf, Collective, Problem, Program, Recv, Schedule, Send, Slice, Step  # noqa: E402
 from collbench.algorithms.simulate import simulate  # noqa: E402
-from collbench.gpu import _layout  # noqa: E402
+from collbench.gpu import kernel_sources as _sources  # noqa: E402
 from collbench.gpu.interp_program import (  # noqa: E402
     INSTR_DTYPE,
     ProgramError,
@@ -168,7 +168,7 @@ def test_a_missing_synchronisation_is_caught(drop: str) -> None:
 
 
 def test_program_bytes_match_the_kernel_layout() -> None:
-    c, h = constants(), _layout.header_constants()
+    c, h = constants(), _sources.header_constants()
     assert INSTR_DTYPE.itemsize == c["INSTR_BYTES"] == 64
     assert (c["SIG_WORD"] + c["SIG_WORDS"]) * 4 <= h["SIG_BYTES"]
     assert c["SIG_WORD"] >= h["SIG_ERROR_WORD"] + h["ERR_WORDS"]

@@ -13,7 +13,8 @@ import pytest
 from _gpu_helpers import FakeNode
 from fakecuda import fake_cupy  # the one fake CuPy (tests/gpu/fakecuda)
 
-from collbench.gpu import _layout, ipc
+from collbench.gpu import ipc
+from collbench.gpu import kernel_sources as _sources
 
 MAPPED = 0x100000000000  # fake peer mappings live at own address + MAPPED
 
@@ -81,7 +82,7 @@ def test_setup_exchanges_handles_and_builds_the_descriptor(fake_env) -> None:
     log: list = []
     cp = fake_runtime_cupy(log)
     monkeypatch.setattr(ipc, "cupy_module", lambda: cp)
-    c = _layout.header_constants()
+    c = _sources.header_constants()
 
     def body(r, node):
         comm = ipc.IpcCommunicator(node, 1000, timeout_s=2.5, max_blocks=300)
@@ -142,7 +143,7 @@ def test_argument_errors_and_timeout_record(fake_env) -> None:
     monkeypatch, _ = fake_env
     cp = fake_runtime_cupy([])
     monkeypatch.setattr(ipc, "cupy_module", lambda: cp)
-    c = _layout.header_constants()
+    c = _sources.header_constants()
 
     def body(r, node):
         comm = ipc.IpcCommunicator(node, 64)
@@ -215,7 +216,7 @@ def test_a_timeout_on_one_rank_is_raised_on_every_rank(fake_env) -> None:
     monkeypatch, _ = fake_env
     cp = fake_runtime_cupy([])
     monkeypatch.setattr(ipc, "cupy_module", lambda: cp)
-    c = _layout.header_constants()
+    c = _sources.header_constants()
 
     def body(r, node):
         comm = ipc.IpcCommunicator(node, 64)
@@ -244,7 +245,7 @@ def test_errors_on_several_ranks_are_all_named(fake_env) -> None:
     monkeypatch, _ = fake_env
     cp = fake_runtime_cupy([])
     monkeypatch.setattr(ipc, "cupy_module", lambda: cp)
-    c = _layout.header_constants()
+    c = _sources.header_constants()
 
     def body(r, node):
         comm = ipc.IpcCommunicator(node, 64)
@@ -273,7 +274,7 @@ def test_check_script_sees_a_one_rank_timeout_on_every_rank(fake_env) -> None:
     monkeypatch, _ = fake_env
     cp = fake_runtime_cupy([])
     monkeypatch.setattr(ipc, "cupy_module", lambda: cp)
-    c = _layout.header_constants()
+    c = _sources.header_constants()
 
     def lone_kernel(filename, name, dtype):
         def launch(grid, block, args):

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from _gpu_helpers import gpu_skip_reason, load_check_script
 
-from collbench.gpu import _layout, kernels
+from collbench.gpu import kernel_sources as _sources
+from collbench.gpu import kernels
 
 check_script = load_check_script()  # the check script's numpy reference, as a module
 
@@ -20,11 +21,11 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(_REASON is not None, reason=st
 SIZES = [0, 1, 15, 17, 4097, 100_003]
 
 
-@pytest.mark.parametrize("dtype", list(_layout.dtypes()))
+@pytest.mark.parametrize("dtype", list(_sources.dtypes()))
 @pytest.mark.parametrize("op", ["sum", "prod", "max", "min", "avg"])
 def test_reduce_matches_numpy(dtype, op) -> None:
     cp = kernels.cupy_module()
-    info = _layout.dtype_info(dtype)
+    info = _sources.dtype_info(dtype)
     rng = np.random.default_rng()
     dt = "bfloat16" if dtype == "bfloat16" else None
     for n in SIZES:
@@ -47,7 +48,7 @@ def test_reduce_matches_numpy(dtype, op) -> None:
 @pytest.mark.parametrize("dtype", ["int8", "float16", "bfloat16", "float32", "float64"])
 def test_reduce_many_matches_numpy(dtype) -> None:
     cp = kernels.cupy_module()
-    info = _layout.dtype_info(dtype)
+    info = _sources.dtype_info(dtype)
     rng = np.random.default_rng()
     dt = "bfloat16" if dtype == "bfloat16" else None
     for nin in (1, 3, 8):

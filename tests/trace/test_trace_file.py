@@ -95,7 +95,7 @@ def test_untraced_runners_carry_no_tracing_code():
     from collbench.execute.python_mpi import MpiScheduleRun
 
     assert "clock" not in inspect.getsource(MpiScheduleRun.run)
-    from collbench.gpu._layout import csrc_dir
+    from collbench.gpu.kernel_sources import csrc_dir
 
     source = (csrc_dir() / "native_executor.c").read_text()
     run_once = source[source.index("static inline int run_once"):source.index("int cb_plan_run(")]

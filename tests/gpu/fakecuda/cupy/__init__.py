@@ -542,7 +542,7 @@ def _reduce_kernel(name: str, args: tuple) -> None:
     import ml_dtypes
 
     from collbench.algorithms.reduction import finalize_avg, reduce_into
-    from collbench.gpu._layout import dtype_info
+    from collbench.gpu.kernel_sources import dtype_info
 
     def typed(x: Any, n: int, dtype: str) -> np.ndarray:
         info = dtype_info(dtype)

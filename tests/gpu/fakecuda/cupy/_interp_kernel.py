@@ -33,8 +33,8 @@ LAUNCHES: list[tuple[str, int]] = []
 
 def _record(sig: np.ndarray, code: int, peer: int, instr: int, expected: int, seen: int, rank: int,
             waited_s: float, what: int) -> None:
-    from collbench.gpu._layout import header_constants
     from collbench.gpu.interp_program import constants
+    from collbench.gpu.kernel_sources import header_constants
 
     h = header_constants()
     err = h["SIG_ERROR_WORD"]
@@ -70,9 +70,9 @@ def launch(name: str, grid: int, args: tuple[Any, ...]) -> None:
     """interp_<op>_<dtype>(const CommDesc* d, const unsigned char* program, u64 timeout_ns)."""
     import ml_dtypes
 
-    from collbench.gpu._layout import dtype_info, header_constants
     from collbench.gpu.interp_program import INSTR_DTYPE, DeviceProgram, constants
     from collbench.gpu.interp_reference import RankMachine
+    from collbench.gpu.kernel_sources import dtype_info, header_constants
 
     LAUNCHES.append((name, grid))
     desc_ptr, prog_ptr, timeout_ns = (int(a) for a in args)
