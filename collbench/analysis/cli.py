@@ -135,7 +135,7 @@ def add_model_parser(sub: Any) -> argparse.ArgumentParser:
     pred.add_argument("--format", choices=formats, default="text")
     pred.add_argument("--defaults-only", action="store_true",
                       help="cost each algorithm with its default options only (default: search "
-                      "its variants -- ring channels, chunks, hierarchical inner/outer -- and "
+                      "its variants -- ring and tree channels, chunks, hierarchical inner/outer -- and "
                       "report the fastest with its options)")
     pred.add_argument("--compressed", action="store_true",
                       help="compressed allreduce (docs/compression.md): the largest density, bit width "
