@@ -1,5 +1,5 @@
 // collbench_common.cuh — types, exact arithmetic, 16-byte packs and the layout constants shared by
-// reduce.cu and ipc_collectives.cu.
+// reduce.cu, ipc_collectives.cu, interp.cu and compress.cu.
 //
 // The sources compile both with nvcc (CI compile checks, sm_80/sm_90) and with NVRTC through CuPy's
 // RawModule (run time). They therefore include NOTHING: every helper below is either a compiler
@@ -9,7 +9,7 @@
 // add/mul/div/setp below carry no .ftz modifier, so results are IEEE-exact and match numpy bit for
 // bit.
 //
-// Python reads the `#define COLLBENCH_*` integer constants of this file (collbench/gpu/_layout.py),
+// Python reads the `#define COLLBENCH_*` integer constants of this file (collbench/gpu/kernel_sources.py),
 // so the kernels are the single source of truth for buffer layouts.
 #pragma once
 
@@ -514,3 +514,48 @@ __device__ __forceinline__ void copy_range(void* dst_v, const void* src_v, u64 n
 #else
 #define CB_IF_DTYPE_FLOAT64(x)
 #endif
+
+// ---------------------------------------------------------------------------------------------
+// Memory ordering, flags and time for the kernels that wait on other ranks (ipc_collectives.cu,
+// interp.cu): inline PTX, system scope where a peer GPU reads or writes the word.
+// ---------------------------------------------------------------------------------------------
+namespace cb {
+
+__device__ __forceinline__ u64 global_timer_ns() {
+  u64 t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+}
+__device__ __forceinline__ void st_release_sys(u32* p, u32 v) {
+  asm volatile("st.release.sys.global.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
+}
+__device__ __forceinline__ u32 ld_acquire_sys(const u32* p) {
+  u32 v;
+  asm volatile("ld.acquire.sys.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+  return v;
+}
+__device__ __forceinline__ u32 ld_acquire_gpu(const u32* p) {
+  u32 v;
+  asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+  return v;
+}
+__device__ __forceinline__ void red_add_release_gpu(u32* p, u32 v) {
+  asm volatile("red.release.gpu.global.add.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
+}
+__device__ __forceinline__ u32 ld_volatile(const u32* p) {
+  u32 v;
+  asm volatile("ld.volatile.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+  return v;
+}
+__device__ __forceinline__ void st_volatile(u32* p, u32 v) {
+  asm volatile("st.volatile.global.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
+}
+__device__ __forceinline__ u32 atom_cas(u32* p, u32 cmp, u32 val) {
+  u32 old;
+  asm volatile("atom.global.cas.b32 %0, [%1], %2, %3;" : "=r"(old) : "l"(p), "r"(cmp), "r"(val) : "memory");
+  return old;
+}
+__device__ __forceinline__ void fence_acq_rel_sys() { asm volatile("fence.acq_rel.sys;" ::: "memory"); }
+__device__ __forceinline__ void nanosleep_ns(u32 ns) { asm volatile("nanosleep.u32 %0;" ::"r"(ns)); }
+
+}  // namespace cb
