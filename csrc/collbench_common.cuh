@@ -521,6 +521,17 @@ __device__ __forceinline__ void copy_range(void* dst_v, const void* src_v, u64 n
 // ---------------------------------------------------------------------------------------------
 namespace cb {
 
+// The IpcCommunicator's descriptor (collbench/gpu/ipc.py writes it): every rank's buffers.
+struct CommDesc {
+  u64 in[COLLBENCH_MAX_RANKS];
+  u64 out[COLLBENCH_MAX_RANKS];
+  u64 scratch[COLLBENCH_MAX_RANKS];
+  u64 sig[COLLBENCH_MAX_RANKS];
+  i32 rank;
+  i32 nranks;
+};
+static_assert(sizeof(CommDesc) == COLLBENCH_DESC_BYTES, "CommDesc layout changed: update ipc.py");
+
 __device__ __forceinline__ u64 global_timer_ns() {
   u64 t;
   asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));

@@ -81,16 +81,7 @@ namespace interp {
 
 constexpr int kUnroll = 2;  // packs in flight per thread (512-thread blocks: 128 registers each)
 
-// The IpcCommunicator's descriptor (the same struct as in ipc_collectives.cu).
-struct CommDesc {
-  u64 in[COLLBENCH_MAX_RANKS];
-  u64 out[COLLBENCH_MAX_RANKS];
-  u64 scratch[COLLBENCH_MAX_RANKS];
-  u64 sig[COLLBENCH_MAX_RANKS];
-  i32 rank;
-  i32 nranks;
-};
-static_assert(sizeof(CommDesc) == COLLBENCH_DESC_BYTES, "CommDesc layout changed: update ipc.py");
+// CommDesc, the IpcCommunicator's descriptor, is in collbench_common.cuh.
 
 struct Header {
   u32 magic, version;
@@ -383,7 +374,7 @@ __device__ __forceinline__ void run(const CommDesc* d, const unsigned char* prog
 
 #define CB_INTERP_OP(T, NAME, OPNAME, OPID)                                                                \
   extern "C" __global__ void __launch_bounds__(COLLBENCH_IPC_THREADS) interp_##OPNAME##_##NAME(             \
-      const cb::interp::CommDesc* d, const unsigned char* program, unsigned long long timeout_ns) {        \
+      const cb::CommDesc* d, const unsigned char* program, unsigned long long timeout_ns) {        \
     cb::interp::run<T, OPID>(d, program, timeout_ns);                                                      \
   }
 

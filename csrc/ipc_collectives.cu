@@ -46,15 +46,6 @@ namespace cb {
 // Packs in flight per thread in the IPC kernels: 512 threads leave 128 registers per thread.
 constexpr int kIpcUnroll = 2;
 
-struct CommDesc {
-  u64 in[COLLBENCH_MAX_RANKS];
-  u64 out[COLLBENCH_MAX_RANKS];
-  u64 scratch[COLLBENCH_MAX_RANKS];
-  u64 sig[COLLBENCH_MAX_RANKS];
-  i32 rank;
-  i32 nranks;
-};
-static_assert(sizeof(CommDesc) == COLLBENCH_DESC_BYTES, "CommDesc layout changed: update ipc.py");
 
 
 // Error record layout (words after COLLBENCH_SIG_ERROR_WORD); python/ipc.py decodes it.
