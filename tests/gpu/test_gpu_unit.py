@@ -167,7 +167,7 @@ def test_pack_desc_layout() -> None:
 
 
 def test_desc_layout_matches_the_struct_in_the_kernel_source() -> None:
-    src = (_sources.csrc_dir() / "ipc_collectives.cu").read_text()
+    src = (_sources.csrc_dir() / "collbench_common.cuh").read_text()
     body = re.search(r"struct CommDesc \{(.*?)\};", src, re.S).group(1)
     fields = re.findall(r"(\w+)\s+(\w+)(\[COLLBENCH_MAX_RANKS\])?;", body)
     assert [(t, n, bool(a)) for t, n, a in fields] == [
