@@ -14,7 +14,9 @@
 #   4. the cuda backend (IPC kernels) through collbench at 2 and 4 processes sharing the GPU,
 #      and graph mode for the 8-byte one-shot allreduce
 #   5. MPI on device buffers: the non-CUDA-aware error, then --stage-host
-#   6. a short summary table, printed last
+#   6. compressed collectives (kernels and nccl runners), alltoall/alltoallv, NVTX, the refusal of
+#      two NCCL ranks on one GPU, the schedule interpreter at 3 processes
+#   7. a short summary table, printed last
 # Everything lands in OUTDIR/work; OUTDIR/gpu_check.tar.gz packs it (one file to fetch).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
@@ -97,7 +99,27 @@ echo "(a non-zero exit with a clear message is expected above when the MPI is no
 run mpi-cuda-staged 45 "${CB[@]}" allreduce allgather --backend mpi --device cuda --stage-host -np 2 \
     -b 8 -e 16M -f 16 --out "$WORK/mpi-cuda-staged.jsonl" || STATUS=1
 
-step "6. summary"
+step "6. compressed collectives, alltoall(v), NVTX, refusals"
+# csrc/compress.cu compiled and run against the host primitives, bit for bit
+run compress-kernels 60 "$PY" tests/compress/gpu_kernel_checks.py || STATUS=1
+# every nccl compressed runner against the mpi runner on the same inputs (one rank: NCCL refuses
+# two ranks on one GPU, so the exchange is trivial but every kernel and the NCCL calls run)
+run compress-nccl 60 "$(dirname "$(command -v "$PY")")/mpiexec" -n 1 "$PY" tests/compress/gpu_driver.py 7,1000,4099 \
+    || STATUS=1
+run compress-cli 60 "${CB[@]}" allreduce --backend nccl --algo all-compressed -np 1 -d float32,bfloat16 \
+    -O density=0.05 -b 1K -e 4M -f 16 -n 3 -w 1 --out "$WORK/nccl-np1-compressed.jsonl" || STATUS=1
+run nccl-alltoall 45 "${CB[@]}" alltoall alltoallv --backend nccl --algo all -np 1 -O skew=1 \
+    -b 8 -e 1M -f 32 -n 3 -w 1 --out "$WORK/nccl-np1-alltoall.jsonl" || STATUS=1
+run nvtx 45 "${CB[@]}" allreduce --backend nccl -np 1 --nvtx -b 8 -e 64K -f 8 -n 3 -w 1 \
+    --out "$WORK/nccl-np1-nvtx.jsonl" || STATUS=1
+# two ranks on one GPU: NCCL cannot run them; collbench must refuse with one line, not hang
+run nccl-shared-refusal 45 "${CB[@]}" allreduce --backend nccl -np 2 -e 64 --out "$WORK/nccl-np2-shared.jsonl"
+echo "(a non-zero exit naming the shared device is expected above)"
+run cuda-interp-np3 75 "${CB[@]}" allreduce allgather reduce_scatter --backend cuda -np 3 -T 30 \
+    --algo ring,recursive_doubling,bruck,direct -d float32 -o sum -b 0 -e 64K -f 64 -n 2 -w 1 \
+    --out "$WORK/cuda-interp-np3.jsonl" || STATUS=1
+
+step "7. summary"
 "$PY" scripts/gpu_summary.py "$WORK" | tee "$WORK/summary.txt"
 tar -czf "$OUTDIR/gpu_check.tar.gz" -C "$OUTDIR" work
 cat "$WORK/steps.txt"

@@ -22,6 +22,7 @@ error (a timeout) is reported with the decoded record, and the signal buffers ar
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from typing import Any, Callable, Optional, Sequence
@@ -140,23 +141,46 @@ def _bind(f: Callable[..., Any], *args: Any) -> Callable[[], None]:
     return run
 
 
-def together(fns: Sequence[Callable[[], None]]) -> None:
-    """Call each function in its own thread (one per rank) and wait for all; re-raise the first error."""
+def together(fns: Sequence[Callable[[], None]]) -> list[tuple[float, float]]:
+    """Call each function in its own thread (one per rank) and wait for all; re-raise the first
+    error. Returns each call's (start, duration) in seconds, the start counted from the first
+    thread's start: a rank whose host launch came late or blocked shows here."""
     errors: list[BaseException] = []
+    spans: list[tuple[float, float]] = [(0.0, 0.0)] * len(fns)
+    origin = time.perf_counter()
 
-    def wrap(fn: Callable[[], None]) -> None:
+    def wrap(i: int, fn: Callable[[], None]) -> None:
+        t0 = time.perf_counter()
         try:
             fn()
         except BaseException as exc:  # noqa: BLE001 - re-raised below
             errors.append(exc)
+        spans[i] = (t0 - origin, time.perf_counter() - t0)
 
-    threads = [threading.Thread(target=wrap, args=(fn,)) for fn in fns]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    # The ranks' kernels spin on each other, so every launch must reach the GPU while the others
+    # wait. A garbage collection in this window can run a finalizer that synchronizes the device
+    # while holding the GIL: the unlaunched ranks then start only when the launched ones time out
+    # (seen on an H200: threads 1-3 started 5.0 s late, the same case failing in 4 of 7 sweeps,
+    # with CUDA_MODULE_LOADING=EAGER as well). So no collection until every rank has launched.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        threads = [threading.Thread(target=wrap, args=(i, fn)) for i, fn in enumerate(fns)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        if collecting:
+            gc.enable()
     if errors:
         raise errors[0]
+    return spans
+
+
+def _describe_spans(spans: Sequence[tuple[float, float]]) -> str:
+    return "host launches (start+duration ms): " + ", ".join(
+        f"rank {r} +{start * 1e3:.1f}/{took * 1e3:.1f}" for r, (start, took) in enumerate(spans))
 
 
 def _inputs(problem: Problem, dtype: str, seed: int) -> list[np.ndarray]:
@@ -200,14 +224,14 @@ def run_case(group: LocalGroup, name: str, problem: Problem, dtype: str, op: Opt
             graphs.append(s.end_capture())
         for g, s in zip(graphs, group.streams):
             g.upload(s)
-        together([_repeat(_bind(g.launch, s), graph_replays) for g, s in zip(graphs, group.streams)])
+        spans = together([_repeat(_bind(g.launch, s), graph_replays) for g, s in zip(graphs, group.streams)])
     else:
-        together([_repeat(_bind(o.launch, s), launches) for o, s in zip(ops, group.streams)])
+        spans = together([_repeat(_bind(o.launch, s), launches) for o, s in zip(ops, group.streams)])
     group.synchronize()
     errors = group.errors()
-    if errors:
+    if errors:  # every rank's record and the host launches: a lost signal or a late launch
         group.reset_signals()
-        return errors[0]
+        return " | ".join([*errors, _describe_spans(spans)])
     for r, o in enumerate(ops):
         got = o.output.get()
         expected = _storage(want[r], dtype)

@@ -14,6 +14,7 @@ import sys
 
 import cupy
 import numpy as np
+from cupy.cuda import nccl  # a submodule: cupy.cuda does not import it by itself
 from mpi4py import MPI
 
 from collbench.compress import reference
@@ -78,10 +79,10 @@ def mismatches(name, got, want, dtype):
 local = comm.Split_type(MPI.COMM_TYPE_SHARED, key=rank)
 cupy.cuda.Device(local.Get_rank() % cupy.cuda.runtime.getDeviceCount()).use()
 local.Free()
-uid = comm.bcast(cupy.cuda.nccl.get_unique_id() if rank == 0 else None, root=0)
-nccl_comm = cupy.cuda.nccl.NcclCommunicator(p, uid, rank)
+uid = comm.bcast(nccl.get_unique_id() if rank == 0 else None, root=0)
+nccl_comm = nccl.NcclCommunicator(p, uid, rank)
 stream = cupy.cuda.Stream(non_blocking=True)
-ctx = NcclContext(nccl_comm, cupy.cuda.nccl, cupy, stream, rank, p)
+ctx = NcclContext(nccl_comm, nccl, cupy, stream, rank, p)
 
 failures, ran = [], 0
 for name, raw, dtypes in CASES:

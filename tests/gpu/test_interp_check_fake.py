@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from fakecuda import FAKECUDA  # the one fake CuPy (tests/gpu/fakecuda)
 
 DRIVER = """
@@ -61,3 +62,30 @@ def test_interpreter_check_catches_a_broken_kernel(tmp_path):
     cases = [c for c in checks if " np=" in c["name"] and not c["name"].startswith("time")]
     assert cases and all(c["status"] == "fail" for c in cases), [c for c in cases if c["status"] != "fail"][:2]
     assert "wrong bytes" in cases[0]["detail"]
+
+
+def test_no_garbage_collection_while_the_ranks_launch():
+    """On an H200 a collection inside the launch window ran a finalizer that synchronized the
+    device while holding the GIL: three ranks launched only after the first had timed out (5 s,
+    results/gpu/h200-2026-11-30/). ``together`` keeps the collector off until every rank has
+    launched, restores it afterwards, and reports when each rank's launch started and how long it
+    took."""
+    import gc
+
+    from collbench.gpu.interp_check import _describe_spans, together
+
+    seen = []
+    assert gc.isenabled()
+    spans = together([lambda: seen.append(gc.isenabled()) for _ in range(4)])
+    assert seen == [False] * 4
+    assert gc.isenabled()
+    assert len(spans) == 4 and all(start >= 0 and took >= 0 for start, took in spans)
+    text = _describe_spans([(0.0001, 0.0005), (5.0012, 0.0002)])
+    assert "rank 0 +0.1/0.5" in text and "rank 1 +5001.2/0.2" in text
+
+    def boom() -> None:
+        raise RuntimeError("launch failed")
+
+    with pytest.raises(RuntimeError, match="launch failed"):
+        together([boom])
+    assert gc.isenabled()  # restored on the error path too
