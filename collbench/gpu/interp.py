@@ -33,12 +33,15 @@ EXECUTOR = ROW_CUDA_INTERP
 #: The interpreter's fixed cost per schedule step, in microseconds: a flag round trip between a
 #: pair of ranks (``st.release.sys`` of the ready, seen by the peer's ``ld.acquire.sys`` spin,
 #: and the done back), plus a grid barrier of the rank when its grid has more than one block.
-#: NOT YET MEASURED: no GPU was lent while the interpreter was written. The ``interp`` section of
-#: scripts/gpu_kernels_check.py measures it (microseconds per step at 8 bytes, next to one-shot
-#: and two-shot); a profile may then carry it as ``"interp": {"step_us": ..., "source": ...}``
-#: (:func:`step_cost_us`), and ``collbench model predict`` then shows ``<algorithm>@interp`` next
-#: to each schedule on NCCL p2p (analysis/model/predict.py ``interp_model``: a step inside a node
-#: costs this instead of the intra α). No shipped profile has it: it has not been measured.
+#: The ``interp`` section of scripts/gpu_kernels_check.py measures it (microseconds per step at 8
+#: bytes, next to one-shot and two-shot). On one H200, with the ranks as streams of one process
+#: (results/gpu/h200-2026-11-30/), the median over schedules was 7.4 us per step at 2 ranks and
+#: 16 us at 8: those ranks share one GPU's SMs and L2 and cross no NVLink, so the figure is no
+#: A100 node's constant and no shipped profile carries it. A profile measured on a multi-GPU node
+#: may carry it as ``"interp": {"step_us": ..., "source": ...}`` (:func:`step_cost_us`); then
+#: ``collbench model predict`` shows ``<algorithm>@interp`` next to each schedule on NCCL p2p
+#: (analysis/model/predict.py ``interp_model``: a step inside a node costs this instead of the
+#: intra α).
 STEP_US: Optional[float] = None
 
 

@@ -1,5 +1,5 @@
 """``collbench model predict``: the schedule interpreter as a second execution choice, priced with
-the profile's ``interp.step_us`` (not measured yet: no GPU has been lent; these tests use a
+the profile's ``interp.step_us`` (measured only on one GPU, which is no node's constant; these tests use a
 made-up value), and absent, with every output unchanged, from profiles without it."""
 
 from __future__ import annotations
