@@ -55,18 +55,31 @@ def allgather_core(b: Builder, grp: Group, part: Partition, region: Region, unit
     """Bruck allgather; arguments as in :func:`.ring.allgather_core`, plus ``scratch``: the
     first scratch element the rotated buffer may use (callers keep live data below it)."""
     g, i = grp.size, grp.me
-    runs = _member_runs(grp, part, region, units)
+    flat = units is flat_units
+    if flat:  # member u's data is block u: everything below is O(1) per member asked for
+        def runs_of(u: int) -> list[Slice]:
+            return [region.at(part.off(u), part.len(u))]
+
+        base, total = part.off(i), part.off(g)
+
+        def off_at(m: int) -> int:  # where rotated position m starts: members i, i+1, ... wrap
+            u = i + m
+            return part.off(u) - base if u <= g else total - base + part.off(u - g)
+    else:
+        runs = _member_runs(grp, part, region, units)
+        runs_of = runs.__getitem__
+        # rotated position m holds member (i + m) % g: offsets of the positions in scratch
+        offs = [0, *accumulate(sum(s.length for s in runs[(i + m) % g]) for m in range(g))]
+        off_at = offs.__getitem__
     if own is not None:
-        _place_own(b, t0, own, runs[i])
+        _place_own(b, t0, own, runs_of(i))
     if g == 1:
         return
-    # rotated position m holds member (i + m) % g: offsets of the positions in scratch
-    order = [(i + m) % g for m in range(g)]
-    offs = [0, *accumulate(sum(s.length for s in runs[u]) for u in order)]
     rot = Region(Buf.SCRATCH, scratch)
 
     def positions(lo: int, hi: int) -> Slice:
-        return rot.at(offs[lo], offs[hi] - offs[lo])
+        start = off_at(lo)
+        return rot.at(start, off_at(hi) - start)
 
     steps = allgather_span(g)
     k, d = 0, 1
@@ -75,18 +88,23 @@ def allgather_core(b: Builder, grp: Group, part: Partition, region: Region, unit
         if k == 0:
             # position 0 is filled only after this step's messages (local work comes last in a
             # step): the first send reads my data where it already is
-            b.send_all(t0, grp.peer(i - d), [own] if own is not None else runs[i])
+            b.send_all(t0, grp.peer(i - d), [own] if own is not None else runs_of(i))
         else:
             b.send(t0 + k, grp.peer(i - d), positions(0, n))
         b.recv(t0 + k, grp.peer(i + d), positions(d, d + n))
         k, d = k + 1, d * 2
     if steps > 1:  # later steps send position 0 along with what they gathered
-        mine = [own] if own is not None else runs[i]
+        mine = [own] if own is not None else runs_of(i)
         _copy_runs(b, t0, list(zip(mine, _split(positions(0, 1), mine))))
     # inverse rotation: positions 1 .. g-1 to their members' places (my own is there already)
+    if flat:  # two ranges: members i+1 .. g-1, then 0 .. i-1, each contiguous on both sides
+        upper = region.at(part.off(i + 1), total - part.off(i + 1))
+        lower = region.at(part.off(0), base - part.off(0))
+        _copy_runs(b, t0 + steps - 1, [(positions(1, g - i), upper), (positions(g - i, g), lower)])
+        return
     pairs = []
     for m in range(1, g):
-        dsts = runs[order[m]]
+        dsts = runs[(i + m) % g]
         pairs.extend(zip(_split(positions(m, m + 1), dsts), dsts))
     _copy_runs(b, t0 + steps - 1, pairs)
 
