@@ -77,3 +77,21 @@ def test_model_predict_alltoall_cli(tmp_path):
     assert result.returncode == 0, result.stderr
     for name in ("pairwise", "direct", "bruck", "hierarchical"):
         assert name in result.stdout
+
+
+@pytest.mark.parametrize("collective", [Collective.ALLTOALL, Collective.ALLTOALLV])
+def test_nccl_own_alltoall_is_its_grouped_send_recv_not_a_tuned_collective(collective) -> None:
+    """NCCL's tuning model (ring/tree x LL/LL128/Simple) covers the reductions and gathers only;
+    its alltoall is one group of ncclSend/ncclRecv to every peer. ``native`` on nccl is priced
+    as the direct schedule on NCCL p2p, not as a ring/LL chain."""
+    from collbench.analysis.model.predict import Model
+    from collbench.analysis.model.profile import load_profile
+
+    model = Model(load_profile("perlmutter"))
+    layout = Layout.blocked(16, 4)
+    for size in (4096, 1 << 20, 64 << 20):
+        native = model.predict(collective, "native", 16, size, layout=layout, backend="nccl")
+        direct = model.predict(collective, "direct", 16, size, layout=layout, backend="nccl")
+        assert native is not None and direct is not None
+        assert native.cost.total == pytest.approx(direct.cost.total)
+        assert native.method == "nccl p2p (direct)"

@@ -164,6 +164,13 @@ class Model:
         system = self.profile.nccl
         if backend != "nccl" or system is None:
             return None
+        if collective in (Collective.ALLTOALL, Collective.ALLTOALLV):
+            # NCCL has no tuned algorithm for these: nccl-tests' alltoall is one group of
+            # ncclSend/ncclRecv to every peer, which is the direct schedule on NCCL p2p
+            # (its tuning tables -- ring/tree x LL/LL128/Simple -- do not apply)
+            out = self.cost(collective, "direct", nranks, count, itemsize, layout=layout,
+                            backend="nccl", gpus_per_process=gpus_per_process)
+            return None if out is None else (out[0], "nccl p2p (direct)")
         nnodes = len(layout.nodes) if layout is not None else 1
         if layout is not None and len({len(m) for m in layout.nodes}) != 1:
             return None          # NCCL's model assumes the same rank count on every node
@@ -430,7 +437,9 @@ def format_predictions(tables: list[PredictTable], profile: Profile, collective:
            f"{profile.nics_per_node} NIC(s)/node",
            "# cells: predicted time (busbw GB/s); best: fastest algorithm and the term that "
            "dominates its time (α latency, β bandwidth, γ local reduction); native: NCCL's own "
-           "collective with the algorithm/protocol NCCL's tuning model picks"]
+           "collective with the algorithm/protocol NCCL's tuning model picks"
+           + (" (alltoall: one group of sends and receives, priced as the direct schedule)"
+              if collective in (Collective.ALLTOALL, Collective.ALLTOALLV) else "")]
     if any(name.endswith(INTERP_SUFFIX) for t in tables for name in t.algorithms):
         out.append(f"# <algorithm>{INTERP_SUFFIX}: the same schedule on collbench's interpreter kernel (cuda "
                    f"backend): a step inside a node costs interp.step_us = {interp_step_us(profile):g} us "
