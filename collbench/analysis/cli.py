@@ -140,6 +140,9 @@ def add_model_parser(sub: Any) -> argparse.ArgumentParser:
     pred.add_argument("--compressed", action="store_true",
                       help="compressed allreduce (docs/compression.md): the largest density, bit width "
                       "and rank at which each compressed algorithm still beats the best dense one")
+    pred.add_argument("--skew", default=None, metavar="S",
+                      help="alltoallv's count matrix: Zipf exponent S, as run's -O skew=S "
+                      "(default 1; 0 is uniform)")
     add_plugin_argument(pred)
     chk = msub.add_parser("check", help="predicted vs measured for every row of results files")
     chk.add_argument("paths", nargs="+", metavar="RESULTS")
@@ -238,9 +241,20 @@ def _predict(args: argparse.Namespace) -> int:
         rows = crossovers(profile, nodes, per_node, sizes, item, args.datatype)
         sys.stdout.write(format_crossovers(rows, profile, per_node, item, args.datatype, args.format) + "\n")
         return 0
-    tables = predict_tables(Model(profile), collective, nodes, per_node, sizes, algos, args.datatype,
+    skew = None
+    if args.skew is not None:
+        if collective is not Collective.ALLTOALLV:
+            raise UsageError("--skew describes alltoallv's count matrix: use it with --collective alltoallv")
+        from ..algorithms.vcounts import parse_exponent
+
+        try:
+            skew = parse_exponent(args.skew)
+        except ValueError as exc:
+            raise UsageError(str(exc).replace("-O skew=", "--skew ", 1)) from None
+    tables = predict_tables(Model(profile, skew), collective, nodes, per_node, sizes, algos, args.datatype,
                             search=not args.defaults_only)
-    sys.stdout.write(format_predictions(tables, profile, collective, args.datatype, args.format) + "\n")
+    sys.stdout.write(format_predictions(tables, profile, collective, args.datatype, args.format, skew)
+                     + "\n")
     return 0
 
 

@@ -60,6 +60,7 @@ class Selector:
     auto_profile: str | None = None
     auto_from: str | None = None
     algorithm_options: dict[str, Any] | None = None
+    skew: Any = None  # alltoallv's count matrix (algorithms.vcounts.Skew): the model prices it
 
     def __post_init__(self) -> None:
         self._model = None
@@ -77,7 +78,7 @@ class Selector:
             from .model.predict import Model
             from .model.profile import load_profile
 
-            self._model = Model(load_profile(self.auto_profile))
+            self._model = Model(load_profile(self.auto_profile), self.skew)
         return self._model
 
     def candidates(self, collective: Collective, dtype: str, op: str | None) -> list[str]:

@@ -196,7 +196,7 @@ class Harness:
 
             self._selector = Selector(self.nranks, getattr(self.backend, "layout", None), runnable,
                                       self.spec.auto_profile, self.spec.auto_from,
-                                      dict(self.spec.algorithm_options))
+                                      dict(self.spec.algorithm_options), skew=self.spec.skew)
         return agreed_variant(self.ctrl, self._selector, group.collective, size, group.dtype.name,
                               group.op, group.placements == (Placement.IN_PLACE,))
 

@@ -95,3 +95,39 @@ def test_nccl_own_alltoall_is_its_grouped_send_recv_not_a_tuned_collective(colle
         assert native is not None and direct is not None
         assert native.cost.total == pytest.approx(direct.cost.total)
         assert native.method == "nccl p2p (direct)"
+
+
+def test_the_model_prices_the_alltoallv_count_matrix_it_is_given() -> None:
+    """``--algo auto -O skew=S`` and ``model predict --skew S`` price alltoallv with that
+    matrix, not the default Zipf 1: at 4 Perlmutter nodes the hierarchical schedule (which
+    funnels each node's traffic through the NICs) costs more on a uniform matrix than on a
+    skewed one, and the two choices differ."""
+    import json
+
+    from collbench.algorithms.vcounts import Skew
+    from collbench.analysis.select import Selector
+
+    layout = Layout.blocked(16, 4)
+    times = {}
+    chosen = {}
+    for s in (0.0, 3.0):
+        selector = Selector(16, layout, lambda *_: True, "perlmutter", skew=Skew(s))
+        chosen[s] = selector.choose_variant(Collective.ALLTOALLV, 64 << 20, "float32", None)[0]
+        result = run_cli(["model", "predict", "--profile", "perlmutter", "--collective", "alltoallv",
+                          "--nodes", "4", "--gpus-per-node", "4", "--sizes", "64M", "--skew", str(s),
+                          "--format", "json"])
+        assert result.returncode == 0, result.stderr
+        records = {r["algorithm"]: r for r in json.loads(result.stdout)}
+        assert {r["skew"] for r in records.values()} == {f"zipf:{s:g}"}
+        times[s] = records["hierarchical"]["time_us"]
+        assert [n for n, r in records.items() if r["best"]] == [chosen[s]]
+    assert times[0.0] > times[3.0]
+    assert chosen[0.0] != chosen[3.0]
+
+
+def test_model_predict_refuses_a_bad_skew_in_one_line() -> None:
+    for args in (["--collective", "alltoallv", "--skew", "x"], ["--collective", "alltoallv", "--skew", "-1"],
+                 ["--collective", "allreduce", "--skew", "1"]):
+        result = run_cli(["model", "predict", *args])
+        assert result.returncode == 2
+        assert result.stderr.count("\n") == 1 and "--skew" in result.stderr, result.stderr

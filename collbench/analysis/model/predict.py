@@ -21,6 +21,8 @@ from tabulate import tabulate
 from ...algorithms import Collective, Layout, Problem
 from ...algorithms._build import default_chunks
 from ...algorithms.registry import algorithms_for, get_algorithm
+from ...algorithms.vcounts import DEFAULT as DEFAULT_SKEW
+from ...algorithms.vcounts import Skew
 from ...dtypes import DTYPES
 from ...errors import UsageError
 from ...metrics import bus_factor, bytes_for_count, count_for_size
@@ -72,8 +74,9 @@ def _layout_key(layout: Layout | None) -> Any:
 class Model:
     """Costs of schedules on one machine profile, with the structure cached across sizes."""
 
-    def __init__(self, profile: Profile) -> None:
+    def __init__(self, profile: Profile, skew: Skew | None = None) -> None:
         self.profile = profile
+        self.skew = skew  # alltoallv's count matrix (None: the default Zipf); one per model
         self._cache: dict[tuple, tuple[int, list[Phase] | None, str]] = {}
         self._topos: dict[tuple, Topo] = {}
         self._preconditions: dict[tuple, bool] = {}
@@ -104,6 +107,7 @@ class Model:
                                     gpus_per_process)
         if layout is not None and len(layout.nodes) == 1:
             layout = None
+        skew = self.skew if collective is Collective.ALLTOALLV else None
         opts = dict(options or {})
         # preconditions do not depend on the count here (every algorithm takes any count):
         # check once per shape (building a Problem validates the whole layout: O(ranks))
@@ -111,7 +115,7 @@ class Model:
                    json.dumps(opts, sort_keys=True, default=str), root % nranks)
         ok = self._preconditions.get(pre_key)
         if ok is None:
-            problem = Problem(collective, nranks, 1, root % nranks, layout)
+            problem = Problem(collective, nranks, 1, root % nranks, layout, skew)
             ok = self._preconditions[pre_key] = algo.precondition(problem, op=None,
                                                                   options=opts) is None
         if not ok:
@@ -122,7 +126,7 @@ class Model:
         exact = nranks <= EXACT_RANKS if exact is None else exact
         opts = self._fix_chunks(algo.name, collective, count, nranks, layout, opts)
         if exact:
-            problem = Problem(collective, nranks, count, root % nranks, layout)
+            problem = Problem(collective, nranks, count, root % nranks, layout, skew)
             ph = closed_phases(algo.name, problem, itemsize, in_place, opts,
                                self._topo(layout, nranks))
             if ph is not None:
@@ -138,7 +142,7 @@ class Model:
             # channels cut the vector like chunks do: the reference count splits evenly by both
             chunks = int(opts.get("chunks") or 1) * int(opts.get("channels") or 1)
             ref = regular_count(nranks, layout, chunks) * 64
-            problem = Problem(collective, nranks, ref, root % nranks, layout)
+            problem = Problem(collective, nranks, ref, root % nranks, layout, skew)
             ph = closed_phases(algo.name, problem, itemsize, in_place, opts,
                                self._topo(layout, nranks))
             method = "closed"
@@ -399,8 +403,10 @@ def crossovers(table: PredictTable) -> list[tuple[int, int, str]]:
 
 
 def format_predictions(tables: list[PredictTable], profile: Profile, collective: Collective,
-                       dtype: str, fmt: str = "text") -> str:
-    """Tables of predicted time per algorithm, the best algorithm and its dominant term."""
+                       dtype: str, fmt: str = "text", skew: Skew | None = None) -> str:
+    """Tables of predicted time per algorithm, the best algorithm and its dominant term
+    (``skew``: alltoallv's count matrix the model priced, for the header and the records)."""
+    matrix = (skew or DEFAULT_SKEW).label if collective is Collective.ALLTOALLV else None
     if fmt == "json":
         records = []
         for t in tables:
@@ -416,7 +422,8 @@ def format_predictions(tables: list[PredictTable], profile: Profile, collective:
                                     "dominant": pred.cost.dominant, "method": pred.method,
                                     "best": best is not None and best.algorithm == name,
                                     "options": pred.options or {},
-                                    "profile": profile.name, "dtype": dtype})
+                                    "profile": profile.name, "dtype": dtype,
+                                    **({"skew": matrix} if matrix else {})})
         return json.dumps(records, indent=1)
     if fmt == "csv":
         import csv
@@ -440,6 +447,8 @@ def format_predictions(tables: list[PredictTable], profile: Profile, collective:
            "collective with the algorithm/protocol NCCL's tuning model picks"
            + (" (alltoall: one group of sends and receives, priced as the direct schedule)"
               if collective in (Collective.ALLTOALL, Collective.ALLTOALLV) else "")]
+    if matrix:
+        out.append(f"# alltoallv count matrix {matrix} (size: the busiest rank's receive buffer)")
     if any(name.endswith(INTERP_SUFFIX) for t in tables for name in t.algorithms):
         out.append(f"# <algorithm>{INTERP_SUFFIX}: the same schedule on collbench's interpreter kernel (cuda "
                    f"backend): a step inside a node costs interp.step_us = {interp_step_us(profile):g} us "
