@@ -101,6 +101,27 @@ class Skew:
 DEFAULT = Skew()
 
 
+def to_record(skew: Skew | None) -> dict[str, Any] | None:
+    """A skew as results and trace files store it (JSON); None for the default."""
+    if skew is None:
+        return None
+    return {"label": skew.label, "exponent": skew.exponent, "weights": skew.weights,
+            "source": skew.source}
+
+
+def from_record(record: Any) -> Skew | None:
+    """The skew a results or trace file recorded (:func:`to_record`); None when absent (the
+    default). ValueError for a record that is not one."""
+    if record is None:
+        return None
+    if not isinstance(record, dict):
+        raise ValueError(f"a recorded count matrix must be an object, not {type(record).__name__}")
+    weights = record.get("weights")
+    if weights is not None:
+        return Skew(weights=tuple(tuple(row) for row in weights), source=record.get("source"))
+    return Skew(exponent=record.get("exponent", DEFAULT_EXPONENT))
+
+
 @dataclass(frozen=True, eq=False)
 class Counts:
     """One problem's count matrix and displacements (int64 arrays, read-only).

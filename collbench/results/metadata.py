@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
+from ..algorithms import vcounts
 from ..run.spec import RunSpec
 from ..run.topology import NodeMap
 from ..trace import nccl_log
@@ -90,8 +91,7 @@ def spec_record(spec: RunSpec) -> dict[str, Any]:
         "nccl_log": spec.nccl_log,  # --nccl-log: the directory of NCCL's per-rank INFO logs
         # alltoallv's count matrix (-O skew= / -O counts=; null: the default zipf:1), the file's
         # weights included so that the run can be repeated without it
-        "skew": (None if spec.skew is None else {"label": spec.skew.label, "exponent": spec.skew.exponent,
-                                                 "weights": spec.skew.weights}),
+        "skew": vcounts.to_record(spec.skew),
     }
 
 

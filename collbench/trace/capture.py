@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..algorithms import Copy
+from ..algorithms import Copy, vcounts
 from . import clock
 from .document import FINALIZE_STEP, write
 
@@ -97,6 +97,7 @@ class Tracer:
             "op": request.op, "placement": request.placement.value, "root": request.root,
             "nranks": self.ctrl.Get_size(), "bytes": nbytes, "count": request.count,
             "itemsize": itemsize, "iterations": self.iterations, "row_time_us": None,
+            "skew": vcounts.to_record(request.skew),  # alltoallv's count matrix
             "ranks": [dict(rank=r, **entry) for r, entry in enumerate(everyone)]}
 
     def finish(self, row: Any | None, options: dict[str, Any] | None = None) -> None:

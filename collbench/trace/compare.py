@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from ..algorithms import Collective, Layout, Problem
+from ..algorithms import Collective, Layout, Problem, vcounts
 from ..analysis.model.cost import Phase
 from ..analysis.model.predict import Model
 from ..analysis.model.profile import Profile
@@ -91,10 +91,11 @@ def compare(record: dict[str, Any], m: dict[str, Any], profile: Profile) -> Oper
     priced: dict[int, tuple[float, float, float]] = {}
     predicted = method = None
     try:
-        problem = Problem(collective, m["nranks"], m["count"], root, layout)
+        skew = vcounts.from_record(m.get("skew"))  # alltoallv's count matrix; None elsewhere
+        problem = Problem(collective, m["nranks"], m["count"], root, layout, skew)
         for index, sigs in step_signatures(m["algorithm"], problem, m["itemsize"], in_place, options):
             priced[index] = Phase(1, sigs).parts(machine)
-        result = Model(profile).cost(collective, m["algorithm"], m["nranks"], m["count"], m["itemsize"],
+        result = Model(profile, skew).cost(collective, m["algorithm"], m["nranks"], m["count"], m["itemsize"],
                                      m["dtype"], layout, in_place, options, root, exact=True,
                                      backend=m.get("backend"))
         if result is not None:

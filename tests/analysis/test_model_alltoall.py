@@ -131,3 +131,40 @@ def test_model_predict_refuses_a_bad_skew_in_one_line() -> None:
         result = run_cli(["model", "predict", *args])
         assert result.returncode == 2
         assert result.stderr.count("\n") == 1 and "--skew" in result.stderr, result.stderr
+
+
+def test_model_check_prices_alltoallv_rows_with_the_files_count_matrix(tmp_path) -> None:
+    """A results file records its alltoallv matrix in the metadata (spec.skew); model check
+    judges its rows with that matrix, not the default."""
+    from helpers import meta, row, write
+
+    from collbench.algorithms import vcounts
+    from collbench.algorithms.vcounts import Skew
+    from collbench.analysis.model.check import check
+    from collbench.analysis.model.predict import Model
+    from collbench.analysis.model.profile import load_profile
+
+    profile = load_profile("perlmutter")
+    layout = Layout.blocked(16, 4)
+    got = {}
+    for s in (0.0, 3.0):
+        metadata = meta(16, 4)
+        metadata["spec"]["skew"] = vcounts.to_record(Skew(s))
+        f = write(tmp_path / f"a2av-{s:g}.jsonl",
+                  [row("hierarchical", 64 << 20, 2000.0, nranks=16, collective="alltoallv")], metadata)
+        _, checked = check([str(f)], profile)
+        want = Model(profile, Skew(s)).predict(Collective.ALLTOALLV, "hierarchical", 16, 64 << 20,
+                                               layout=layout, exact=True)
+        assert checked[0].predicted_us == pytest.approx(want.time_us)
+        got[s] = checked[0].predicted_us
+    assert got[0.0] != pytest.approx(got[3.0])
+
+
+def test_a_count_matrix_survives_its_record() -> None:
+    from collbench.algorithms import vcounts
+    from collbench.algorithms.vcounts import Skew
+
+    for skew in (None, Skew(0.0), Skew(2.5), Skew(weights=((0, 1, 2), (3, 0, 1), (1, 1, 0)), source="m.json")):
+        assert vcounts.from_record(vcounts.to_record(skew)) == skew
+    with pytest.raises(ValueError):
+        vcounts.from_record([1, 2])

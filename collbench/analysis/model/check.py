@@ -19,7 +19,7 @@ from typing import Sequence
 
 from tabulate import tabulate
 
-from ...algorithms import Collective, Layout
+from ...algorithms import Collective, Layout, vcounts
 from ...dtypes import DTYPES
 from ...results.files import ResultsFile, Row, expand_paths, read_results
 from ...sizes import format_bytes
@@ -72,6 +72,12 @@ def gpus_per_process(results: ResultsFile) -> int:
 def check_rows(model: Model, results: ResultsFile) -> list[Checked]:
     layout = layout_of(results)
     per_process = gpus_per_process(results)
+    try:  # alltoallv rows are priced with the count matrix the run used
+        skew = vcounts.from_record((results.metadata.get("spec") or {}).get("skew"))
+    except (ValueError, TypeError):
+        skew = None
+    if skew is not None:
+        model = Model(model.profile, skew)
     out = []
     for row in results.rows:
         predicted, method = None, None
