@@ -51,21 +51,27 @@ def test_traces_match_the_schedules(nranks, executor, tmp_path):
     assert all(r.get("wrong") == 0 for r in rows if "wrong" in r)
 
 
-def test_compare_reproduces_model_check(tmp_path):
+def _traced_and_checked(tmp_path, run_args: list[str]) -> tuple[dict, dict]:
+    """Run with --trace and --out, then model check the results file: (the trace record, model
+    check's JSON records by (algorithm, placement))."""
     trace, out = tmp_path / "t.json", tmp_path / "r.jsonl"
-    result = run_cli(["run", "allreduce", "--algo", "ring,recursive_doubling", "-np", "2", "-b", "64K",
-                      "-e", "64K", "-n", "5", "-w", "2", "--trace", str(trace), "--out", str(out)],
+    result = run_cli(["run", *run_args, "-n", "5", "-w", "2", "--trace", str(trace), "--out", str(out)],
                      timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     checked = run_cli(["model", "check", str(out), "--profile", "dev-vm", "--format", "json"])
     assert checked.returncode == 0, checked.stderr
-    verdicts = {(c["algorithm"], c["placement"]): c["verdict"] for c in json.loads(checked.stdout)}
-    record, profile = read(trace), load_profile("dev-vm")
+    return read(trace), {(c["algorithm"], c["placement"]): c for c in json.loads(checked.stdout)}
+
+
+def test_compare_reproduces_model_check(tmp_path):
+    record, checked = _traced_and_checked(tmp_path, ["allreduce", "--algo", "ring,recursive_doubling",
+                                                     "-np", "2", "-b", "64K", "-e", "64K"])
+    profile = load_profile("dev-vm")
     for m in record["measurements"]:
         c = compare(record, m, profile)
-        assert c.verdict(0.25) == verdicts[(m["algorithm"], m["placement"])]
+        assert c.verdict(0.25) == checked[(m["algorithm"], m["placement"])]["verdict"]
         assert [s.stat.index for s in c.steps] and all(s.model_us for s in c.steps)
-    text = run_cli(["trace", "compare", str(trace), "--profile", "dev-vm"])
+    text = run_cli(["trace", "compare", str(tmp_path / "t.json"), "--profile", "dev-vm"])
     assert text.returncode == 0 and "furthest off" in text.stdout
 
 
@@ -73,18 +79,12 @@ def test_compare_prices_alltoallv_with_the_runs_count_matrix(tmp_path):
     """The trace records alltoallv's count matrix with each measurement, and `trace compare`
     prices the operation with it, as `model check` prices the row (both read the run's matrix,
     not the default Zipf 1)."""
-    trace, out = tmp_path / "t.json", tmp_path / "r.jsonl"
-    result = run_cli(["run", "alltoallv", "--algo", "pairwise,direct", "-O", "skew=2.5", "-np", "3",
-                      "-b", "12K", "-e", "12K", "-n", "5", "-w", "2", "--trace", str(trace), "--out", str(out)],
-                     timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
-    checked = run_cli(["model", "check", str(out), "--profile", "dev-vm", "--format", "json"])
-    assert checked.returncode == 0, checked.stderr
-    predicted = {(c["algorithm"], c["placement"]): c["predicted_us"] for c in json.loads(checked.stdout)}
-    record, profile = read(trace), load_profile("dev-vm")
+    record, checked = _traced_and_checked(tmp_path, ["alltoallv", "--algo", "pairwise,direct", "-O",
+                                                     "skew=2.5", "-np", "3", "-b", "12K", "-e", "12K"])
+    profile = load_profile("dev-vm")
     assert record["measurements"]
     for m in record["measurements"]:
         assert m["skew"]["exponent"] == 2.5
         c = compare(record, m, profile)
         assert c.predicted_us is not None
-        assert c.predicted_us == pytest.approx(predicted[(m["algorithm"], m["placement"])])
+        assert c.predicted_us == pytest.approx(checked[(m["algorithm"], m["placement"])]["predicted_us"])
