@@ -38,7 +38,7 @@ from .runners.base import CompressedRunner
 from .runners.gtopk import binomial_children, binomial_parent
 from .runners.powersgd import initial_q
 from .runners.shards import packed_sizes, shard_bounds
-from .runners.topk_rd import fold
+from .runners.topk_rd import FoldPlan
 
 UINT8 = 1  # ncclUint8: every message travels as bytes
 FLOAT32, SUM = 7, 0  # ncclFloat32, ncclSum: powersgd's two allreduces
@@ -174,7 +174,7 @@ class TopkRecursiveDoublingGpu(GpuRunner):
         self.support = self.cp.empty(max(n, 1), dtype=np.uint8)
         self.header_out = self.cp.empty(2, dtype=np.int64)
         self.header_in = self.cp.empty(2, dtype=np.int64)
-        self.pof2, self.rem = fold(self.size)
+        self.plan = FoldPlan.of(self.rank, self.size)
         self.dense = False
         self.nnz = 0
         self.header_bytes = 0
@@ -232,7 +232,7 @@ class TopkRecursiveDoublingGpu(GpuRunner):
         self.kern.syncs = 0
         if self.count == 0:
             return
-        n, r, rem = self.count, self.rank, self.rem
+        n, plan = self.count, self.plan
         self.dense = False
         self.kern.select(self.input, n, self.k, *self._pairs(self.picked, self.k))
         self.kern.zero(self.acc, self.support, n)
@@ -240,33 +240,24 @@ class TopkRecursiveDoublingGpu(GpuRunner):
         self.nnz = self.k
         self._maybe_dense()
         dense_from = 0 if self.dense else None
-        folded_out = r < 2 * rem and r % 2 == 0
-        if r < 2 * rem:
-            if folded_out:
-                self._exchange(r + 1, receive=False)
-            else:
-                self._add_received(*self._exchange(r - 1, send=False))
+        if plan.sits_out:  # as the host runner (runners/topk_rd.py): hand over, get the result back
+            self._exchange(self.rank + 1, receive=False)
+            self.kern.zero(self.acc, self.support, n)   # the host runner starts from an empty vector
+            self.nnz, self.dense = 0, False
+            self._add_received(*self._exchange(self.rank + 1, send=False))
+            if self.dense and dense_from is None:
+                dense_from = plan.last_step
+        else:
+            if plan.folded_in is not None:
+                self._add_received(*self._exchange(plan.folded_in, send=False))
                 if self.dense and dense_from is None:
                     dense_from = 0
-        if not folded_out:
-            me = r // 2 if r < 2 * rem else r - rem
-            mask, step = 1, 0
-            while mask < self.pof2:
-                step += 1
-                partner = me ^ mask
-                peer = partner * 2 + 1 if partner < rem else partner + rem
+            for step, peer in enumerate(plan.partners, 1):
                 self._add_received(*self._exchange(peer))
                 if self.dense and dense_from is None:
                     dense_from = step
-                mask <<= 1
-            if r < 2 * rem:
-                self._exchange(r - 1, receive=False)
-        else:
-            self.kern.zero(self.acc, self.support, n)   # the host runner starts from an empty vector
-            self.nnz, self.dense = 0, False
-            self._add_received(*self._exchange(r + 1, send=False))
-            if self.dense and dense_from is None:
-                dense_from = max(1, self.pof2.bit_length() - 1)
+            if plan.folded_in is not None:
+                self._exchange(plan.folded_in, receive=False)
         self.kern.store(self.acc, self.output, n)
         self.details = {"dense_from_step": dense_from}
 

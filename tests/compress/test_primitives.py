@@ -12,7 +12,7 @@ from collbench.compress import reference, sparse
 from collbench.compress.quantize import packed_bytes, roundtrip
 from collbench.compress.runners.gtopk import binomial_children, binomial_parent
 from collbench.compress.runners.shards import shard_bounds
-from collbench.compress.runners.topk_rd import fold
+from collbench.compress.runners.topk_rd import FoldPlan
 
 
 def test_top_k_breaks_ties_by_lower_index() -> None:
@@ -66,8 +66,19 @@ def test_tree_and_fold_shapes() -> None:
         parents = [binomial_parent(r) for r in range(p)]
         assert parents[0] is None
         assert sorted(c for r in range(p) for c in binomial_children(r, p)) == list(range(1, p))
-        pof2, rem = fold(p)
-        assert pof2 <= p < 2 * pof2 and rem == p - pof2
+        plans = [FoldPlan.of(r, p) for r in range(p)]
+        pof2 = plans[0].pof2
+        rem = p - pof2
+        assert pof2 <= p < 2 * pof2
+        # the first 2*rem ranks pair up: the even one sits out, the odd one folds it in
+        assert [r for r in range(p) if plans[r].sits_out] == list(range(0, 2 * rem, 2))
+        assert all(plans[r].folded_in == r - 1 for r in range(1, 2 * rem, 2))
+        active = [r for r in range(p) if not plans[r].sits_out]
+        assert len(active) == pof2
+        for r in active:  # every step pairs two active ranks with each other
+            assert len(plans[r].partners) == pof2.bit_length() - 1
+            for step, peer in enumerate(plans[r].partners):
+                assert not plans[peer].sits_out and plans[peer].partners[step] == r
 
 
 def test_shards_are_whole_blocks() -> None:

@@ -19,10 +19,12 @@ passed the switch --, None when it stayed sparse) and
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from ...algorithms._build import Fold
 from ...dtypes import DType
 from .. import sparse
 from ..options import Options
@@ -31,10 +33,38 @@ from .base import CompressedRunner
 TAG_SPARSE, TAG_DENSE = 0x5A01, 0x5A02
 
 
-def fold(p: int) -> tuple[int, int]:
-    """(p', rem): the largest power of two <= p, and how many ranks fold into a partner."""
-    pof2 = 1 << (p.bit_length() - 1)
-    return pof2, p - pof2
+@dataclass(frozen=True)
+class FoldPlan:
+    """Whom one rank exchanges with in recursive doubling over any rank count (MPICH's fold,
+    :class:`~collbench.algorithms._build.Fold`); the host and the nccl runners both follow it.
+
+    Attributes:
+        sits_out: An even rank of a folded pair: it hands its vector to ``rank + 1`` and gets
+            the result back from it.
+        folded_in: The even partner whose vector this rank adds first and to which it returns
+            the result (``rank - 1``), or None.
+        partners: The peer of each doubling step, in order (empty when it sits out).
+        pof2: The power of two the doubling runs over.
+    """
+
+    sits_out: bool
+    folded_in: int | None
+    partners: tuple[int, ...]
+    pof2: int
+
+    @classmethod
+    def of(cls, rank: int, size: int) -> "FoldPlan":
+        f = Fold.of(size)
+        me = f.newrank(rank)
+        if me < 0:
+            return cls(True, None, (), f.pof2)
+        partners = tuple(f.member(me ^ (1 << k)) for k in range(f.pof2.bit_length() - 1))
+        return cls(False, rank - 1 if rank < 2 * f.rem else None, partners, f.pof2)
+
+    @property
+    def last_step(self) -> int:
+        """The doubling step after which a rank that sat out holds the result (at least 1)."""
+        return max(1, self.pof2.bit_length() - 1)
 
 
 class TopkRecursiveDoubling(CompressedRunner):
@@ -52,7 +82,7 @@ class TopkRecursiveDoubling(CompressedRunner):
         self.recv = np.empty(capacity, dtype=np.uint8)
         self.compute = sparse.compute_dtype(dtype.numpy)
         self.dense = np.empty(n, dtype=self.compute)
-        self.pof2, self.rem = fold(self.size)
+        self.plan = FoldPlan.of(self.rank, self.size)
         self.status = self.MPI.Status()
 
     # -- one vector, sparse or dense ------------------------------------------------------------
@@ -117,38 +147,29 @@ class TopkRecursiveDoubling(CompressedRunner):
         self.sent_bytes = 0
         if self.count == 0:
             return
-        r, rem = self.rank, self.rem
+        plan = self.plan
         idx, val = sparse.select(self.input, self.k)
         val = val.astype(self.compute)
         idx, val = self._maybe_dense(idx, val)
         dense_from = 0 if idx is None else None
-        folded_out = r < 2 * rem and r % 2 == 0
-        if r < 2 * rem:  # fold: the even rank of each pair hands its vector to the odd one
-            if folded_out:
-                self._exchange(r + 1, idx, val, receive=False)
-            else:
-                idx, val = self._add_received(*self._exchange(r - 1, idx, val, send=False), idx, val)
-                if idx is None and dense_from is None:
-                    dense_from = 0
-        if not folded_out:
-            me = r // 2 if r < 2 * rem else r - rem
-            mask, step = 1, 0
-            while mask < self.pof2:
-                step += 1
-                partner = me ^ mask
-                peer = partner * 2 + 1 if partner < rem else partner + rem
-                idx, val = self._add_received(*self._exchange(peer, idx, val), idx, val)
-                if idx is None and dense_from is None:
-                    dense_from = step
-                mask <<= 1
-            if r < 2 * rem:  # unfold: the result goes back to the even partner
-                self._exchange(r - 1, idx, val, receive=False)
-        else:
-            nbytes, tag = self._exchange(r + 1, None, None, send=False)
+        if plan.sits_out:  # fold: the even rank of each pair hands its vector to the odd one
+            self._exchange(self.rank + 1, idx, val, receive=False)
+            nbytes, tag = self._exchange(self.rank + 1, None, None, send=False)
             idx, val = self._add_received(nbytes, tag, np.empty(0, sparse.INDEX),
                                           np.empty(0, self.compute))
             if idx is None and dense_from is None:
-                dense_from = max(1, self.pof2.bit_length() - 1)
+                dense_from = plan.last_step
+        else:
+            if plan.folded_in is not None:
+                idx, val = self._add_received(*self._exchange(plan.folded_in, idx, val, send=False), idx, val)
+                if idx is None and dense_from is None:
+                    dense_from = 0
+            for step, peer in enumerate(plan.partners, 1):
+                idx, val = self._add_received(*self._exchange(peer, idx, val), idx, val)
+                if idx is None and dense_from is None:
+                    dense_from = step
+            if plan.folded_in is not None:  # unfold: the result goes back to the even partner
+                self._exchange(plan.folded_in, idx, val, receive=False)
         if idx is None:
             self.output[...] = self.dense
             fill = float(np.count_nonzero(self.dense)) / self.count

@@ -16,9 +16,10 @@ import numpy as np
 
 from ....algorithms import Collective, Problem
 from ....algorithms._build import log2_ceil
-from ..cost import PhaseList, Sig
+from ..cost import PhaseList
 from ..topo import Topo, vstep
 from . import register
+from .common import alone
 
 
 def _bruck(topo: Topo, mb: int, own_copy: int) -> PhaseList:
@@ -27,11 +28,9 @@ def _bruck(topo: Topo, mb: int, own_copy: int) -> PhaseList:
     block into its place (``own_copy``) and, when a later step sends it, into the rotated
     buffer, in the first step; the inverse rotation of the g - 1 other blocks in the last."""
     g = topo.size
-    out = PhaseList()
     if g == 1:
-        if own_copy:
-            out.add(1, Sig(copy=own_copy))
-        return out
+        return alone(own_copy)
+    out = PhaseList()
     idx = np.arange(g)
     steps = log2_ceil(g)
     for k in range(steps):

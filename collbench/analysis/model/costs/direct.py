@@ -24,17 +24,16 @@ from ....algorithms import Collective, Problem
 from ..cost import PhaseList, Side, Sig
 from ..topo import Topo, vstep
 from . import register
+from .common import alone
 
 
 def _direct(topo: Topo, nb: int, reduce_per_msg: int, copy: int) -> PhaseList:
     """One step: every member sends ``nb`` bytes to every other member and receives ``nb``
     from each."""
     g = topo.size
-    out = PhaseList()
     if g == 1:
-        if copy:
-            out.add(1, Sig(copy=copy))
-        return out
+        return alone(copy)
+    out = PhaseList()
     sizes = np.bincount(topo.node)
     cands = []
     for size in sorted(set(sizes.tolist()) - {0}):

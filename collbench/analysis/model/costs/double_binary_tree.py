@@ -33,10 +33,10 @@ from ....algorithms import Collective, Problem
 from ....algorithms._build import Partition
 from ....algorithms.double_binary_tree import trees
 from ....algorithms.tree import channel_orders, node_groups
-from ..cost import PhaseList, Sig
+from ..cost import PhaseList
 from ..topo import NONE, Topo, group_rows, masked, vstep
 from . import register
-from .common import ceil_div, chunks_option, partition_offsets
+from .common import alone, ceil_div, chunks_option, partition_offsets
 from .ring import channels_option
 from .tree import channel_positions
 
@@ -109,11 +109,9 @@ def _dbt(topo: Topo, n: int, s: int, k: int, copy_single: bool,
     ``orders`` (several channels), channel ``c`` on part ``c`` of ``Partition(n, len(orders))``
     with its trees placed in ``orders[c]``."""
     g = topo.size
-    out = PhaseList()
     if g == 1:
-        if copy_single and n:
-            out.add(1, Sig(copy=n * s))
-        return out
+        return alone(n * s if copy_single else 0)
+    out = PhaseList()
     arrays = _dbt_arrays(g)
     if orders is not None and len(orders) > 1:
         parts = Partition(n, len(orders))

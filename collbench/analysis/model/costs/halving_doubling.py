@@ -20,9 +20,9 @@ import numpy as np
 from ....algorithms import Collective, Problem
 from ....algorithms._build import Fold
 from ..cost import PhaseList, Sig
-from ..topo import NONE, Topo, masked, vstep
+from ..topo import NONE, Topo, vstep
 from . import register
-from .common import fold_arrays, partition_offsets
+from .common import alone, fold_arrays, fold_in, fold_out, partition_offsets
 
 
 def _halving(topo: Topo, f: Fold, offs: np.ndarray, s: int) -> PhaseList:
@@ -67,24 +67,18 @@ def _doubling_ag(topo: Topo, f: Fold, offs: np.ndarray, s: int) -> PhaseList:
 
 def _rabenseifner(topo: Topo, n: int, s: int, copy_single: bool) -> PhaseList:
     g = topo.size
-    out = PhaseList()
     if g == 1:
-        if copy_single and n:
-            out.add(1, Sig(copy=n * s))
-        return out
+        return alone(n * s if copy_single else 0)
+    out = PhaseList()
     f = Fold.of(g)
     nb = n * s
-    idx = np.arange(g)
-    pair = idx < 2 * f.rem
-    even, odd = pair & (idx % 2 == 0), pair & (idx % 2 == 1)
     if f.rem:
-        out.add(1, *vstep(topo, [(masked(even, idx + 1), nb)], [(masked(odd, idx - 1), nb)],
-                          np.where(odd, nb, 0)))
+        out.add(1, *fold_in(topo, f, nb))
     offs = partition_offsets(n, f.pof2)
     out.extend(_halving(topo, f, offs, s).phases)
     out.extend(_doubling_ag(topo, f, offs, s).phases)
     if f.rem:
-        out.add(1, *vstep(topo, [(masked(odd, idx - 1), nb)], [(masked(even, idx + 1), nb)]))
+        out.add(1, *fold_out(topo, f, nb))
     return out
 
 
@@ -97,16 +91,12 @@ def _recursive_halving_rs(topo: Topo, c: int, s: int) -> PhaseList:
     f = Fold.of(g)
     n = c * g
     nb = n * s
-    idx = np.arange(g)
-    pair = idx < 2 * f.rem
-    even, odd = pair & (idx % 2 == 0), pair & (idx % 2 == 1)
     if f.rem:
-        out.add(1, *vstep(topo, [(masked(even, idx + 1), nb)], [(masked(odd, idx - 1), nb)],
-                          np.where(odd, nb, 0)))
+        out.add(1, *fold_in(topo, f, nb))
     offs = fold_arrays(f, g)[2] * c
     out.extend(_halving(topo, f, offs, s).phases)
     if f.rem:
-        out.add(1, *vstep(topo, [(masked(odd, idx - 1), c * s)], [(masked(even, idx + 1), c * s)]))
+        out.add(1, *fold_out(topo, f, c * s))
     return out
 
 

@@ -19,37 +19,29 @@ import numpy as np
 
 from ....algorithms import Collective, Problem
 from ....algorithms._build import Fold
-from ..cost import PhaseList, Sig
-from ..topo import NONE, Topo, masked, vstep
+from ..cost import PhaseList
+from ..topo import NONE, Topo, vstep
 from . import register
-from .common import fold_arrays
+from .common import alone, fold_arrays, fold_in, fold_out
 
 
 def _rd_allreduce(topo: Topo, n: int, s: int, copy_single: bool) -> PhaseList:
     """Recursive doubling allreduce of n elements (MPICH fold for non-powers of two)."""
     g = topo.size
-    out = PhaseList()
     nb = n * s
     if g == 1:
-        if copy_single and nb:
-            out.add(1, Sig(copy=nb))
-        return out
+        return alone(nb if copy_single else 0)
+    out = PhaseList()
     f = Fold.of(g)
-    idx = np.arange(g)
     if f.rem:
-        pair = idx < 2 * f.rem
-        even, odd = pair & (idx % 2 == 0), pair & (idx % 2 == 1)
-        out.add(1, *vstep(topo, [(masked(even, idx + 1), nb)], [(masked(odd, idx - 1), nb)],
-                          np.where(odd, nb, 0)))
+        out.add(1, *fold_in(topo, f, nb))
     survivors, newrank, _ = fold_arrays(f, g)
     alive = newrank >= 0
     for k in range(f.pof2.bit_length() - 1):
         partner = np.where(alive, survivors[np.where(alive, newrank ^ (1 << k), 0)], NONE)
         out.add(1, *vstep(topo, [(partner, nb)], [(partner, nb)], np.where(alive, nb, 0)))
     if f.rem:
-        pair = idx < 2 * f.rem
-        even, odd = pair & (idx % 2 == 0), pair & (idx % 2 == 1)
-        out.add(1, *vstep(topo, [(masked(odd, idx - 1), nb)], [(masked(even, idx + 1), nb)]))
+        out.add(1, *fold_out(topo, f, nb))
     return out
 
 
@@ -58,18 +50,13 @@ def _rd_allgather(topo: Topo, mb: int, own_copy: int) -> PhaseList:
     non-powers of two). A member whose data is still at its own input sends it from there and
     copies it into place (``own_copy`` bytes) the first time it sends."""
     g = topo.size
-    out = PhaseList()
     if g == 1:
-        if own_copy:
-            out.add(1, Sig(copy=own_copy))
-        return out
+        return alone(own_copy)
+    out = PhaseList()
     f = Fold.of(g)
     idx = np.arange(g)
-    pair = idx < 2 * f.rem
-    even, odd = pair & (idx % 2 == 0), pair & (idx % 2 == 1)
     if f.rem:
-        out.add(1, *vstep(topo, [(masked(even, idx + 1), mb)], [(masked(odd, idx - 1), mb)], 0,
-                          np.where(odd, own_copy, 0)))
+        out.add(1, *fold_in(topo, f, mb, reduce=False, copy=own_copy))
     survivors, nr, bound = fold_arrays(f, g)
     alive = nr >= 0
     nra = np.where(alive, nr, 0)
@@ -86,7 +73,7 @@ def _rd_allgather(topo: Topo, mb: int, own_copy: int) -> PhaseList:
                           [(partner, np.where(alive, theirs * mb, 0))], 0, copy))
     if f.rem:
         total = g * mb
-        out.add(1, *vstep(topo, [(masked(odd, idx - 1), total)], [(masked(even, idx + 1), total)]))
+        out.add(1, *fold_out(topo, f, total))
     return out
 
 

@@ -32,7 +32,7 @@ from ....algorithms.ring import ring_orders
 from ..cost import EMPTY, PhaseList, Side, Sig
 from ..topo import Topo, vstep
 from . import register
-from .common import ceil_div, chunks_option
+from .common import alone, ceil_div, chunks_option
 
 
 def _ring_pattern(topo: Topo, nbytes: int, reduce: int, copy_first: int, steps: int) -> PhaseList:
@@ -107,10 +107,7 @@ def ring_channel_phases(problem: Problem, s: int, in_place: bool, channels: int,
     orders = _ring_orders(problem, channels)
     if coll is Collective.ALLREDUCE:
         if g == 1:
-            out = PhaseList()
-            if not in_place and c:
-                out.add(1, Sig(copy=c * s))
-            return out
+            return alone(0 if in_place else c * s)
         chunks = Partition(c, channels)
         blk = [ceil_div(chunks.len(k), g) * s for k in range(channels)]
         out = PhaseList()
@@ -134,11 +131,9 @@ def ring_channel_phases(problem: Problem, s: int, in_place: bool, channels: int,
 def chain(topo: Topo, root: int, k: int, seg: int, reduce: bool, root_copy: int) -> PhaseList:
     """Pipelined chain along the ring from the root (broadcast) or to it (reduce)."""
     g = topo.size
-    out = PhaseList()
     if g == 1:
-        if root_copy:
-            out.add(1, Sig(copy=root_copy))
-        return out
+        return alone(root_copy)
+    out = PhaseList()
     # position i in chain order: broadcast i = rank - root (sends to rank + 1); reduce i = hops
     # from the far end, root - 1 (sends to rank - 1), so the root is the last position
     pos = np.arange(g)
@@ -204,11 +199,9 @@ def allreduce(topo: Topo, problem: Problem, s: int, in_place: bool,
     if channels > 1:
         return ring_channel_phases(problem, s, in_place, channels, topo)
     g, n = topo.size, problem.count
-    out = PhaseList()
     if g == 1:
-        if not in_place and n:
-            out.add(1, Sig(copy=n * s))
-        return out
+        return alone(0 if in_place else n * s)
+    out = PhaseList()
     if not topo.contiguous:
         return None
     blk = ceil_div(n, g) * s
@@ -229,11 +222,9 @@ def allgather(topo: Topo, problem: Problem, s: int, in_place: bool,
     mb = problem.count * s
     own_copy = 0 if in_place else mb
     g = topo.size
-    out = PhaseList()
     if g == 1:
-        if own_copy:
-            out.add(1, Sig(copy=own_copy))
-        return out
+        return alone(own_copy)
+    out = PhaseList()
     idx = np.arange(g)
     nxt, prv = (idx + 1) % g, (idx - 1) % g
     out.add(1, *vstep(topo, [(nxt, mb)], [(prv, mb)], 0, own_copy))
@@ -250,10 +241,7 @@ def reduce_scatter(topo: Topo, problem: Problem, s: int, in_place: bool,
         return ring_channel_phases(problem, s, in_place, channels, topo)
     g, blk = topo.size, problem.count
     if g == 1:
-        out = PhaseList()
-        if not in_place and blk * s:
-            out.add(1, Sig(copy=blk * s))
-        return out
+        return alone(0 if in_place else blk * s)
     return _ring_pattern(topo, blk * s, blk * s, 0, g - 1) if topo.contiguous else None
 
 
