@@ -169,9 +169,11 @@ class Model:
         if backend != "nccl" or system is None:
             return None
         if collective in (Collective.ALLTOALL, Collective.ALLTOALLV):
-            # NCCL has no tuned algorithm for these: nccl-tests' alltoall is one group of
-            # ncclSend/ncclRecv to every peer, which is the direct schedule on NCCL p2p
-            # (its tuning tables -- ring/tree x LL/LL128/Simple -- do not apply)
+            # NCCL's ring/tree x LL/LL128/Simple tuning covers the reductions and gathers only;
+            # collbench's nccl backend runs alltoall(v) as one group of ncclSend/ncclRecv to every
+            # peer (backends/nccl.py; nccl-tests' src/alltoall.cu did the same before NCCL 2.28
+            # added ncclAlltoAll -- its 2.28.3 release notes, as cited in openucx/ucc PR #1244),
+            # which is the direct schedule on NCCL p2p
             out = self.cost(collective, "direct", nranks, count, itemsize, layout=layout,
                             backend="nccl", gpus_per_process=gpus_per_process)
             return None if out is None else (out[0], "nccl p2p (direct)")
