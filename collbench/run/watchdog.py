@@ -49,12 +49,19 @@ class Activity:
                 f"{self.dtype}{op} {self.placement}, during {self.phase}")
 
 
+ABORT_GRACE_S = 0.3  # seconds between the error line and MPI_Abort
+
+
 def abort_job(comm: Any, message: str, code: int, from_thread: bool, thread_multiple: bool) -> None:
     """Print ``message`` once from this rank and bring the whole job down."""
     sys.stdout.flush()
     sys.stderr.write(f"collbench: {message}\n")
     sys.stderr.flush()
     if comm is not None and (not from_thread or thread_multiple):
+        # MPI_Abort makes the launcher tear the job down at once, and it can do so before it has
+        # forwarded the line just written (seen: a run that failed with empty stderr): give it a
+        # moment to drain the rank's output first
+        time.sleep(ABORT_GRACE_S)
         comm.Abort(code)
     os._exit(code)
 
