@@ -25,6 +25,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from .rows import CODES as _CODES
+from .rows import Rows
 from .schedule import Buf, Copy, Problem, Program, Reduce, Schedule, inplace_input_offset
 
 # A piece of data in flight or read from a buffer: (length, idx of its first element, mask).
@@ -420,24 +422,7 @@ class AtomState:
 # segment verifier, which is the reference and writes the messages. So True is always exact,
 # and a False costs only time.
 
-_CODES = {Buf.INPUT: 0, Buf.OUTPUT: 1, Buf.SCRATCH: 2}
-
 Expected = Callable[[int], "list[Piece] | None"]
-
-
-class _Flat:
-    """Every message and local operation of a schedule as integer arrays, one row each.
-
-    Columns: sends/recvs (step, rank, peer, buf, offset, length); copies (step, rank, position
-    in the step's local list, src buf, offset, length, dst buf, offset, length); reduces (step,
-    rank, position, dst buf, offset, length, a buf, offset, length, b buf, offset, length).
-    """
-
-    __slots__ = ("sends", "recvs", "copies", "reduces")
-
-    def __init__(self, sends: np.ndarray, recvs: np.ndarray, copies: np.ndarray,
-                 reduces: np.ndarray) -> None:
-        self.sends, self.recvs, self.copies, self.reduces = sends, recvs, copies, reduces
 
 
 class _NotPlain(Exception):
@@ -490,8 +475,8 @@ def _messages(per_step: list, t: np.ndarray, rank: np.ndarray, get: attrgetter) 
     return np.column_stack(cols + [_ints(peers)] + _slices(list(map(get, ops))))
 
 
-def _flatten(programs: Sequence[Program]) -> _Flat | None:
-    """The arrays of :class:`_Flat`, or None for anything the fast path does not take: step
+def _flatten(programs: Sequence[Program]) -> Rows | None:
+    """The arrays of :class:`~.rows.Rows`, or None for anything the fast path does not take: step
     indices that are not increasing ints, unknown buffers or operations, non-int peers.
 
     Column by column with ``map``: a Python loop over millions of operations is what made the
@@ -528,8 +513,8 @@ def _flatten(programs: Sequence[Program]) -> _Flat | None:
                                   + _slices(list(map(_a, red))) + _slices(list(map(_b, red))))
     except (_NotPlain, KeyError, TypeError, AttributeError, ValueError):
         return None
-    return _Flat(sends.reshape(-1, 6), recvs.reshape(-1, 6), copies.reshape(-1, 9),
-                 reduces.reshape(-1, 12))
+    return Rows(sends.reshape(-1, 6), recvs.reshape(-1, 6), copies.reshape(-1, 9),
+                reduces.reshape(-1, 12))
 
 
 def _inside(lens: np.ndarray, rank: np.ndarray, buf: np.ndarray, off: np.ndarray,
@@ -537,7 +522,7 @@ def _inside(lens: np.ndarray, rank: np.ndarray, buf: np.ndarray, off: np.ndarray
     return (off >= 0) & (off + n <= lens[rank, buf])
 
 
-def _well_formed(flat: _Flat, lens: np.ndarray, p: int) -> tuple[np.ndarray, np.ndarray] | None:
+def _well_formed(flat: Rows, lens: np.ndarray, p: int) -> tuple[np.ndarray, np.ndarray] | None:
     """The structural rules of the segment verifier, all at once: peers, bounds, lengths, no
     write to the input, messages that pair up. Returns the orders that pair the sends with
     the receives (sorted by step, sender, receiver; program order within), or None."""
@@ -754,6 +739,16 @@ def worth_proving(programs: Sequence[Program]) -> bool:
         return False
 
 
+def worth_proving_rows(rows: Rows) -> bool:
+    """:func:`worth_proving` of a schedule given as rows."""
+    ops = rows.operations
+    if ops < _MIN_OPS:
+        return False
+    steps = np.unique(np.concatenate([t[:, 0] for t in (rows.sends, rows.recvs, rows.copies,
+                                                         rows.reduces)]))
+    return ops >= _MIN_OPS_PER_STEP * steps.size
+
+
 def prove(schedule: Schedule, placements: Sequence[bool], expected: Expected) -> bool:
     """True when the segment verifier would find no error in any of ``placements``.
 
@@ -763,16 +758,29 @@ def prove(schedule: Schedule, placements: Sequence[bool], expected: Expected) ->
         expected: ``expected(rank)``: the pieces ``rank``'s output must hold, or None; ranks
             with the same result may share one list (it is converted once).
     """
-    problem = schedule.problem
-    p = problem.nranks
     programs = schedule.programs
     if any(type(prog.scratch_len) is not int or prog.scratch_len < 0 for prog in programs):
         return False
-    lens = np.array([(problem.input_len(r), problem.output_len(r), prog.scratch_len)
-                     for r, prog in enumerate(programs)], dtype=np.int64).reshape(p, 3)
     flat = _flatten(programs)
     if flat is None:
         return False
+    flat.scratch = np.array([prog.scratch_len for prog in programs], dtype=np.int64)
+    return prove_rows(schedule.problem, flat, placements, expected)
+
+
+def prove_rows(problem: Problem, flat: Rows, placements: Sequence[bool],
+               expected: Expected) -> bool:
+    """:func:`prove` of a schedule given as rows of every rank (:mod:`.rows`)."""
+    p = problem.nranks
+    if flat.scratch is None or len(flat.scratch) != p:
+        return False
+    lens = np.array([(problem.input_len(r), problem.output_len(r)) for r in range(p)],
+                    dtype=np.int64).reshape(p, 2)
+    lens = np.column_stack((lens, flat.scratch)).astype(np.int64)
+    tables = (flat.sends, flat.recvs, flat.copies, flat.reduces)
+    if any(t.size and (t[:, 0].min() < 0 or t[:, 1].min() < 0 or t[:, 1].max() >= p)
+           for t in tables) or (lens[:, 2] < 0).any():
+        return False   # a negative step or an unknown rank: the segment verifier names it
     paired = _well_formed(flat, lens, p)
     if paired is None:
         return False

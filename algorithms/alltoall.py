@@ -32,6 +32,10 @@ correct for any ``p`` and any ``count`` (zero included).
   rank on its destination's rail. Inter-node messages per rank: ``P-1`` instead of ``p-g``,
   for twice the bytes moved. Needs the same number of ranks on every node.
 
+``pairwise`` and ``direct`` move O(p^2) blocks in all and are written as rows over every rank at
+once (:mod:`.rows`: ``*_rows``, from which the per-rank generators are derived), so that the
+verifier proves them without a Python object per message.
+
 Each generator has a cost function (``*_cost``) beside it: the same schedule's steps as
 :class:`~.traffic.Traffic` (messages and local work per rank), which the cost model prices
 and tests/analysis checks against the schedule walk.
@@ -45,6 +49,7 @@ import numpy as np
 
 from ._build import Builder, Region, log2_ceil, make_slice
 from .bruck import _copy_runs
+from .rows import IN, OUT, SCR, Rows, RowsBuilder, per_rank
 from .schedule import Buf, Problem, Program, Slice
 from .traffic import Shift, Traffic, Xor
 
@@ -87,19 +92,28 @@ def _pairwise_slots(p: int) -> dict[int, int]:
     return {s: waiting.get(s, len(waiting)) for s in range(1, p)}
 
 
-def pairwise(problem: Problem, rank: int, options: Mapping[str, Any]) -> Program:
+def pairwise_rows(problem: Problem, ranks: np.ndarray, options: Mapping[str, Any]) -> Rows:
     """Pairwise exchange alltoall: step ``s`` (index ``s-1``) sends one block, receives one."""
     p, c = problem.nranks, problem.count
-    b = Builder(rank)
-    _own(b, 0, rank, c)
-    slots = _pairwise_slots(p)
-    for s in range(1, p):
-        to, frm = _pairwise_peers(p, rank, s)
-        held = make_slice(_SCR, slots[s] * c, c)
-        b.send(s - 1, to, _block(_IN, to, c))
-        b.recv(s - 1, frm, held)
-        b.copy(_pairwise_landing(p, s) - 1, held, _block(_OUT, frm, c))
-    return b.build()
+    b = RowsBuilder(p)
+    b.copy(0, ranks, (IN, ranks * c, c), (OUT, ranks * c, c), seq=0)   # my own block
+    if p > 1:
+        s = np.arange(1, p)[None, :]
+        rank = ranks[:, None]
+        if _is_pof2(p):
+            to = frm = rank ^ s
+        else:
+            to, frm = (rank + s) % p, (rank - s) % p
+        slots = _pairwise_slots(p)
+        held = np.array([slots[k] for k in range(1, p)], dtype=np.int64)[None, :] * c
+        landing = np.array([_pairwise_landing(p, k) for k in range(1, p)], dtype=np.int64)
+        b.send(s - 1, rank, to, (IN, to * c, c))
+        b.recv(s - 1, rank, frm, (SCR, held, c))
+        b.copy(landing[None, :] - 1, rank, (SCR, held, c), (OUT, frm * c, c), seq=s)
+    return b.finish()
+
+
+pairwise = per_rank(pairwise_rows)
 
 
 def _shift(p: int, s: int) -> tuple[Shift | Xor, Shift | Xor]:
@@ -129,19 +143,24 @@ def pairwise_cost(problem: Problem, options: Mapping[str, Any], in_place: bool) 
 
 # -- direct ------------------------------------------------------------------------------------
 
-def direct(problem: Problem, rank: int, options: Mapping[str, Any]) -> Program:
+def direct_rows(problem: Problem, ranks: np.ndarray, options: Mapping[str, Any]) -> Rows:
     """Everything in one step: ``p-1`` sends and receives, then the copies out of scratch."""
     p, c = problem.nranks, problem.count
-    b = Builder(rank)
-    _own(b, 0, rank, c)
-    for j in range(p):
-        if j == rank:
-            continue
-        held = _block(_SCR, j if j < rank else j - 1, c)
-        b.send(0, j, _block(_IN, j, c))
-        b.recv(0, j, held)
-        b.copy(0, held, _block(_OUT, j, c))
-    return b.build()
+    b = RowsBuilder(p)
+    b.copy(0, ranks, (IN, ranks * c, c), (OUT, ranks * c, c), seq=-1)  # my own block first
+    rank = ranks[:, None]
+    j = np.arange(p)[None, :]
+    rank, j = np.broadcast_arrays(rank, j)
+    others = rank != j
+    rank, j = rank[others], j[others]
+    held = np.where(j < rank, j, j - 1) * c
+    b.send(0, rank, j, (IN, j * c, c), seq=j)
+    b.recv(0, rank, j, (SCR, held, c), seq=j)
+    b.copy(0, rank, (SCR, held, c), (OUT, j * c, c), seq=j)
+    return b.finish()
+
+
+direct = per_rank(direct_rows)
 
 
 def direct_cost(problem: Problem, options: Mapping[str, Any], in_place: bool) -> list[Traffic]:

@@ -18,6 +18,11 @@ export reusable cores over groups, e.g. :func:`.ring.reduce_scatter_core`) and o
     register("my_ring", Collective.ALLREDUCE, my_module.allreduce,
              description="my ring allreduce")
 
+An algorithm with O(p^2) messages can instead give ``rows=f(problem, ranks, options) ->
+Rows``, its schedule for many ranks at once as arrays (:mod:`.rows`, e.g. :mod:`.ring_rows`):
+the verifier then proves the arrays without building a Python object per message, and the
+per-rank generator is derived from the same function.
+
 A user module that calls :func:`register` is loaded into every command and rank with
 ``collbench run --plugin my_algo.py`` (or ``COLLBENCH_PLUGINS``; collbench/plugins.py); it may
 only add new names.
@@ -31,7 +36,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
+import numpy as np
+
 from . import reduction
+from .rows import Rows, RowsEmitter, per_rank
 from .schedule import Collective, Layout, Problem, Program, Schedule
 from .traffic import CostFunction
 
@@ -64,6 +72,9 @@ class Implementation:
             :class:`~.traffic.Traffic` (messages and local work per rank), written beside the
             generator; the cost model prices it (None: the model has its own formula or walks
             the schedule).
+        rows: ``rows(problem, ranks, options)``: the schedule of many ranks at once as arrays
+            (:mod:`.rows`); when set, ``generator`` is derived from it, so the rows the
+            verifier proves and the programs executors run are one schedule.
     """
 
     collective: Collective
@@ -76,6 +87,7 @@ class Implementation:
     log_steps: bool = False
     commutative_only: bool = True
     cost: CostFunction | None = None
+    rows: RowsEmitter | None = None
 
 
 @dataclass(frozen=True)
@@ -184,9 +196,23 @@ class Algorithm:
             ValueError: As for :meth:`program`.
         """
         impl, merged = self._ready(problem, options)
+        p = problem.nranks
+        if impl.rows is not None:
+            return Schedule(self.name, problem, impl.rows(problem, np.arange(p), merged).programs(p))
         gen = impl.generator
-        return Schedule(self.name, problem,
-                        tuple(gen(problem, r, merged) for r in range(problem.nranks)))
+        return Schedule(self.name, problem, tuple(gen(problem, r, merged) for r in range(p)))
+
+    def rows(self, problem: Problem, options: Mapping[str, Any] | None = None) -> Rows | None:
+        """Every rank's schedule as rows (:mod:`.rows`), or None when the implementation
+        writes programs only.
+
+        Raises:
+            ValueError: As for :meth:`program`.
+        """
+        impl, merged = self._ready(problem, options)
+        if impl.rows is None:
+            return None
+        return impl.rows(problem, np.arange(problem.nranks), merged)
 
 
 _REGISTRY: dict[str, Algorithm] = {}
@@ -205,13 +231,14 @@ class NameTaken(ValueError):
         self.name = name
 
 
-def register(name: str, collective: Collective, generator: Generator, *, description: str,
+def register(name: str, collective: Collective, generator: Generator | None = None, *,
+             description: str,
              aliases: Sequence[str] = (), defaults: Mapping[str, Any] | None = None,
              check: Check | None = None,
              verify_options: Sequence[Mapping[str, Any]] = ({},),
              verify_layouts: Callable[[int], Sequence[Layout | None]] | None = None,
              log_steps: bool = False, replace: bool = False,
-             cost: CostFunction | None = None) -> Algorithm:
+             cost: CostFunction | None = None, rows: RowsEmitter | None = None) -> Algorithm:
     """Register ``generator`` as algorithm ``name`` for ``collective``.
 
     Registering a second collective under an existing name extends that algorithm (its first
@@ -221,6 +248,8 @@ def register(name: str, collective: Collective, generator: Generator, *, descrip
         name: CLI name (lower case, underscores).
         collective: What the generator computes.
         generator: ``generator(problem, rank, options) -> Program``.
+        rows: Instead of ``generator``: ``rows(problem, ranks, options) -> Rows``, the
+            schedule of many ranks at once (:mod:`.rows`); the generator is derived from it.
         description: One line.
         aliases: Extra names for the algorithm.
         defaults: Accepted options with their defaults.
@@ -236,9 +265,15 @@ def register(name: str, collective: Collective, generator: Generator, *, descrip
 
     Raises:
         NameTaken: While a plugin loads, the name or an alias existed before it.
-        ValueError: The name is reserved or taken by an alias, or the collective is already
-            registered under this name and ``replace`` is False.
+        ValueError: The name is reserved or taken by an alias, the collective is already
+            registered under this name and ``replace`` is False, or not exactly one of
+            ``generator`` and ``rows`` is given.
     """
+    if (generator is None) == (rows is None):
+        raise ValueError(f"register {name!r}: give a generator or rows, exactly one of them")
+    if rows is not None:
+        generator = per_rank(rows)
+    assert generator is not None
     key = _normalize(name)
     if key == NATIVE:
         raise ValueError(f"the name '{NATIVE}' is reserved for the library's own collective")
@@ -248,7 +283,7 @@ def register(name: str, collective: Collective, generator: Generator, *, descrip
     if key in _ALIASES and _ALIASES[key] != key:
         raise ValueError(f"{key!r} is already an alias of {_ALIASES[key]!r}")
     impl = Implementation(collective, generator, description, dict(defaults or {}), check,
-                          tuple(verify_options), verify_layouts, log_steps, cost=cost)
+                          tuple(verify_options), verify_layouts, log_steps, cost=cost, rows=rows)
     old = _REGISTRY.get(key)
     if old is None:
         algo = Algorithm(key, description, {collective: impl}, tuple(_normalize(a) for a in aliases))
@@ -352,7 +387,17 @@ def _hierarchical_layouts(p: int) -> list[Layout | None]:
 
 
 def _register_builtins() -> None:
-    from . import bruck, direct, double_binary_tree, halving_doubling, hierarchical, recursive_doubling, ring, tree
+    from . import (
+        bruck,
+        direct,
+        double_binary_tree,
+        halving_doubling,
+        hierarchical,
+        recursive_doubling,
+        ring,
+        ring_rows,
+        tree,
+    )
 
     A, G, RS = Collective.ALLREDUCE, Collective.ALLGATHER, Collective.REDUCE_SCATTER
     B, R = Collective.BROADCAST, Collective.REDUCE
@@ -363,10 +408,12 @@ def _register_builtins() -> None:
     # tree.py; issue 11)
     channels = dict(defaults={"channels": 1}, check=ring.check_channels,
                     verify_options=({}, {"channels": 2}, {"channels": 3}, {"channels": 4}))
-    register("ring", A, ring.allreduce, **channels,
+    # written as rows over all ranks (ring_rows.py): O(p^2) messages, built as arrays
+    register("ring", A, rows=ring_rows.allreduce_rows, **channels,
              description="ring: reduce-scatter then allgather around the ring, 2(p-1) steps")
-    register("ring", G, ring.allgather, **channels, description="ring allgather, p-1 steps")
-    register("ring", RS, ring.reduce_scatter, **channels,
+    register("ring", G, rows=ring_rows.allgather_rows, **channels,
+             description="ring allgather, p-1 steps")
+    register("ring", RS, rows=ring_rows.reduce_scatter_rows, **channels,
              description="ring reduce-scatter, p-1 steps")
     register("ring", B, ring.broadcast, **chunked,
              description="pipelined chain from the root along the ring, p-2+chunks steps")
@@ -443,10 +490,10 @@ def _register_alltoall() -> None:
     from . import alltoall
 
     X = Collective.ALLTOALL
-    register("pairwise", X, alltoall.pairwise, cost=alltoall.pairwise_cost,
+    register("pairwise", X, rows=alltoall.pairwise_rows, cost=alltoall.pairwise_cost,
              description="pairwise exchange: p-1 steps, one block each way (partner rank xor s "
                          "for a power of two, else send to r+s and receive from r-s)")
-    register("direct", X, alltoall.direct, cost=alltoall.direct_cost,
+    register("direct", X, rows=alltoall.direct_rows, cost=alltoall.direct_cost,
              description="every block to its rank in one step, p-1 messages each way")
     # not log_steps: its O(p) local copies per step make a symbolic sweep at 1000 ranks slow
     register("bruck", X, alltoall.bruck, cost=alltoall.bruck_cost,

@@ -39,7 +39,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
-from ._symbolic import Memory, Piece, combine, format_ranks, prove, worth_proving
+from ._symbolic import (
+    Expected,
+    Memory,
+    Piece,
+    combine,
+    format_ranks,
+    prove,
+    prove_rows,
+    worth_proving,
+    worth_proving_rows,
+)
 from .collectives import descriptor, source_mask
 from .schedule import Buf, Collective, Copy, Layout, Problem, Reduce, Schedule, inplace_input_offset
 
@@ -555,11 +565,33 @@ def _proven(schedule: Schedule, placements: tuple[bool, ...]) -> bool:
     """
     if not worth_proving(schedule.programs):
         return False
-    problem = schedule.problem
+    return prove(schedule, placements, _expected(schedule.problem))
+
+
+def _expected(problem: Problem) -> Expected:
+    """``expected(rank)`` for the proofs; ranks with one result share one list."""
     if descriptor(problem.collective).same_result:
         shared = expected_output(problem, 0)
-        return prove(schedule, placements, lambda rank: shared)
-    return prove(schedule, placements, lambda rank: expected_output(problem, rank))
+        return lambda rank: shared
+    return lambda rank: expected_output(problem, rank)
+
+
+def _algorithm_errors(algo: Any, problem: Problem, options: Mapping[str, Any] | None) -> list[str]:
+    """Both placements' errors of ``algo``'s schedule for ``problem`` (precondition met).
+
+    An algorithm written as rows (:mod:`.rows`) is proved on its rows, without building a
+    Python object per message; only a schedule the proof does not show correct is built as
+    programs, for the segment verifier's exact messages.
+    """
+    rows = algo.rows(problem, options)
+    if rows is None:
+        return _placement_errors(algo.schedule(problem, options))
+    if worth_proving_rows(rows) and prove_rows(problem, rows, (False, True),
+                                               _expected(problem)):
+        return []
+    schedule = Schedule(algo.name, problem, rows.programs(problem.nranks))
+    oop, inp = _Verifier(schedule, (False, True)).run()
+    return [f"out-of-place: {e}" for e in oop] + [f"in-place: {e}" for e in inp]
 
 
 # -- sweeping the registry ---------------------------------------------------------------------
@@ -595,7 +627,7 @@ def verify_algorithm(name: str, problem: Problem,
     reason = algo.precondition(problem, op=None, options=options)
     if reason is not None:
         return [f"precondition: {reason}"]
-    return _placement_errors(algo.schedule(problem, options))
+    return _algorithm_errors(algo, problem, options)
 
 
 @dataclass(frozen=True)
@@ -753,7 +785,7 @@ def verify_all(max_ranks: int = 64,
                             if reason is not None:
                                 errors = [f"precondition: {reason}"]
                             else:
-                                errors = _placement_errors(algo.schedule(problem, options))
+                                errors = _algorithm_errors(algo, problem, options)
                             n += 1
                             if errors:
                                 failures.append(VerifyFailure(p, count, root, layout,

@@ -1,0 +1,197 @@
+"""A schedule as arrays: every message and local operation of many ranks, one row each.
+
+A generator writes one rank's program through a :class:`~._build.Builder`, one Python object
+per message. For the algorithms with O(p^2) messages (the rings) building those objects for
+every rank is what a verification sweep spends its time on. A *rows emitter* writes the same
+schedule for any set of ranks at once as numpy columns (:class:`RowsBuilder`); :class:`Rows`
+then gives one rank's :class:`~.schedule.Program` (what executors run) or the whole table
+(what the vectorized proof, :func:`._symbolic.prove_rows`, reads). The registry derives the
+per-rank generator of such an algorithm from its emitter, so the rows the verifier proves and
+the programs executors run come from one piece of code.
+
+Rows follow the Builder's rules: zero-length messages and operations, and copies onto
+themselves, are dropped; a rank's scratch length is the furthest scratch element any of its
+operations touches; within one rank and step, messages and local operations keep the order of
+their ``seq`` key (ties: the order they were emitted in), as a Builder keeps call order.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, Sequence, Union
+
+import numpy as np
+
+from ._build import make_slice
+from .schedule import Buf, Copy, Problem, Program, Recv, Reduce, Send, Step
+
+# Buffer codes of the columns (the vectorized proof uses the same ones).
+IN, OUT, SCR = 0, 1, 2
+CODES = {Buf.INPUT: IN, Buf.OUTPUT: OUT, Buf.SCRATCH: SCR}
+BUFS = (Buf.INPUT, Buf.OUTPUT, Buf.SCRATCH)
+
+IntArray = Union[np.ndarray, int]
+# A slice as columns: (buffer code, offset, length), each an array or a scalar.
+Cols = tuple[IntArray, IntArray, IntArray]
+
+RowsEmitter = Callable[[Problem, np.ndarray, Mapping[str, Any]], "Rows"]
+
+_EMPTY6 = np.zeros((0, 6), dtype=np.int64)
+
+
+class Rows:
+    """Every message and local operation of some ranks as integer arrays, one row each.
+
+    Columns: ``sends``/``recvs`` (step, rank, peer, buf, offset, length); ``copies`` (step,
+    rank, position in the step's local list, src buf, offset, length, dst buf, offset,
+    length); ``reduces`` (step, rank, position, dst buf, offset, length, a buf, offset, length,
+    b buf, offset, length). Rows are in program order: by rank, then step, then their order in
+    the step. ``scratch``: the scratch length of every rank 0..p-1 (None when unknown).
+    """
+
+    __slots__ = ("sends", "recvs", "copies", "reduces", "scratch")
+
+    def __init__(self, sends: np.ndarray, recvs: np.ndarray, copies: np.ndarray,
+                 reduces: np.ndarray, scratch: np.ndarray | None = None) -> None:
+        self.sends, self.recvs, self.copies, self.reduces = sends, recvs, copies, reduces
+        self.scratch = scratch
+
+    @property
+    def operations(self) -> int:
+        """Messages (counted at both ends) plus local operations."""
+        return 2 * len(self.sends) + len(self.copies) + len(self.reduces)
+
+    def program(self, rank: int) -> Program:
+        """Rank ``rank``'s program, as a Builder would have built it."""
+        steps: dict[int, tuple[list, list, list]] = {}
+
+        def entry(t: int) -> tuple[list, list, list]:
+            got = steps.get(t)
+            if got is None:
+                got = steps[t] = ([], [], [])
+            return got
+
+        for rows, which, kind in ((self.sends, 0, Send), (self.recvs, 1, Recv)):
+            for t, _, peer, buf, off, n in _of_rank(rows, rank).tolist():
+                entry(t)[which].append(kind(peer, make_slice(BUFS[buf], off, n)))
+        local: list[tuple[int, int, Any]] = []
+        for t, _, pos, sb, so, sn, db, do, dn in _of_rank(self.copies, rank).tolist():
+            local.append((t, pos, Copy(make_slice(BUFS[sb], so, sn), make_slice(BUFS[db], do, dn))))
+        for row in _of_rank(self.reduces, rank).tolist():
+            t, _, pos, db, do, dn, ab, ao, an, bb, bo, bn = row
+            local.append((t, pos, Reduce(make_slice(BUFS[db], do, dn), make_slice(BUFS[ab], ao, an),
+                                         make_slice(BUFS[bb], bo, bn))))
+        local.sort(key=lambda item: (item[0], item[1]))
+        for t, _, op in local:
+            entry(t)[2].append(op)
+        scratch = 0 if self.scratch is None else int(self.scratch[rank])
+        return Program(rank, tuple(Step(t, tuple(s), tuple(r), tuple(loc))
+                                   for t, (s, r, loc) in sorted(steps.items())), scratch)
+
+    def programs(self, nranks: int) -> tuple[Program, ...]:
+        """The programs of ranks 0..nranks-1."""
+        return tuple(self.program(r) for r in range(nranks))
+
+
+def _of_rank(rows: np.ndarray, rank: int) -> np.ndarray:
+    """The rows of one rank (rows are sorted by rank)."""
+    ranks = rows[:, 1]
+    return rows[np.searchsorted(ranks, rank, "left"):np.searchsorted(ranks, rank, "right")]
+
+
+def _column(value: IntArray, size: int) -> np.ndarray:
+    return np.broadcast_to(np.asarray(value, dtype=np.int64), (size,))
+
+
+class RowsBuilder:
+    """Collects rows for many ranks at once; :meth:`finish` applies the Builder's rules.
+
+    Every method takes equal-shaped arrays (or scalars, broadcast against them): one row per
+    element. ``seq`` orders a rank's messages (and, separately, its local operations) within
+    one step.
+    """
+
+    def __init__(self, nranks: int) -> None:
+        self.nranks = nranks
+        self._sends: list[np.ndarray] = []
+        self._recvs: list[np.ndarray] = []
+        self._local: list[np.ndarray] = []   # (t, rank, seq, kind, d, a, b slices, length)
+
+    @staticmethod
+    def _table(*columns: IntArray) -> np.ndarray:
+        arrays = np.broadcast_arrays(*(np.asarray(c, dtype=np.int64) for c in columns))
+        return np.stack([a.reshape(-1) for a in arrays], axis=1)
+
+    def send(self, t: IntArray, rank: IntArray, peer: IntArray, src: Cols,
+             seq: IntArray = 0) -> None:
+        self._sends.append(self._table(t, rank, seq, peer, *src))
+
+    def recv(self, t: IntArray, rank: IntArray, peer: IntArray, dst: Cols,
+             seq: IntArray = 0) -> None:
+        self._recvs.append(self._table(t, rank, seq, peer, *dst))
+
+    def copy(self, t: IntArray, rank: IntArray, src: Cols, dst: Cols, seq: IntArray = 0) -> None:
+        """``dst[:] = src[:]``; both lengths must be equal (the length is ``src``'s)."""
+        self._local.append(self._table(t, rank, seq, 0, dst[0], dst[1], src[0], src[1], -1, 0,
+                                       src[2]))
+
+    def reduce(self, t: IntArray, rank: IntArray, dst: Cols, a: Cols, b: Cols,
+               seq: IntArray = 0) -> None:
+        """``dst = a (op) b``, all of ``dst``'s length."""
+        self._local.append(self._table(t, rank, seq, 1, dst[0], dst[1], a[0], a[1], b[0], b[1],
+                                       dst[2]))
+
+    def finish(self) -> Rows:
+        sends = self._messages(self._sends)
+        recvs = self._messages(self._recvs)
+        local = np.concatenate(self._local) if self._local else np.zeros((0, 11), np.int64)
+        t, rank, seq, kind, db, do, ab, ao, bb, bo, n = local.T
+        keep = (n > 0) & ((kind == 1) | (db != ab) | (do != ao))   # no empty op, no self-copy
+        local = local[keep]
+        order = np.lexsort((np.arange(len(local)), local[:, 2], local[:, 0], local[:, 1]))
+        local = local[order]
+        t, rank, seq, kind, db, do, ab, ao, bb, bo, n = local.T
+        position = _positions(rank, t)
+        is_copy = kind == 0
+        c = is_copy
+        copies = np.stack([t[c], rank[c], position[c], ab[c], ao[c], n[c], db[c], do[c], n[c]],
+                          axis=1).reshape(-1, 9)
+        r = ~is_copy
+        reduces = np.stack([t[r], rank[r], position[r], db[r], do[r], n[r], ab[r], ao[r], n[r],
+                            bb[r], bo[r], n[r]], axis=1).reshape(-1, 12)
+        scratch = np.zeros(self.nranks, dtype=np.int64)
+        for rows, pairs in ((sends, ((3, 4, 5),)), (recvs, ((3, 4, 5),)),
+                            (copies, ((3, 4, 5), (6, 7, 8))),
+                            (reduces, ((3, 4, 5), (6, 7, 8), (9, 10, 11)))):
+            for b, o, m in pairs:
+                on = rows[:, b] == SCR
+                np.maximum.at(scratch, rows[on, 1], rows[on, o] + rows[on, m])
+        return Rows(sends, recvs, copies, reduces, scratch)
+
+    @staticmethod
+    def _messages(parts: Sequence[np.ndarray]) -> np.ndarray:
+        if not parts:
+            return _EMPTY6
+        rows = np.concatenate(parts)
+        rows = rows[rows[:, 6] > 0]
+        order = np.lexsort((np.arange(len(rows)), rows[:, 2], rows[:, 0], rows[:, 1]))
+        return np.ascontiguousarray(rows[order][:, [0, 1, 3, 4, 5, 6]])
+
+
+def _positions(rank: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Each row's index among the rows of its (rank, step), rows sorted by rank and step."""
+    if not rank.size:
+        return rank.copy()
+    new = np.ones(rank.size, dtype=bool)
+    new[1:] = (rank[1:] != rank[:-1]) | (t[1:] != t[:-1])
+    starts = np.flatnonzero(new)
+    first = np.repeat(starts, np.diff(np.append(starts, rank.size)))
+    return np.arange(rank.size) - first
+
+
+def per_rank(emit: RowsEmitter) -> Callable[[Problem, int, Mapping[str, Any]], Program]:
+    """The per-rank generator of a rows emitter: the rows of one rank, as its program."""
+    def generator(problem: Problem, rank: int, options: Mapping[str, Any]) -> Program:
+        return emit(problem, np.array([rank], dtype=np.int64), options).program(rank)
+    generator.__doc__ = emit.__doc__
+    generator.__name__ = getattr(emit, "__name__", "generator").removesuffix("_rows")
+    return generator

@@ -1,0 +1,129 @@
+"""Schedules written as rows (algorithms/rows.py): the Builder's rules, the ring's emitters
+against the ring's cores, and the verifier's proof on rows catching what it must."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from collbench.algorithms import Collective, Layout, Problem, get_algorithm, registry, ring, ring_rows, verify_algorithm
+from collbench.algorithms._build import Builder, make_slice
+from collbench.algorithms.rows import IN, OUT, SCR, Rows, RowsBuilder, per_rank
+from collbench.algorithms.schedule import Buf
+
+A, G, RS = Collective.ALLREDUCE, Collective.ALLGATHER, Collective.REDUCE_SCATTER
+# each emitter beside the Builder-based generator of the same schedule (ring.py's cores)
+EMITTERS = [(A, ring_rows.allreduce_rows, ring.allreduce),
+            (G, ring_rows.allgather_rows, ring.allgather),
+            (RS, ring_rows.reduce_scatter_rows, ring.reduce_scatter)]
+
+
+def test_rows_builder_follows_the_builders_rules() -> None:
+    """Empty messages and operations and self-copies are dropped, scratch is the furthest
+    scratch element touched, and a step's items keep their seq order (ties: emission order)."""
+    rb = RowsBuilder(2)
+    b0, b1 = Builder(0), Builder(1)
+    # rank 0: two sends to 1 in step 0 emitted seq 1 then seq 0; an empty one in between
+    rb.send(0, 0, 1, (OUT, 4, 2), seq=1)
+    rb.send(0, 0, 1, (IN, 0, 0), seq=0)
+    rb.send(0, 0, 1, (IN, 0, 3), seq=0)
+    b0.send(0, 1, make_slice(Buf.INPUT, 0, 3))
+    b0.send(0, 1, make_slice(Buf.OUTPUT, 4, 2))
+    # rank 1: the matching receives into scratch, then local work in step 0 and step 2
+    rb.recv(0, 1, 0, (SCR, 0, 3))
+    rb.recv(0, 1, 0, (SCR, 3, 2), seq=1)
+    b1.recv(0, 0, make_slice(Buf.SCRATCH, 0, 3))
+    b1.recv(0, 0, make_slice(Buf.SCRATCH, 3, 2))
+    rb.copy(0, 1, (OUT, 1, 2), (OUT, 1, 2))               # onto itself: dropped
+    rb.reduce(0, 1, (OUT, 0, 3), (IN, 0, 3), (SCR, 0, 3))
+    rb.copy(0, 1, (SCR, 3, 2), (OUT, 3, 2))
+    rb.reduce(2, 1, (OUT, 0, 0), (IN, 0, 0), (SCR, 9, 0))  # empty: dropped (no scratch 9)
+    b1.reduce(0, make_slice(Buf.OUTPUT, 0, 3), make_slice(Buf.INPUT, 0, 3),
+              make_slice(Buf.SCRATCH, 0, 3))
+    b1.copy(0, make_slice(Buf.SCRATCH, 3, 2), make_slice(Buf.OUTPUT, 3, 2))
+    rows = rb.finish()
+    assert rows.programs(2) == (b0.build(), b1.build())
+    assert rows.scratch.tolist() == [0, 5]
+    assert rows.copies[:, 2].tolist() == [1] and rows.reduces[:, 2].tolist() == [0]
+
+
+def _layouts(p: int) -> list[Layout | None]:
+    for d in range(2, p):
+        if p % d == 0:
+            return [None, Layout.blocked(p, d), Layout.round_robin(p, p // d)]
+    return [None]
+
+
+@pytest.mark.parametrize("collective,emit,legacy", EMITTERS, ids=lambda v: getattr(v, "value", ""))
+def test_ring_rows_are_the_programs_the_ring_cores_build(collective, emit, legacy) -> None:
+    """Every rank, every count of the verifier's spread, 1-4 channels, blocked and round-robin
+    layouts (the channels' rings follow the nodes): the same programs, and one rank's rows
+    (what executors get) are that rank's program."""
+    for p in (1, 2, 3, 4, 5, 6, 7, 8, 9, 12):
+        for count in sorted({0, 1, p - 1, p, p + 1, 37}):
+            for channels in (1, 2, 3, 4):
+                for layout in _layouts(p):
+                    problem = Problem(collective, p, count, 0, layout)
+                    options = {"channels": channels}
+                    want = tuple(legacy(problem, r, options) for r in range(p))
+                    assert emit(problem, np.arange(p), options).programs(p) == want, \
+                        (p, count, channels, layout)
+                    r = (count + channels) % p
+                    assert per_rank(emit)(problem, r, options) == want[r]
+
+
+def test_the_registry_derives_the_generator_from_the_rows() -> None:
+    algo = get_algorithm("ring")
+    problem = Problem(A, 6, 13)
+    assert algo.implementations[A].rows is ring_rows.allreduce_rows
+    rows = algo.rows(problem, {"channels": 2})
+    assert isinstance(rows, Rows)
+    assert algo.schedule(problem, {"channels": 2}).programs == rows.programs(6)
+    assert algo.program(problem, 4, {"channels": 2}) == rows.program(4)
+    assert get_algorithm("tree").rows(Problem(A, 6, 13)) is None
+
+
+def test_register_takes_a_generator_or_rows_exactly_once() -> None:
+    with pytest.raises(ValueError, match="exactly one"):
+        registry.register("rows_twice", A, ring.allreduce, rows=ring_rows.allreduce_rows,
+                          description="x")
+    with pytest.raises(ValueError, match="exactly one"):
+        registry.register("rows_none", A, description="x")
+
+
+def _registered(name: str, emit) -> None:
+    registry.register(name, A, rows=emit, defaults={"channels": 1}, description="broken ring")
+
+
+@pytest.mark.parametrize("p", [6, 24])
+def test_a_broken_rows_schedule_fails_verification_with_messages(p: int) -> None:
+    """Rows the proof cannot show correct go to the segment verifier, which names the fault:
+    one rank's reduction dropped (small and large schedules, below and above the proof's
+    threshold), and a negative step index."""
+    def drop_one_reduce(problem, ranks, options):
+        rows = ring_rows.allreduce_rows(problem, ranks, options)
+        victim = np.flatnonzero(rows.reduces[:, 1] == 1)[:1]
+        return Rows(rows.sends, rows.recvs, rows.copies, np.delete(rows.reduces, victim, 0),
+                    rows.scratch)
+
+    def negative_step(problem, ranks, options):
+        rows = ring_rows.allreduce_rows(problem, ranks, options)
+        sends, recvs = rows.sends.copy(), rows.recvs.copy()
+        sends[:, 0] -= 1
+        recvs[:, 0] -= 1
+        return Rows(sends, recvs, rows.copies, rows.reduces, rows.scratch)
+
+    try:
+        _registered("broken_ring_rows", drop_one_reduce)
+        errors = verify_algorithm("broken_ring_rows", Problem(A, p, 10007))
+        assert errors and any("out-of-place" in e for e in errors), errors
+        _registered("negative_ring_rows", negative_step)
+        errors = verify_algorithm("negative_ring_rows", Problem(A, p, 10007))
+        assert any("step" in e for e in errors), errors
+    finally:
+        for name in ("broken_ring_rows", "negative_ring_rows"):
+            try:
+                registry.unregister(name)
+            except ValueError:
+                pass
+    assert verify_algorithm("ring", Problem(A, p, 10007)) == []
