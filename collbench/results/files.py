@@ -8,6 +8,7 @@ results/README.md; bump SCHEMA_VERSION when a field changes meaning.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -167,6 +168,11 @@ def read_results(path: Path) -> ResultsFile:
     if summary is None:
         warnings.append(f"{path}: no summary record (the run did not finish); showing {len(rows)} rows")
     return ResultsFile(Path(path), metadata, rows, summary, warnings)
+
+
+def file_digest(path: str | Path) -> str:
+    """The sha256 of a file's bytes: which log a profile was fitted on, whatever its name."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def expand_paths(paths: Iterable[str]) -> list[Path]:

@@ -27,6 +27,8 @@ ABCI = PUBLIC / "abci-compute-node-a"
 OCI = PUBLIC / "oci-bm-gpu4.8"
 POLARIS = PUBLIC / "alcf-polaris"
 STANAGE = PUBLIC / "sheffield-stanage-xe8545"
+SUPERBENCH = PUBLIC / "superbench-8xa100-sxm4-40gb"
+GALVATRON = PUBLIC / "galvatron-8xa100-sxm4-40gb"
 A, BETA = 2e-6, 1e-9
 THREE_PORTS = Machine(Link(A, BETA, ports=3), Link(5 * A, 4 * BETA), nics=1)
 
@@ -190,13 +192,15 @@ def test_model_predicts_native_only_on_nccl_with_an_nccl_section():
 
 # -- 4. validation against the published logs ------------------------------------------------------
 
-def _bands(path: Path, profile) -> tuple[float, float]:
+def _bands(path: Path, profile) -> tuple[float, float | None]:
+    """(share of rows from 1 MiB within ±25 %, share of rows from 8 B to 64 KiB within ±50 %);
+    the second is None for a log without rows in that band."""
     _, checked = check([str(path)], profile)
     modelled = [c for c in checked if c.error is not None]
     big = [c for c in modelled if c.row.bytes >= 1 << 20]
     small = [c for c in modelled if 8 <= c.row.bytes <= 64 << 10]
     return (sum(abs(c.error) <= 0.25 for c in big) / len(big),
-            sum(abs(c.error) <= 0.5 for c in small) / len(small))
+            sum(abs(c.error) <= 0.5 for c in small) / len(small) if small else None)
 
 
 def _fitted(tmp_path: Path, logs: list[Path], base: str):
@@ -272,13 +276,50 @@ def test_polaris_logs_judged_with_the_other_polaris_logs(tmp_path, name, passes)
     assert (bw >= 0.8 and lat >= 0.8) is passes, (name, bw, lat)
 
 
+HGX_A100_ONE_NODE = [ABCI / "allreduce-1node-8gpu.jsonl", ABCI / "allreduce-1node-4gpu.jsonl",
+                     OCI / "allreduce-1node-8gpu.jsonl"]
+
+
+@pytest.mark.parametrize("judged,passes", [
+    (SUPERBENCH / "allreduce-1node-8gpu.jsonl", False),     # 22/28 from 1 MiB: one row short
+    (SUPERBENCH / "allgather-1node-8gpu.jsonl", True),
+    (SUPERBENCH / "reducescatter-1node-8gpu.jsonl", True),
+    (GALVATRON / "allreduce-1node-8gpu.jsonl", True),       # 1 MiB - 1 GiB: no latency band
+])
+def test_other_hgx_a100_boards_judged_with_the_abci_and_oci_factors(tmp_path, judged, passes):
+    """One node, 8x A100-SXM4-40GB on NVSwitch, one process driving the 8 GPUs (-g 8): the same
+    system class as ABCI Compute Node (A) and OCI BM.GPU4.8, so judged with the abci-a profile
+    plus the single-node factors of ABCI 1x8, ABCI 1x4 and OCI 1x8 (allreduce only: nothing is
+    fitted on allgather or reduce_scatter). Recorded, misses included (docs/performance.md
+    section 9): a change of verdict means the table there needs updating."""
+    assert judged not in HGX_A100_ONE_NODE
+    bw, lat = _bands(judged, _fitted(tmp_path, HGX_A100_ONE_NODE, "abci-a"))
+    assert (lat is None) is (judged.parent == GALVATRON)
+    assert (bw >= 0.8 and (lat is None or lat >= 0.8)) is passes, (judged.name, bw, lat)
+    if not passes:
+        assert bw < 0.8 <= lat             # the bandwidth band misses; latency is within
+
+
+POLARIS_ONE_NODE = POLARIS / "allreduce-1node-4gpu-nccl2.28.jsonl"
+
+
 def test_stanage_four_gpu_nvlink_node(tmp_path):
-    """A 4x A100-SXM4 NVLink node (Dell XE8545, one process driving 4 GPUs): the hardware
-    profile alone under-predicts LL/LL128 times from 256 KiB to 16 MiB; with the single-node
-    factors of the HGX A100 (NVSwitch) logs it is within the bands. Recorded, not hidden."""
+    """A 4x A100-SXM4 NVLink node (Dell XE8545, one process driving 4 GPUs, -g 4), judged under
+    the rule with the factors of the other single-node log of its class (ALCF Polaris, 4 ranks
+    on one node) and the other way round: every row from 1 MiB is within ±25 % both ways, the
+    latency band misses both ways (Stanage's small messages take 14-16 us, Polaris's 38-47 us; the
+    Polaris run probably had NCCL_PROTO=Simple, docs/performance.md section 9). The hardware
+    profile alone under-predicts LL128/Simple times from 1 to 16 MiB. Recorded, not hidden."""
     judged = STANAGE / "allreduce-1node-4gpu.jsonl"
     bw, lat = _bands(judged, load_profile("perlmutter"))
     assert bw < 0.8 <= lat
+    bw, lat = _bands(judged, _fitted(tmp_path, [POLARIS_ONE_NODE], "perlmutter"))
+    assert lat < 0.8 <= bw, (bw, lat)
+    bw, lat = _bands(POLARIS_ONE_NODE, _fitted(tmp_path, [judged], "perlmutter"))
+    assert lat < 0.8 <= bw, (bw, lat)
+    bw, lat = _bands(POLARIS_ONE_NODE, load_profile("perlmutter"))
+    assert bw < 0.8 and lat < 0.8, (bw, lat)
+    # not the rule (another system class), for comparison: the NVSwitch boards' one-node factors
     single_node_8gpu_boards = [ABCI / "allreduce-1node-4gpu.jsonl",
                                ABCI / "allreduce-1node-8gpu.jsonl", OCI / "allreduce-1node-8gpu.jsonl"]
     bw, lat = _bands(judged, _fitted(tmp_path, single_node_8gpu_boards, "perlmutter"))
@@ -286,10 +327,26 @@ def test_stanage_four_gpu_nvlink_node(tmp_path):
 
 
 def test_check_warns_when_judging_a_file_with_factors_fitted_on_it(tmp_path):
-    log = ABCI / "allreduce-1node-4gpu.jsonl"
-    text, _ = check([str(log)], _fitted(tmp_path, [log], "abci-a"))
-    assert "fitted on a file of this name" in text
+    """By content: a copy of the fitted file under another name is warned about, another
+    system's log that happens to have the same name is not (it was, when names were compared)."""
+    log = ABCI / "allreduce-1node-8gpu.jsonl"
+    profile = _fitted(tmp_path, [log], "abci-a")
+    text, _ = check([str(log)], profile)
+    assert "fitted on this file" in text
     assert "# from 1 MiB:" in text and "# 8 B - 64 KiB:" in text
+    renamed = tmp_path / "renamed.jsonl"
+    renamed.write_bytes(log.read_bytes())
+    assert "fitted on this file" in check([str(renamed)], profile)[0]
+    namesake = OCI / log.name
+    assert namesake.name == log.name
+    assert "fitted on" not in check([str(namesake)], profile)[0]
+    # a profile written before digests were recorded: names are all it has
+    record = json.loads((tmp_path / "fitted.json").read_text())
+    for real in record["nccl"]["realisation"].values():
+        del real["fitted_sha256"]
+    (tmp_path / "old.json").write_text(json.dumps(record))
+    assert "fitted on a file of this name" in check([str(namesake)],
+                                                    load_profile(str(tmp_path / "old.json")))[0]
 
 
 # -- 7. profiles from logs ----------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from tabulate import tabulate
 
 from ...algorithms import Collective, Layout, vcounts
 from ...dtypes import DTYPES
-from ...results.files import ResultsFile, Row, expand_paths, read_results
+from ...results.files import ResultsFile, Row, expand_paths, file_digest, read_results
 from ...sizes import format_bytes
 from .predict import Model
 from .profile import Profile
@@ -145,11 +145,14 @@ def bands(modelled: Sequence[Checked], tolerance: float) -> list[str]:
     return out
 
 
-def _fitted_on(profile: Profile) -> set[str]:
-    """Names of the files the profile's NCCL factors were fitted on."""
+def _fitted_on(profile: Profile) -> tuple[set[str], set[str]]:
+    """(names, content digests) of the files the profile's NCCL factors were fitted on; a
+    profile written before digests were recorded has names only."""
     if profile.nccl is None:
-        return set()
-    return {Path(f).name for real in profile.nccl.realisation.values() for f in real.fitted_on}
+        return set(), set()
+    reals = profile.nccl.realisation.values()
+    return ({Path(f).name for real in reals for f in real.fitted_on},
+            {d for real in reals for d in real.fitted_sha256})
 
 
 def check(paths: Sequence[str], profile: Profile, tolerance: float = 0.25, margin: float = 0.2,
@@ -158,12 +161,13 @@ def check(paths: Sequence[str], profile: Profile, tolerance: float = 0.25, margi
     model = Model(profile)
     checked: list[Checked] = []
     notes: list[str] = []
-    fitted = _fitted_on(profile)
+    names, digests = _fitted_on(profile)
     for path in expand_paths(paths):
         results = read_results(path)
         notes += results.warnings
-        if Path(path).name in fitted:
-            notes.append(f"{path}: the profile's NCCL factors were fitted on a file of this name -- "
+        if file_digest(path) in digests if digests else Path(path).name in names:
+            what = "this file" if digests else "a file of this name"
+            notes.append(f"{path}: the profile's NCCL factors were fitted on {what} -- "
                          f"judging a file with factors fitted on it is not a validation")
         checked += [c for c in check_rows(model, results) if c.row.bytes >= min_bytes]
     if fmt == "json":

@@ -31,7 +31,7 @@ import numpy as np
 from ...algorithms import Collective
 from ...errors import UsageError
 from ...metrics import bytes_for_count
-from ...results.files import ResultsFile, Row, expand_paths, read_results
+from ...results.files import ResultsFile, Row, expand_paths, file_digest, read_results
 from . import nccl
 from .check import gpus_per_process
 from .profile import Profile
@@ -228,7 +228,8 @@ def calibrate_from(paths: Sequence[str], base: Profile, name: str | None = None
         real = fit_realisation(mine)
         realisation[cls] = {"lat_scale": real.lat_scale, "bw_scale": real.bw_scale,
                             "launch_per_gpu_us": real.launch_per_gpu_us,
-                            "fitted_on": list(real.fitted_on)}
+                            "fitted_on": list(real.fitted_on),
+                            "fitted_sha256": [file_digest(f) for f in real.fitted_on]}
         res = residuals(mine, real)
         out += res
         errors = [abs(r.error) for r in res]

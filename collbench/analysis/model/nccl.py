@@ -125,8 +125,10 @@ class NcclSystem:
 class Realisation:
     """Measured time / NCCL's estimate on one link class, per protocol: the latency is
     multiplied by ``lat_scale``, the bandwidth by ``bw_scale`` (both 1: NCCL's estimate).
-    ``fitted_on`` names the logs they were fitted on (``collbench calibrate --from``), so a
-    check can refuse to judge a file with factors fitted on it. ``launch_per_gpu_us``: added
+    ``fitted_on`` names the logs they were fitted on (``collbench calibrate --from``) and
+    ``fitted_sha256`` holds their contents' digests, so a check can warn when it judges a file
+    with factors fitted on it (by content: files of one name from different systems are
+    different logs). ``launch_per_gpu_us``: added
     per call for every GPU beyond the first that one process drives (nccl-tests ``-g N``
     launches N GPUs' kernels from one thread, one after another)."""
 
@@ -134,6 +136,7 @@ class Realisation:
     bw_scale: Mapping[str, float] = field(default_factory=dict)
     fitted_on: tuple[str, ...] = ()
     launch_per_gpu_us: float = 0.0
+    fitted_sha256: tuple[str, ...] = ()
 
     def scales(self, proto: str) -> tuple[float, float]:
         return float(self.lat_scale.get(proto, 1.0)), float(self.bw_scale.get(proto, 1.0))
@@ -345,7 +348,8 @@ def _realisation(record: Mapping[str, Any]) -> Realisation:
     return Realisation({str(k): float(v) for k, v in (record.get("lat_scale") or {}).items()},
                        {str(k): float(v) for k, v in (record.get("bw_scale") or {}).items()},
                        tuple(str(f) for f in record.get("fitted_on") or ()),
-                       float(record.get("launch_per_gpu_us") or 0.0))
+                       float(record.get("launch_per_gpu_us") or 0.0),
+                       tuple(str(d) for d in record.get("fitted_sha256") or ()))
 
 
 __all__ = ["NcclSystem", "Realisation", "Choice", "candidates", "choose", "predict", "realised",
