@@ -20,6 +20,11 @@ send no message. Each algorithm is correct for any ``p`` and any matrix.
   straight in the output when node ``k`` holds consecutive ranks. Everything the input holds
   is packed in the first (local) step, so the output is free from then on.
 
+``pairwise`` and ``direct`` are written as rows over every rank at once (:mod:`.rows`:
+``*_rows``, the per-rank generators derived from them): O(p^2) blocks, proved without a Python
+object per message. The landing step of every block is computed for all ranks together
+(:func:`_landing_rows`).
+
 Each generator has a cost function (``*_cost``) beside it, its steps as
 :class:`~.traffic.Traffic` with per-rank message sizes, up to :data:`COST_RANKS` ranks.
 """
@@ -34,6 +39,7 @@ from . import vcounts
 from ._build import Builder, make_slice
 from .alltoall import _consecutive, _is_pof2, _pairwise_peers, _shift
 from .alltoall import precondition as _uniform_nodes
+from .rows import IN, OUT, SCR, Rows, RowsBuilder, per_rank
 from .schedule import Buf, Problem, Program
 from .traffic import Message, Shift, Traffic
 
@@ -55,51 +61,71 @@ def _own_direct(c: vcounts.Counts, rank: int) -> bool:
     return bool(c.sdispls[rank, rank] == c.rdispls[rank, rank])
 
 
-def _landing(c: vcounts.Counts, rank: int, arrive: np.ndarray, sent: np.ndarray) -> np.ndarray:
-    """The step in which each block received by ``rank`` (``arrive[q]``, -1: none) can be copied
-    into the output: at or after its arrival, and after every input block its output range
-    overlaps has left (``sent[j]``, -1: never sent or empty)."""
-    send_len = c.matrix[rank]
-    s_lo = c.sdispls[rank]
+def _range_max(x: np.ndarray, first: np.ndarray, last: np.ndarray) -> np.ndarray:
+    """``max(x[r, first[r, q]:last[r, q]])`` for every ``r, q`` (-1 for an empty range), by a
+    sparse table over each row: O(p log p) per row instead of a Python loop over ``q``."""
+    rows, width = x.shape
+    levels = [x]
+    span = 1
+    while 2 * span <= width:
+        prev = levels[-1]
+        levels.append(np.maximum(prev[:, :-span], prev[:, span:]))
+        span *= 2
+    size = last - first
+    out = np.full(first.shape, -1, dtype=np.int64)
+    ok = size > 0
+    k = np.zeros_like(size)
+    k[ok] = np.floor(np.log2(size[ok])).astype(np.int64)
+    r = np.broadcast_to(np.arange(rows)[:, None], first.shape)
+    for level in range(len(levels)):
+        sel = ok & (k == level)
+        if sel.any():
+            table = levels[level]
+            out[sel] = np.maximum(table[r[sel], first[sel]], table[r[sel], last[sel] - (1 << level)])
+    return out
+
+
+def _landing_rows(c: vcounts.Counts, ranks: np.ndarray, arrive: np.ndarray,
+                  sent: np.ndarray) -> np.ndarray:
+    """The step in which each block received by each rank of ``ranks`` can be copied into the
+    output (-1: none): at or after its arrival (``arrive[i, q]``, -1: none), and after every
+    input block its output range overlaps has left (``sent[i, j]``, -1: never sent or empty)."""
+    m = c.matrix
+    send_len = m[ranks]
+    s_lo = c.sdispls[ranks]
     s_hi = s_lo + send_len
-    recv_len = c.matrix[:, rank]
-    r_lo = c.rdispls[rank]
+    recv_len = m[:, ranks].T
+    r_lo = c.rdispls[ranks]
     r_hi = r_lo + recv_len
-    # input blocks are laid out in rank order: those overlapping [r_lo, r_hi) are a run
-    first = np.searchsorted(s_hi, r_lo, "right")
-    last = np.searchsorted(s_lo, r_hi, "left")
-    land = arrive.copy()
-    for q in np.flatnonzero((arrive >= 0) & (recv_len > 0)).tolist():
-        a, b = int(first[q]), int(last[q])
-        if a < b:
-            lengths = send_len[a:b]
-            blocking = sent[a:b][lengths > 0]
-            if blocking.size:
-                land[q] = max(int(land[q]), int(blocking.max()))
-    return land
+    first = np.stack([np.searchsorted(s_hi[i], r_lo[i], "right") for i in range(len(ranks))])
+    last = np.stack([np.searchsorted(s_lo[i], r_hi[i], "left") for i in range(len(ranks))])
+    blocking = _range_max(np.where(send_len > 0, sent, -1), first, last.clip(max=m.shape[0]))
+    waits = (arrive >= 0) & (recv_len > 0)
+    return np.where(waits, np.maximum(arrive, blocking), arrive)
 
 
-def _finish(b: Builder, c: vcounts.Counts, rank: int, arrive: np.ndarray, sent: np.ndarray,
-            scratch: int) -> None:
-    """The landing copies: the block from ``q`` waits at ``scratch + rdispls[rank][q]``."""
-    land = _landing(c, rank, arrive, sent)
-    rd, n = c.rdispls[rank].tolist(), c.matrix[:, rank].tolist()
-    for q in np.argsort(land, kind="stable").tolist():
-        if land[q] >= 0 and n[q]:
-            b.copy(int(land[q]), make_slice(_SCR, scratch + rd[q], n[q]), make_slice(_OUT, rd[q], n[q]))
-
-
-def _own(b: Builder, c: vcounts.Counts, rank: int, arrive: np.ndarray, sent: np.ndarray,
-         scratch: int) -> None:
-    """The own block: copied straight across in step 0, or into its scratch slot in step 0
-    (it then lands like a received block)."""
-    n = int(c.matrix[rank, rank])
-    src = make_slice(_IN, int(c.sdispls[rank, rank]), n)
-    if _own_direct(c, rank):
-        b.copy(0, src, make_slice(_OUT, int(c.rdispls[rank, rank]), n))
-    elif n:
-        b.copy(0, src, make_slice(_SCR, scratch + int(c.rdispls[rank, rank]), n))
-        arrive[rank] = sent[rank] = 0
+def _emit(problem: Problem, ranks: np.ndarray, arrive: np.ndarray, sent: np.ndarray,
+          b: RowsBuilder, c: vcounts.Counts) -> None:
+    """The own block of each of ``ranks`` (copied straight across in step 0 when it has the
+    same offset in input and output, else into its scratch slot, then landing like a received
+    block) and the landing copies: the block from ``q`` waits at ``rdispls[rank][q]`` of scratch."""
+    m, sd, rd = c.matrix, c.sdispls, c.rdispls
+    own_n = m[ranks, ranks]
+    own_src = sd[ranks, ranks]
+    own_dst = rd[ranks, ranks]
+    direct = own_src == own_dst
+    b.copy(0, ranks, (IN, own_src, own_n), (np.where(direct, OUT, SCR), own_dst, own_n), seq=-1)
+    moved = ~direct & (own_n > 0)
+    idx = np.arange(len(ranks))
+    arrive[idx[moved], ranks[moved]] = 0
+    sent[idx[moved], ranks[moved]] = 0
+    land = _landing_rows(c, ranks, arrive, sent)
+    n = m[:, ranks].T
+    rank = np.broadcast_to(ranks[:, None], land.shape)
+    q = np.broadcast_to(np.arange(m.shape[0])[None, :], land.shape)
+    go = (land >= 0) & (n > 0)
+    at = rd[ranks][go]
+    b.copy(land[go], rank[go], (SCR, at, n[go]), (OUT, at, n[go]), seq=q[go])
 
 
 # -- pairwise ----------------------------------------------------------------------------------
@@ -118,20 +144,33 @@ def _pairwise_times(c: vcounts.Counts, p: int, rank: int) -> tuple[np.ndarray, n
     return arrive, sent
 
 
-def pairwise(problem: Problem, rank: int, options: Mapping[str, Any]) -> Program:
+def pairwise_rows(problem: Problem, ranks: np.ndarray, options: Mapping[str, Any]) -> Rows:
     """Pairwise exchange alltoallv: step ``s`` (index ``s-1``) sends one block, receives one."""
     p = problem.nranks
     c = vcounts.of(problem)
     m, sd, rd = c.matrix, c.sdispls, c.rdispls
-    b = Builder(rank)
-    arrive, sent = _pairwise_times(c, p, rank)
-    _own(b, c, rank, arrive, sent, 0)
-    for s in range(1, p):
-        to, frm = _pairwise_peers(p, rank, s)
-        b.send(s - 1, to, make_slice(_IN, int(sd[rank, to]), int(m[rank, to])))
-        b.recv(s - 1, frm, make_slice(_SCR, int(rd[rank, frm]), int(m[frm, rank])))
-    _finish(b, c, rank, arrive, sent, 0)
-    return b.build()
+    b = RowsBuilder(p)
+    arrive = np.full((len(ranks), p), -1, dtype=np.int64)
+    sent = np.full((len(ranks), p), -1, dtype=np.int64)
+    if p > 1:
+        s = np.arange(1, p)[None, :]
+        rank = ranks[:, None]
+        if _is_pof2(p):
+            to = frm = rank ^ s
+        else:
+            to, frm = (rank + s) % p, (rank - s) % p
+        row = np.arange(len(ranks))[:, None]
+        step = np.broadcast_to(s - 1, to.shape)
+        out_n, in_n = m[rank, to], m[frm, rank]
+        sent[np.broadcast_to(row, to.shape)[out_n > 0], to[out_n > 0]] = step[out_n > 0]
+        arrive[np.broadcast_to(row, frm.shape)[in_n > 0], frm[in_n > 0]] = step[in_n > 0]
+        b.send(s - 1, rank, to, (IN, sd[rank, to], out_n))
+        b.recv(s - 1, rank, frm, (SCR, rd[rank, frm], in_n))
+    _emit(problem, ranks, arrive, sent, b, c)
+    return b.finish()
+
+
+pairwise = per_rank(pairwise_rows)
 
 
 def _copies(c: vcounts.Counts, p: int, times: Any, steps: int, in_place: bool) -> np.ndarray:
@@ -146,7 +185,7 @@ def _copies(c: vcounts.Counts, p: int, times: Any, steps: int, in_place: bool) -
         elif n:
             copy[0, r] += n
             arrive[r] = sent[r] = 0
-        land = _landing(c, r, arrive, sent)
+        land = _landing_rows(c, np.array([r]), arrive[None, :], sent[None, :])[0]
         recv = c.matrix[:, r]
         np.add.at(copy[:, r], land[(land >= 0) & (recv > 0)], recv[(land >= 0) & (recv > 0)])
     return copy
@@ -183,22 +222,27 @@ def _direct_times(c: vcounts.Counts, p: int, rank: int) -> tuple[np.ndarray, np.
     return arrive, sent
 
 
-def direct(problem: Problem, rank: int, options: Mapping[str, Any]) -> Program:
+def direct_rows(problem: Problem, ranks: np.ndarray, options: Mapping[str, Any]) -> Rows:
     """Everything in one step: up to ``p-1`` sends and receives, then the copies out of scratch."""
     p = problem.nranks
     c = vcounts.of(problem)
     m, sd, rd = c.matrix, c.sdispls, c.rdispls
-    b = Builder(rank)
-    arrive, sent = _direct_times(c, p, rank)
-    _own(b, c, rank, arrive, sent, 0)
-    for k in range(1, p):  # start after the own rank: spreads the traffic of the step
-        j = (rank + k) % p
-        b.send(0, j, make_slice(_IN, int(sd[rank, j]), int(m[rank, j])))
-    for k in range(1, p):
-        q = (rank - k) % p
-        b.recv(0, q, make_slice(_SCR, int(rd[rank, q]), int(m[q, rank])))
-    _finish(b, c, rank, arrive, sent, 0)
-    return b.build()
+    b = RowsBuilder(p)
+    idx = np.arange(len(ranks))
+    arrive = np.where(m[:, ranks].T > 0, 0, -1)
+    sent = np.where(m[ranks] > 0, 0, -1)
+    arrive[idx, ranks] = sent[idx, ranks] = -1
+    if p > 1:
+        k = np.arange(1, p)[None, :]
+        rank = ranks[:, None]
+        to, frm = (rank + k) % p, (rank - k) % p   # start after the own rank: spreads the step
+        b.send(0, rank, to, (IN, sd[rank, to], m[rank, to]), seq=k)
+        b.recv(0, rank, frm, (SCR, rd[rank, frm], m[frm, rank]), seq=k)
+    _emit(problem, ranks, arrive, sent, b, c)
+    return b.finish()
+
+
+direct = per_rank(direct_rows)
 
 
 def direct_cost(problem: Problem, options: Mapping[str, Any],

@@ -389,7 +389,7 @@ def _hierarchical_layouts(p: int) -> list[Layout | None]:
 def _register_builtins() -> None:
     from . import (
         bruck,
-        direct,
+        direct_rows,
         double_binary_tree,
         halving_doubling,
         hierarchical,
@@ -449,11 +449,11 @@ def _register_builtins() -> None:
     # one), and the name is kept free for an alltoall
     # no "one_shot" alias: that name is the cuda backend's IPC kernel, and `list` showed it as
     # runnable on mpi (meaning this schedule)
-    register("direct", A, direct.allreduce,
+    register("direct", A, rows=direct_rows.allreduce_rows,
              description="one-shot: everyone sends its whole input to everyone, 1 step")
-    register("direct", G, direct.allgather, description="everyone sends its block to everyone, "
+    register("direct", G, rows=direct_rows.allgather_rows, description="everyone sends its block to everyone, "
                                                          "1 step")
-    register("direct", RS, direct.reduce_scatter,
+    register("direct", RS, rows=direct_rows.reduce_scatter_rows,
              description="pairwise exchange: step s sends block i+s to rank i+s, p-1 steps")
     register("bruck", G, bruck.allgather, log_steps=True,
              description="Bruck allgather through a rotated scratch copy: ceil(lg p) steps and "
@@ -509,10 +509,10 @@ def _register_alltoallv() -> None:
     from . import alltoallv
 
     V = Collective.ALLTOALLV
-    register("pairwise", V, alltoallv.pairwise, cost=alltoallv.pairwise_cost,
+    register("pairwise", V, rows=alltoallv.pairwise_rows, cost=alltoallv.pairwise_cost,
              description="pairwise exchange of each pair's block: p-1 steps (partner rank xor s "
                          "for a power of two, else send to r+s and receive from r-s)")
-    register("direct", V, alltoallv.direct, cost=alltoallv.direct_cost,
+    register("direct", V, rows=alltoallv.direct_rows, cost=alltoallv.direct_cost,
              description="every non-empty block to its rank in one step")
     register("hierarchical", V, alltoallv.hierarchical, cost=alltoallv.hierarchical_cost,
              check=alltoallv.precondition, verify_layouts=_hierarchical_layouts,

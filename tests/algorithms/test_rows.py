@@ -6,16 +6,30 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from collbench.algorithms import Collective, Layout, Problem, get_algorithm, registry, ring, ring_rows, verify_algorithm
+from collbench.algorithms import (
+    Collective,
+    Layout,
+    Problem,
+    direct,
+    direct_rows,
+    get_algorithm,
+    registry,
+    ring,
+    ring_rows,
+    verify_algorithm,
+)
 from collbench.algorithms._build import Builder, make_slice
 from collbench.algorithms.rows import IN, OUT, SCR, Rows, RowsBuilder, per_rank
 from collbench.algorithms.schedule import Buf
 
 A, G, RS = Collective.ALLREDUCE, Collective.ALLGATHER, Collective.REDUCE_SCATTER
-# each emitter beside the Builder-based generator of the same schedule (ring.py's cores)
+# each emitter beside the Builder-based generator of the same schedule (the family's cores)
 EMITTERS = [(A, ring_rows.allreduce_rows, ring.allreduce),
             (G, ring_rows.allgather_rows, ring.allgather),
-            (RS, ring_rows.reduce_scatter_rows, ring.reduce_scatter)]
+            (RS, ring_rows.reduce_scatter_rows, ring.reduce_scatter),
+            (A, direct_rows.allreduce_rows, direct.allreduce),
+            (G, direct_rows.allgather_rows, direct.allgather),
+            (RS, direct_rows.reduce_scatter_rows, direct.reduce_scatter)]
 
 
 def test_rows_builder_follows_the_builders_rules() -> None:
@@ -54,17 +68,19 @@ def _layouts(p: int) -> list[Layout | None]:
     return [None]
 
 
-@pytest.mark.parametrize("collective,emit,legacy", EMITTERS, ids=lambda v: getattr(v, "value", ""))
-def test_ring_rows_are_the_programs_the_ring_cores_build(collective, emit, legacy) -> None:
-    """Every rank, every count of the verifier's spread, 1-4 channels, blocked and round-robin
-    layouts (the channels' rings follow the nodes): the same programs, and one rank's rows
-    (what executors get) are that rank's program."""
+@pytest.mark.parametrize("collective,emit,legacy", EMITTERS,
+                         ids=[f"{e.__module__.rsplit('.', 1)[-1]}-{c.value}" for c, e, _ in EMITTERS])
+def test_rows_are_the_programs_the_cores_build(collective, emit, legacy) -> None:
+    """Every rank, every count of the verifier's spread, blocked and round-robin layouts, and
+    for the ring 1-4 channels (their rings follow the nodes): the same programs, and one rank's
+    rows (what executors get) are that rank's program."""
+    ring_like = emit.__module__.endswith("ring_rows")
     for p in (1, 2, 3, 4, 5, 6, 7, 8, 9, 12):
         for count in sorted({0, 1, p - 1, p, p + 1, 37}):
-            for channels in (1, 2, 3, 4):
+            for channels in (1, 2, 3, 4) if ring_like else (1,):
                 for layout in _layouts(p):
                     problem = Problem(collective, p, count, 0, layout)
-                    options = {"channels": channels}
+                    options = {"channels": channels} if ring_like else {}
                     want = tuple(legacy(problem, r, options) for r in range(p))
                     assert emit(problem, np.arange(p), options).programs(p) == want, \
                         (p, count, channels, layout)
