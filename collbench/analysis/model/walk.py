@@ -55,8 +55,8 @@ def step_signatures(algorithm: str, problem: Problem, itemsize: int, in_place: b
     p = problem.nranks
     node = node_index(problem.layout, p)
     per_step: dict[int, list[tuple[int, tuple, tuple, int, int]]] = defaultdict(list)
-    for rank in range(p):
-        program = algo.program(problem, rank, options)
+    # every rank's program at once: an algorithm written as rows emits them in one call
+    for rank, program in enumerate(algo.schedule(problem, options).programs):
         lowered = lower(problem, program, in_place, "sum")
         for step in lowered.steps:
             sends = _side([(peer, s.length * itemsize) for peer, s in step.sends], node, rank)
