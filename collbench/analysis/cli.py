@@ -140,6 +140,10 @@ def add_model_parser(sub: Any) -> argparse.ArgumentParser:
     pred.add_argument("--compressed", action="store_true",
                       help="compressed allreduce (docs/compression.md): the largest density, bit width "
                       "and rank at which each compressed algorithm still beats the best dense one")
+    pred.add_argument("--nccl-algo", default=None, metavar="LIST",
+                      help="native on nccl as with NCCL_ALGO=LIST (as run's --nccl-algo), e.g. Ring or ^Tree")
+    pred.add_argument("--nccl-proto", default=None, metavar="LIST",
+                      help="native on nccl as with NCCL_PROTO=LIST (as run's --nccl-proto), e.g. Simple")
     pred.add_argument("--skew", default=None, metavar="S",
                       help="alltoallv's count matrix: Zipf exponent S, as run's -O skew=S "
                       "(default 1; 0 is uniform)")
@@ -152,6 +156,10 @@ def add_model_parser(sub: Any) -> argparse.ArgumentParser:
                      help="ranking check: pairs that differ by more than this (default 20%%)")
     chk.add_argument("--min-bytes", type=_size, default=0, help="only rows at least this large")
     chk.add_argument("--format", choices=formats, default="text")
+    chk.add_argument("--nccl-algo", default=None, metavar="LIST",
+                     help="judge native nccl rows as if the run had NCCL_ALGO=LIST (default: what it recorded)")
+    chk.add_argument("--nccl-proto", default=None, metavar="LIST",
+                     help="judge native nccl rows as if the run had NCCL_PROTO=LIST (default: what it recorded)")
     add_plugin_argument(chk)  # rows measured with a plugin's algorithm are modelled from its schedule
     return model
 
@@ -251,11 +259,31 @@ def _predict(args: argparse.Namespace) -> int:
             skew = parse_exponent(args.skew)
         except ValueError as exc:
             raise UsageError(str(exc).replace("-O skew=", "--skew ", 1)) from None
-    tables = predict_tables(Model(profile, skew), collective, nodes, per_node, sizes, algos, args.datatype,
-                            search=not args.defaults_only)
-    sys.stdout.write(format_predictions(tables, profile, collective, args.datatype, args.format, skew)
-                     + "\n")
+    nccl_env = _nccl_env(args, profile, collective)
+    tables = predict_tables(Model(profile, skew, nccl_env), collective, nodes, per_node, sizes, algos,
+                            args.datatype, search=not args.defaults_only)
+    sys.stdout.write(format_predictions(tables, profile, collective, args.datatype, args.format, skew,
+                                        nccl_env) + "\n")
     return 0
+
+
+def _nccl_env(args: argparse.Namespace, profile: Any, collective: Any) -> dict[str, str]:
+    """--nccl-algo / --nccl-proto as the environment NCCL would see, checked like NCCL parses it."""
+    from .model import nccl
+
+    env = {name: value for name, value in (("NCCL_ALGO", args.nccl_algo), ("NCCL_PROTO", args.nccl_proto))
+           if value is not None}
+    if env and profile.nccl is None:
+        raise UsageError(f"--nccl-algo/--nccl-proto restrict NCCL's own collective, which profile "
+                         f"{profile.label} does not model (it has no 'nccl' section)")
+    function = nccl.FUNCTION_NAMES.get(collective, "")
+    for name, flag, names in (("NCCL_ALGO", "--nccl-algo", nccl.NCCL_ALGORITHM_NAMES),
+                              ("NCCL_PROTO", "--nccl-proto", nccl.NCCL_PROTOCOL_NAMES)):
+        try:
+            nccl.enabled_by_env(env.get(name), names, function)
+        except ValueError as exc:
+            raise UsageError(f"{flag}: {exc}") from None
+    return env
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -263,6 +291,8 @@ def _check(args: argparse.Namespace) -> int:
     from .model.profile import load_profile
 
     profile = load_profile(args.profile)
-    text, _ = check(args.paths, profile, args.tolerance, args.rank_margin, args.min_bytes, args.format)
+    given = _nccl_env(args, profile, None)
+    text, _ = check(args.paths, profile, args.tolerance, args.rank_margin, args.min_bytes, args.format,
+                    given or None)
     sys.stdout.write(text + "\n")
     return 0

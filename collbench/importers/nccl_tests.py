@@ -31,6 +31,8 @@ _OOB = re.compile(r"Out of bounds values\s*:\s*(\d+)\s*(\w*)")
 _AVG = re.compile(r"Avg bus bandwidth\s*:\s*(\S+)")
 _NCCL_LOG = re.compile(r"\bNCCL (?:INFO|WARN|TRACE)\b")
 _NCCL_VERSION = re.compile(r"\bNCCL version (\S+)")
+# NCCL_DEBUG=INFO prints every NCCL_* variable it read: "NCCL INFO NCCL_PROTO set by environment to Simple"
+_NCCL_ENV = re.compile(r"\bNCCL INFO (NCCL_[A-Z0-9_]+) set by environment to (.*)$")
 _BINARY = re.compile(r"\b([a-z][a-z0-9]*(?:_[a-z0-9]+)*?)_perf(?:_\w+)?\b")
 _AVERAGE_FLAG = re.compile(r"(?:^|\s)(?:-a|--average)[\s=](\d)\b")
 _AGGREGATION = {"0": "rank0", "1": "mean", "2": "min", "3": "max"}   # nccl-tests -a
@@ -106,6 +108,7 @@ class _Parser:
 
     def __init__(self) -> None:
         self.runs: list[_Run] = []
+        self.env: dict[str, str | None] = {}   # NCCL_* as NCCL reported them; None: runs disagree
 
     def parse(self, log: Log) -> None:
         run = _Run(log.name, 1)
@@ -118,6 +121,9 @@ class _Parser:
                 version = _NCCL_VERSION.search(line)
                 if version and run.nccl_version is None:
                     run.nccl_version = version.group(1)
+                if (setting := _NCCL_ENV.search(line)) is not None:
+                    name, value = setting.group(1), setting.group(2).strip()
+                    self.env[name] = value if self.env.get(name, value) == value else None
                 continue
             # GitHub turns an unfenced "# ..." line into a heading: accept headers without "#"
             text = line[1:].strip() if line.startswith("#") else line
@@ -376,6 +382,11 @@ def convert(logs: list[Log], options: Options) -> tuple[dict[str, Any], list[dic
                        | {r.nccl_version for r in parser.runs if r.nccl_version})
     metadata = base_metadata("nccl-tests", options.argv)
     metadata.update(shape)
+    # the environment NCCL said it read (the model honours NCCL_ALGO / NCCL_PROTO); a variable
+    # set to different values in the imported logs is left out, with a note
+    metadata["env"] = {k: v for k, v in sorted(parser.env.items()) if v is not None}
+    notes += [f"{k} differs between the imported logs: left out of env"
+              for k, v in sorted(parser.env.items()) if v is None]
     metadata["processes"] = ([{"host": d["host"], "pid": d["pid"]} for d in devices]
                              if devices else None)
     metadata["spec"] = {"collectives": sorted({r["collective"] for r in rows}), "backend": "nccl",

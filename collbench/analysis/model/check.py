@@ -15,7 +15,7 @@ import json
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from tabulate import tabulate
 
@@ -69,15 +69,29 @@ def gpus_per_process(results: ResultsFile) -> int:
     return max(keys.count(k) for k in set(keys))
 
 
-def check_rows(model: Model, results: ResultsFile) -> list[Checked]:
+def nccl_env_of(results: ResultsFile) -> dict[str, str]:
+    """The run's NCCL_ALGO and NCCL_PROTO, from the environment its metadata recorded (collbench
+    run records NCCL_*; an imported log, what NCCL's INFO lines said was set)."""
+    env = results.metadata.get("env")
+    if not isinstance(env, dict):
+        return {}
+    return {k: str(env[k]) for k in ("NCCL_ALGO", "NCCL_PROTO") if env.get(k) is not None}
+
+
+def check_rows(model: Model, results: ResultsFile,
+               nccl_env: Mapping[str, str] | None = None) -> list[Checked]:
+    """Every row of ``results`` with the model's prediction; ``nccl_env`` (NCCL_ALGO /
+    NCCL_PROTO) replaces what the run recorded, to judge a log as if it had run with them."""
     layout = layout_of(results)
     per_process = gpus_per_process(results)
     try:  # alltoallv rows are priced with the count matrix the run used
         skew = vcounts.from_record((results.metadata.get("spec") or {}).get("skew"))
     except (ValueError, TypeError):
         skew = None
-    if skew is not None:
-        model = Model(model.profile, skew)
+    # NCCL chose among what the run's environment allowed
+    nccl_env = dict(nccl_env) if nccl_env is not None else nccl_env_of(results)
+    if skew is not None or nccl_env != model.nccl_env:
+        model = Model(model.profile, skew if skew is not None else model.skew, nccl_env)
     out = []
     for row in results.rows:
         predicted, method = None, None
@@ -156,11 +170,13 @@ def _fitted_on(profile: Profile) -> tuple[set[str], set[str]]:
 
 
 def check(paths: Sequence[str], profile: Profile, tolerance: float = 0.25, margin: float = 0.2,
-          min_bytes: int = 0, fmt: str = "text") -> tuple[str, list[Checked]]:
-    """The report text and the checked rows."""
+          min_bytes: int = 0, fmt: str = "text",
+          nccl_env: Mapping[str, str] | None = None) -> tuple[str, list[Checked]]:
+    """The report text and the checked rows (``nccl_env``: see :func:`check_rows`)."""
     model = Model(profile)
     checked: list[Checked] = []
     notes: list[str] = []
+    restricted: list[str] = []   # files whose native rows NCCL_ALGO/NCCL_PROTO restrict
     names, digests = _fitted_on(profile)
     for path in expand_paths(paths):
         results = read_results(path)
@@ -169,7 +185,13 @@ def check(paths: Sequence[str], profile: Profile, tolerance: float = 0.25, margi
             what = "this file" if digests else "a file of this name"
             notes.append(f"{path}: the profile's NCCL factors were fitted on {what} -- "
                          f"judging a file with factors fitted on it is not a validation")
-        checked += [c for c in check_rows(model, results) if c.row.bytes >= min_bytes]
+        recorded = nccl_env_of(results)
+        if nccl_env is not None or recorded:
+            used = nccl_env if nccl_env is not None else recorded
+            how = "given" if nccl_env is not None else "recorded by the run"
+            restricted.append(f"{path}: NCCL's choice restricted by "
+                         + ", ".join(f"{k}={v}" for k, v in sorted(used.items())) + f" ({how})")
+        checked += [c for c in check_rows(model, results, nccl_env) if c.row.bytes >= min_bytes]
     if fmt == "json":
         return json.dumps([{"file": c.file, "collective": c.row.collective,
                             "algorithm": c.row.algorithm, "nranks": c.row.nranks,
@@ -195,6 +217,7 @@ def check(paths: Sequence[str], profile: Profile, tolerance: float = 0.25, margi
     if calibrated and measured_with and measured_with != [calibrated]:
         notes.append(f"the profile was calibrated with the {calibrated} executor, the rows ran on "
                      f"{', '.join(measured_with)}: per-step costs differ between executors")
+    lines += [f"# note: {n}" for n in restricted]
     lines += [f"# warning: {n}" for n in notes]
     lines.append(tabulate(body, headers=["collective", "algorithm", "ranks", "size", "dtype",
                                          "placement", "measured us", "predicted us", "error",

@@ -33,7 +33,7 @@ from ...errors import UsageError
 from ...metrics import bytes_for_count
 from ...results.files import ResultsFile, Row, expand_paths, file_digest, read_results
 from . import nccl
-from .check import gpus_per_process
+from .check import gpus_per_process, nccl_env_of
 from .profile import Profile
 
 MIB = 1 << 20
@@ -86,6 +86,7 @@ def samples(paths: Sequence[str], system: nccl.NcclSystem,
         results = read_results(path)
         nnodes = _nodes(results)
         per_process = gpus_per_process(results)
+        run_system = nccl.with_env(system, nccl_env_of(results))   # what NCCL could choose there
         for row in results.rows:
             if not _usable(row, nnodes):
                 continue
@@ -95,7 +96,10 @@ def samples(paths: Sequence[str], system: nccl.NcclSystem,
                 if skipped is not None:
                     skipped["zero_bytes"] = skipped.get("zero_bytes", 0) + 1
                 continue
-            choice = nccl.choose(system, coll, row.nranks, nnodes, nbytes)
+            try:
+                choice = nccl.choose(run_system, coll, row.nranks, nnodes, nbytes)
+            except ValueError:       # an NCCL_ALGO/NCCL_PROTO NCCL itself would refuse
+                choice = None
             if choice is None:
                 continue
             share = (nccl.launched_channels(system, choice, row.nranks, nnodes)

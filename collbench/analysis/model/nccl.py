@@ -30,7 +30,8 @@ is available by default on an A100 cluster without a CollNet plugin (reference s
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import Any, Mapping
 
 from ...algorithms import Collective
@@ -101,6 +102,9 @@ class NcclSystem:
         latency_inter: us added per network hop (graph.latencyInter; twice for Simple).
         realisation: per class (``intra``: one node, ``inter``: several), how NCCL's estimate
             turns into measured time (:class:`Realisation`); absent: NCCL's estimate as is.
+        algo_env, proto_env: the run's ``NCCL_ALGO`` and ``NCCL_PROTO`` (None: unset), which
+            restrict the pairs NCCL may choose (:func:`enabled_by_env`); not part of a profile,
+            set per run by :func:`with_env`.
     """
 
     intra_busbw: float
@@ -112,6 +116,8 @@ class NcclSystem:
     latency_inter: float = 0.0
     realisation: Mapping[str, "Realisation"] = field(default_factory=dict)
     inter_channels: int = 0
+    algo_env: str | None = None
+    proto_env: str | None = None
 
     def graph_channels(self, nnodes: int) -> int:
         """Channels of the graph NCCL searched for this many nodes."""
@@ -232,9 +238,70 @@ def _latency(sys: NcclSystem, algo: str, proto: str, nranks: int, nnodes: int,
     return lat + 2 * ((ppn - 1) * intra + int(math.log2(nnodes)) * inter)
 
 
+# -- NCCL_ALGO and NCCL_PROTO (reference section 3.5: the parser comment in tuning.cc) -----------
+
+# NCCL's function names, which the per-function prefixes use (matched without case)
+FUNCTION_NAMES = {Collective.ALLREDUCE: "allreduce", Collective.ALLGATHER: "allgather",
+                  Collective.REDUCE_SCATTER: "reducescatter", Collective.BROADCAST: "broadcast",
+                  Collective.REDUCE: "reduce"}
+# every name NCCL accepts in each variable (lower case); the model runs the first two / three
+NCCL_ALGORITHM_NAMES = ("tree", "ring", "collnetdirect", "collnetchain", "nvls", "nvlstree", "pat")
+NCCL_PROTOCOL_NAMES = ("ll", "ll128", "simple")
+
+
+@lru_cache(maxsize=256)
+def enabled_by_env(value: str | None, names: tuple[str, ...], function: str
+                   ) -> frozenset[str] | None:
+    """What ``NCCL_ALGO`` or ``NCCL_PROTO`` = ``value`` enables for ``function``: a set of
+    ``names`` (lower case), or None when it leaves NCCL's defaults (unset, or no entry applies).
+
+    NCCL's grammar: entries separated by ``;``; every entry but the first starts with a function
+    prefix and a colon (``allreduce:tree``; a comma list of functions is accepted here); an
+    element list is comma separated and ``^`` in front enables everything but the listed ones;
+    names match without case and unknown ones are ignored; a later entry for a function replaces
+    an earlier one.
+
+    Raises:
+        ValueError: An entry after the first has no prefix (NCCL refuses it: ncclInvalidUsage).
+    """
+    if value is None or not value.strip():
+        return None
+    out: frozenset[str] | None = None
+    for i, entry in enumerate(value.split(";")):
+        prefix, colon, elements = entry.partition(":")
+        if not colon:
+            if i:
+                raise ValueError(f"every entry but the first needs a function prefix: {value!r}")
+            elements, functions = prefix, None
+        else:
+            functions = {f.strip().lower() for f in prefix.split(",")}
+        if functions is not None and function not in functions:
+            continue
+        elements = elements.strip()
+        negate = elements.startswith("^")
+        listed = {e.strip().lower() for e in elements.lstrip("^").split(",")}
+        out = frozenset(n for n in names if (n in listed) != negate)
+    return out
+
+
+def with_env(sys: NcclSystem, env: Mapping[str, str] | None) -> NcclSystem:
+    """``sys`` for a run with this environment (its ``NCCL_ALGO`` and ``NCCL_PROTO``)."""
+    env = env or {}
+    return replace(sys, algo_env=env.get("NCCL_ALGO"), proto_env=env.get("NCCL_PROTO"))
+
+
 def _enabled(sys: NcclSystem, algo: str, proto: str, nnodes: int, coll: Collective) -> bool:
     if algo == "tree" and coll is not Collective.ALLREDUCE:
         return False                                  # Tree is allreduce-only (reference 3.1)
+    function = FUNCTION_NAMES.get(coll, "")
+    algos = enabled_by_env(sys.algo_env, NCCL_ALGORITHM_NAMES, function)
+    protos = enabled_by_env(sys.proto_env, NCCL_PROTOCOL_NAMES, function)
+    if algos is not None and algo not in algos:
+        return False
+    if protos is not None:
+        # set by the user, LL128 is on wherever the variable enables it (NCCL's default for it,
+        # "enabled where the hardware suits it", is replaced)
+        return proto.lower() in protos
     if proto == "LL128" and nnodes > 1 and not sys.ll128_multinode:
         return False
     return True
@@ -353,4 +420,4 @@ def _realisation(record: Mapping[str, Any]) -> Realisation:
 
 
 __all__ = ["NcclSystem", "Realisation", "Choice", "candidates", "choose", "predict", "realised",
-           "launched_channels", "system_from_record", "PROTOCOLS"]
+           "launched_channels", "system_from_record", "PROTOCOLS", "enabled_by_env", "with_env"]

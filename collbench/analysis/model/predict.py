@@ -74,9 +74,15 @@ def _layout_key(layout: Layout | None) -> Any:
 class Model:
     """Costs of schedules on one machine profile, with the structure cached across sizes."""
 
-    def __init__(self, profile: Profile, skew: Skew | None = None) -> None:
+    def __init__(self, profile: Profile, skew: Skew | None = None,
+                 nccl_env: Mapping[str, str] | None = None) -> None:
         self.profile = profile
         self.skew = skew  # alltoallv's count matrix (None: the default Zipf); one per model
+        # the run's NCCL_ALGO / NCCL_PROTO: which pairs NCCL may choose for its own collective
+        self.nccl_env = {k: v for k, v in (nccl_env or {}).items()
+                         if k in ("NCCL_ALGO", "NCCL_PROTO")}
+        self._nccl = (nccl_model.with_env(profile.nccl, self.nccl_env)
+                      if profile.nccl is not None and self.nccl_env else profile.nccl)
         self._cache: dict[tuple, tuple[int, list[Phase] | None, str]] = {}
         self._topos: dict[tuple, Topo] = {}
         self._preconditions: dict[tuple, bool] = {}
@@ -165,7 +171,7 @@ class Model:
                     gpus_per_process: int = 1) -> tuple[Cost, str] | None:
         """NCCL's own collective, when the backend is NCCL and the profile has an ``nccl``
         section; None otherwise (MPI libraries' collectives are not modelled)."""
-        system = self.profile.nccl
+        system = self._nccl
         if backend != "nccl" or system is None:
             return None
         if collective in (Collective.ALLTOALL, Collective.ALLTOALLV):
@@ -405,10 +411,13 @@ def crossovers(table: PredictTable) -> list[tuple[int, int, str]]:
 
 
 def format_predictions(tables: list[PredictTable], profile: Profile, collective: Collective,
-                       dtype: str, fmt: str = "text", skew: Skew | None = None) -> str:
+                       dtype: str, fmt: str = "text", skew: Skew | None = None,
+                       nccl_env: Mapping[str, str] | None = None) -> str:
     """Tables of predicted time per algorithm, the best algorithm and its dominant term
-    (``skew``: alltoallv's count matrix the model priced, for the header and the records)."""
+    (``skew``: alltoallv's count matrix the model priced, for the header and the records;
+    ``nccl_env``: the NCCL_ALGO / NCCL_PROTO that restricted NCCL's choice)."""
     matrix = (skew or DEFAULT_SKEW).label if collective is Collective.ALLTOALLV else None
+    env = dict(nccl_env or {})
     if fmt == "json":
         records = []
         for t in tables:
@@ -425,7 +434,8 @@ def format_predictions(tables: list[PredictTable], profile: Profile, collective:
                                     "best": best is not None and best.algorithm == name,
                                     "options": pred.options or {},
                                     "profile": profile.name, "dtype": dtype,
-                                    **({"skew": matrix} if matrix else {})})
+                                    **({"skew": matrix} if matrix else {}),
+                                    **({"nccl_env": env} if env else {})})
         return json.dumps(records, indent=1)
     if fmt == "csv":
         import csv
@@ -451,6 +461,9 @@ def format_predictions(tables: list[PredictTable], profile: Profile, collective:
               if collective in (Collective.ALLTOALL, Collective.ALLTOALLV) else "")]
     if matrix:
         out.append(f"# alltoallv count matrix {matrix} (size: the busiest rank's receive buffer)")
+    if env:
+        out.append("# native restricted as NCCL would be by "
+                   + ", ".join(f"{k}={v}" for k, v in sorted(env.items())))
     if any(name.endswith(INTERP_SUFFIX) for t in tables for name in t.algorithms):
         out.append(f"# <algorithm>{INTERP_SUFFIX}: the same schedule on collbench's interpreter kernel (cuda "
                    f"backend): a step inside a node costs interp.step_us = {interp_step_us(profile):g} us "
