@@ -32,8 +32,9 @@ correct for any ``p`` and any ``count`` (zero included).
   rank on its destination's rail. Inter-node messages per rank: ``P-1`` instead of ``p-g``,
   for twice the bytes moved. Needs the same number of ranks on every node.
 
-``pairwise`` and ``direct`` move O(p^2) blocks in all and are written as rows over every rank at
-once (:mod:`.rows`: ``*_rows``, from which the per-rank generators are derived), so that the
+``pairwise``, ``direct`` and ``bruck`` move O(p^2) blocks in all (Bruck in ``lg p`` messages,
+but with O(p) packing copies per rank) and are written as rows over every rank at once
+(:mod:`.rows`: ``*_rows``, from which the per-rank generators are derived), so that the
 verifier proves them without a Python object per message.
 
 Each generator has a cost function (``*_cost``) beside it: the same schedule's steps as
@@ -177,34 +178,43 @@ def _bruck_indices(p: int) -> list[list[int]]:
     return [[i for i in range(1, p) if i >> k & 1] for k in range(log2_ceil(p))]
 
 
-def bruck(problem: Problem, rank: int, options: Mapping[str, Any]) -> Program:
+def bruck_rows(problem: Problem, ranks: np.ndarray, options: Mapping[str, Any]) -> Rows:
     """Bruck's index algorithm: step ``k`` (index ``k+1``) sends the packed bit-``k`` blocks to
     ``rank + 2^k``; packing for step ``k`` happens in the locals of index ``k`` (index 0 is a
     local-only step when the first message needs packing)."""
     p, c = problem.nranks, problem.count
-    b = Builder(rank)
-    _own(b, 0, rank, c)
+    b = RowsBuilder(p)
+    b.copy(0, ranks, (IN, ranks * c, c), (OUT, ranks * c, c), seq=0)   # my own block
     moves = _bruck_indices(p)
     pack_len = max((len(m) for m in moves if len(m) > 1), default=0) * c
-    where: dict[int, Slice] = {i: _block(_IN, (rank + i) % p, c) for i in range(1, p)}
+    rank = ranks[:, None]
+    index = np.arange(p)[None, :]
+    # where rotated index i of each rank lies now: input block rank + i, until it moves
+    where_buf = np.full((len(ranks), p), IN, dtype=np.int64)
+    where_off = (rank + index) % p * c
     area = pack_len  # receive areas follow the pack buffer
     for k, indices in enumerate(moves):
+        moving = np.asarray(indices, dtype=np.int64)
         n = len(indices) * c
         if len(indices) == 1:
-            message = where[indices[0]]
+            message = (where_buf[:, moving[0]], where_off[:, moving[0]], c)
         else:
-            pack = Region(_SCR, 0)
-            _copy_runs(b, k, [(where[i], pack.at(m * c, c)) for m, i in enumerate(indices)])
-            message = pack.at(0, n)
+            b.copy_runs(k, ranks, (where_buf[:, moving], where_off[:, moving], c),
+                        (SCR, np.arange(len(indices))[None, :] * c, c), seq=1)
+            message = (SCR, 0, n)
         d = 1 << k
-        b.send(k + 1, (rank + d) % p, message)
-        b.recv(k + 1, (rank - d) % p, make_slice(_SCR, area, n))
-        for m, i in enumerate(indices):
-            where[i] = make_slice(_SCR, area + m * c, c)
+        b.send(k + 1, ranks, (ranks + d) % p, message)
+        b.recv(k + 1, ranks, (ranks - d) % p, (SCR, area, n))
+        where_buf[:, moving] = SCR
+        where_off[:, moving] = area + np.arange(len(indices)) * c
         area += n
     # inverse rotation and reversal: index i came from rank - i
-    _copy_runs(b, len(moves), [(where[i], _block(_OUT, (rank - i) % p, c)) for i in range(1, p)])
-    return b.build()
+    b.copy_runs(len(moves), ranks, (where_buf[:, 1:], where_off[:, 1:], c),
+                (OUT, (rank - index[:, 1:]) % p * c, c), seq=1)
+    return b.finish()
+
+
+bruck = per_rank(bruck_rows)
 
 
 def bruck_cost(problem: Problem, options: Mapping[str, Any], in_place: bool) -> list[Traffic]:

@@ -496,7 +496,7 @@ def _register_alltoall() -> None:
     register("direct", X, rows=alltoall.direct_rows, cost=alltoall.direct_cost,
              description="every block to its rank in one step, p-1 messages each way")
     # not log_steps: its O(p) local copies per step make a symbolic sweep at 1000 ranks slow
-    register("bruck", X, alltoall.bruck, cost=alltoall.bruck_cost,
+    register("bruck", X, rows=alltoall.bruck_rows, cost=alltoall.bruck_cost,
              description="Bruck index algorithm: ceil(lg p) steps, the blocks with bit k of "
                          "their rotated index packed into one message to r+2^k")
     register("hierarchical", X, alltoall.hierarchical, cost=alltoall.hierarchical_cost,

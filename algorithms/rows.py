@@ -140,6 +140,31 @@ class RowsBuilder:
         self._local.append(self._table(t, rank, seq, 1, dst[0], dst[1], a[0], a[1], b[0], b[1],
                                        dst[2]))
 
+    def copy_runs(self, t: IntArray, rank: np.ndarray, src: Cols, dst: Cols,
+                  seq: int = 0) -> None:
+        """Copy pairs listed along the last axis (one row of pairs per element of ``rank``, a
+        column), merging neighbours contiguous on both sides, as :func:`.bruck._copy_runs` does
+        for one rank: the runs keep the pairs' order, with ``seq``, ``seq + 1``, ... ."""
+        sb, so, n, db, do = np.broadcast_arrays(*(np.asarray(x, dtype=np.int64) for x in
+                                                  (src[0], src[1], src[2], dst[0], dst[1])))
+        if sb.ndim != 2 or not sb.size:
+            if sb.size:
+                raise ValueError("copy_runs takes one row of pairs per rank")
+            return
+        rows, width = sb.shape
+        joins = np.zeros(sb.shape, dtype=bool)
+        joins[:, 1:] = ((sb[:, 1:] == sb[:, :-1]) & (db[:, 1:] == db[:, :-1])
+                        & (so[:, 1:] == so[:, :-1] + n[:, :-1])
+                        & (do[:, 1:] == do[:, :-1] + n[:, :-1]))
+        first = np.flatnonzero(~joins.reshape(-1))
+        length = np.add.reduceat(n.reshape(-1), first)
+        r, j = np.divmod(first, width)
+        order = np.arange(first.size) - np.searchsorted(first, r * width)   # run index per rank
+        when = np.broadcast_to(np.asarray(t, dtype=np.int64), sb.shape).reshape(-1)[first]
+        who = np.broadcast_to(np.asarray(rank, dtype=np.int64).reshape(-1, 1), sb.shape)
+        self.copy(when, who.reshape(-1)[first], (sb.reshape(-1)[first], so.reshape(-1)[first], length),
+                  (db.reshape(-1)[first], do.reshape(-1)[first], length), seq + order)
+
     def finish(self) -> Rows:
         sends = self._messages(self._sends)
         recvs = self._messages(self._recvs)

@@ -19,7 +19,8 @@ from collbench.algorithms import (
     verify_algorithm,
 )
 from collbench.algorithms._build import Builder, make_slice
-from collbench.algorithms.rows import IN, OUT, SCR, Rows, RowsBuilder, per_rank
+from collbench.algorithms.bruck import _copy_runs
+from collbench.algorithms.rows import BUFS, IN, OUT, SCR, Rows, RowsBuilder, per_rank
 from collbench.algorithms.schedule import Buf
 
 A, G, RS = Collective.ALLREDUCE, Collective.ALLGATHER, Collective.REDUCE_SCATTER
@@ -143,3 +144,19 @@ def test_a_broken_rows_schedule_fails_verification_with_messages(p: int) -> None
             except ValueError:
                 pass
     assert verify_algorithm("ring", Problem(A, p, 10007)) == []
+
+
+def test_copy_runs_merges_what_is_contiguous_on_both_sides() -> None:
+    """One row of pairs per rank: neighbours contiguous in source and destination become one
+    copy, as bruck._copy_runs does for one rank's list; the runs keep their order."""
+    rb, b0, b1 = RowsBuilder(2), Builder(0), Builder(1)
+    pairs = {0: [(IN, 0, OUT, 4), (IN, 2, OUT, 6), (IN, 4, OUT, 0), (SCR, 6, OUT, 2)],
+             1: [(IN, 6, OUT, 0), (IN, 4, OUT, 2), (IN, 8, OUT, 4), (IN, 10, OUT, 6)]}
+    cols = np.array([pairs[0], pairs[1]])            # (rank, pair, field)
+    rb.copy_runs(3, np.array([0, 1]), (cols[:, :, 0], cols[:, :, 1], 2),
+                 (cols[:, :, 2], cols[:, :, 3], 2))
+    for b, rank in ((b0, 0), (b1, 1)):
+        _copy_runs(b, 3, [(make_slice(BUFS[sb], so, 2), make_slice(BUFS[db], do, 2))
+                          for sb, so, db, do in pairs[rank]])
+    assert rb.finish().programs(2) == (b0.build(), b1.build())
+    assert [len(b.build().steps[0].local) for b in (b0, b1)] == [3, 3]   # one merge each
