@@ -93,18 +93,23 @@ def _pairwise_slots(p: int) -> dict[int, int]:
     return {s: waiting.get(s, len(waiting)) for s in range(1, p)}
 
 
+def pairwise_partners(p: int, ranks: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(s, rank, to, frm) of :func:`_pairwise_peers` for every rank of ``ranks`` (rows) and
+    every step ``s = 1 .. p-1`` (columns)."""
+    s = np.arange(1, p)[None, :]
+    rank = ranks[:, None]
+    if _is_pof2(p):
+        return s, rank, rank ^ s, rank ^ s
+    return s, rank, (rank + s) % p, (rank - s) % p
+
+
 def pairwise_rows(problem: Problem, ranks: np.ndarray, options: Mapping[str, Any]) -> Rows:
     """Pairwise exchange alltoall: step ``s`` (index ``s-1``) sends one block, receives one."""
     p, c = problem.nranks, problem.count
     b = RowsBuilder(p)
     b.copy(0, ranks, (IN, ranks * c, c), (OUT, ranks * c, c), seq=0)   # my own block
     if p > 1:
-        s = np.arange(1, p)[None, :]
-        rank = ranks[:, None]
-        if _is_pof2(p):
-            to = frm = rank ^ s
-        else:
-            to, frm = (rank + s) % p, (rank - s) % p
+        s, rank, to, frm = pairwise_partners(p, ranks)
         slots = _pairwise_slots(p)
         held = np.array([slots[k] for k in range(1, p)], dtype=np.int64)[None, :] * c
         landing = np.array([_pairwise_landing(p, k) for k in range(1, p)], dtype=np.int64)

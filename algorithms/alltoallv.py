@@ -37,7 +37,7 @@ import numpy as np
 
 from . import vcounts
 from ._build import Builder, make_slice
-from .alltoall import _consecutive, _is_pof2, _pairwise_peers, _shift
+from .alltoall import _consecutive, _is_pof2, _pairwise_peers, _shift, pairwise_partners
 from .alltoall import precondition as _uniform_nodes
 from .rows import IN, OUT, SCR, Rows, RowsBuilder, per_rank
 from .schedule import Buf, Problem, Program
@@ -153,12 +153,7 @@ def pairwise_rows(problem: Problem, ranks: np.ndarray, options: Mapping[str, Any
     arrive = np.full((len(ranks), p), -1, dtype=np.int64)
     sent = np.full((len(ranks), p), -1, dtype=np.int64)
     if p > 1:
-        s = np.arange(1, p)[None, :]
-        rank = ranks[:, None]
-        if _is_pof2(p):
-            to = frm = rank ^ s
-        else:
-            to, frm = (rank + s) % p, (rank - s) % p
+        s, rank, to, frm = pairwise_partners(p, ranks)
         row = np.arange(len(ranks))[:, None]
         step = np.broadcast_to(s - 1, to.shape)
         out_n, in_n = m[rank, to], m[frm, rank]
