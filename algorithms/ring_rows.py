@@ -9,7 +9,7 @@ emitters to the programs the cores build.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, NamedTuple
+from typing import Any, Iterator, Mapping, NamedTuple
 
 import numpy as np
 
@@ -143,33 +143,35 @@ def allreduce_rows(problem: Problem, ranks: np.ndarray, options: Mapping[str, An
     return b.finish()
 
 
+def _count_blocks(problem: Problem, ranks: np.ndarray, options: Mapping[str, Any]
+                  ) -> Iterator[tuple[Ring, int, int]]:
+    """Each channel's ring for allgather and reduce-scatter, whose blocks are ``count`` long:
+    position ``j`` of ring ``k`` carries member ``order[j]``'s sub-block ``k``. Yields (ring,
+    offset and length of sub-block ``k`` inside a block)."""
+    p, count = problem.nranks, problem.count
+    channels = channels_of(options)
+    sub = Partition(count, channels)
+    for k, order in enumerate(_orders(problem, channels)):
+        off = order * count + sub.off(k)
+        size = np.full(p, sub.len(k), dtype=np.int64)
+        yield _ring(order, ranks, off, size, k), sub.off(k), sub.len(k)
+
+
 def allgather_rows(problem: Problem, ranks: np.ndarray, options: Mapping[str, Any]) -> Rows:
     """Ring allgather of ``ranks``; with ``channels`` K, sub-block ``k`` of every rank's block
     on ring ``k``."""
-    p, count = problem.nranks, problem.count
-    channels = channels_of(options)
-    b = RowsBuilder(p)
-    own = Partition(count, channels)
-    for k, order in enumerate(_orders(problem, channels)):
-        off = order * count + own.off(k)     # position j carries member order[j]'s sub-block
-        size = np.full(p, own.len(k), dtype=np.int64)
-        allgather_steps(b, _ring(order, ranks, off, size, k), (OUT, 0),
-                        (IN, own.off(k), own.len(k)), 0)
+    b = RowsBuilder(problem.nranks)
+    for ring, at, n in _count_blocks(problem, ranks, options):
+        allgather_steps(b, ring, (OUT, 0), (IN, at, n), 0)
     return b.finish()
 
 
 def reduce_scatter_rows(problem: Problem, ranks: np.ndarray, options: Mapping[str, Any]) -> Rows:
     """Ring reduce-scatter of ``ranks``; with ``channels`` K, sub-block ``k`` of every result
     on ring ``k``."""
-    p, count = problem.nranks, problem.count
-    channels = channels_of(options)
-    b = RowsBuilder(p)
-    out = Partition(count, channels)
+    b = RowsBuilder(problem.nranks)
     scratch = 0
-    for k, order in enumerate(_orders(problem, channels)):
-        off = order * count + out.off(k)
-        size = np.full(p, out.len(k), dtype=np.int64)
-        reduce_scatter_steps(b, _ring(order, ranks, off, size, k), (IN, 0), (OUT, out.off(k)),
-                             False, 0, scratch)
-        scratch += 2 * out.len(k)            # its receive slot and its partial-sum slot
+    for ring, at, n in _count_blocks(problem, ranks, options):
+        reduce_scatter_steps(b, ring, (IN, 0), (OUT, at), False, 0, scratch)
+        scratch += 2 * n            # its receive slot and its partial-sum slot
     return b.finish()
