@@ -26,7 +26,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .rows import CODES as _CODES
-from .rows import Rows
+from .rows import Rows, in_program_order
 from .schedule import Buf, Copy, Problem, Program, Reduce, Schedule, inplace_input_offset
 
 # A piece of data in flight or read from a buffer: (length, idx of its first element, mask).
@@ -779,8 +779,9 @@ def prove_rows(problem: Problem, flat: Rows, placements: Sequence[bool],
     lens = np.column_stack((lens, flat.scratch)).astype(np.int64)
     tables = (flat.sends, flat.recvs, flat.copies, flat.reduces)
     if any(t.size and (t[:, 0].min() < 0 or t[:, 1].min() < 0 or t[:, 1].max() >= p)
-           for t in tables) or (lens[:, 2] < 0).any():
-        return False   # a negative step or an unknown rank: the segment verifier names it
+           for t in tables) or (lens[:, 2] < 0).any() or not in_program_order(flat):
+        return False   # a negative step, an unknown rank, rows out of program order: the
+                       # segment verifier, on the programs, names the fault
     paired = _well_formed(flat, lens, p)
     if paired is None:
         return False

@@ -93,9 +93,25 @@ class Rows:
 
 
 def _of_rank(rows: np.ndarray, rank: int) -> np.ndarray:
-    """The rows of one rank (rows are sorted by rank)."""
-    ranks = rows[:, 1]
-    return rows[np.searchsorted(ranks, rank, "left"):np.searchsorted(ranks, rank, "right")]
+    """The rows of one rank, in their order (by mask, so rows written by hand need not be
+    sorted by rank)."""
+    return rows[rows[:, 1] == rank]
+
+
+def in_program_order(rows: Rows) -> bool:
+    """Whether every table lists its rows by rank, then step (what :class:`RowsBuilder` makes
+    and the vectorized proof assumes; within a step, row order is program order)."""
+    for table in (rows.sends, rows.recvs, rows.copies, rows.reduces):
+        if len(table) > 1:
+            rank, t = table[:, 1], table[:, 0]
+            if ((rank[1:] < rank[:-1]) | ((rank[1:] == rank[:-1]) & (t[1:] < t[:-1]))).any():
+                return False
+    # a rank's local operations of one step each have their own position (the proof applies
+    # one position of every rank at a time)
+    local = np.concatenate((rows.copies[:, :3], rows.reduces[:, :3]))
+    if len(local) and ((local[:, 2] < 0).any() or len(np.unique(local, axis=0)) != len(local)):
+        return False
+    return True
 
 
 def _column(value: IntArray, size: int) -> np.ndarray:

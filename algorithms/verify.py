@@ -586,6 +586,13 @@ def _algorithm_errors(algo: Any, problem: Problem, options: Mapping[str, Any] | 
     rows = algo.rows(problem, options)
     if rows is None:
         return _placement_errors(algo.schedule(problem, options))
+    # executors ask for one rank's rows: they must be that rank's rows of the whole schedule
+    # (checked on the first and the last rank; the proof is of the whole schedule's rows)
+    for rank in sorted({0, problem.nranks - 1}):
+        if algo.program(problem, rank, options) != rows.program(rank):
+            return [f"rows: rank {rank}'s program, emitted for that rank alone, differs from its "
+                    f"rows in the schedule of every rank (an emitter must give a rank the same "
+                    f"rows whichever ranks it is asked for)"]
     if worth_proving_rows(rows) and prove_rows(problem, rows, (False, True),
                                                _expected(problem)):
         return []

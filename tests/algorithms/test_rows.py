@@ -160,3 +160,63 @@ def test_copy_runs_merges_what_is_contiguous_on_both_sides() -> None:
                           for sb, so, db, do in pairs[rank]])
     assert rb.finish().programs(2) == (b0.build(), b1.build())
     assert [len(b.build().steps[0].local) for b in (b0, b1)] == [3, 3]   # one merge each
+
+
+ROWS_IMPLEMENTATIONS = [(algo.name, coll) for algo in registry.algorithms() if not algo.native
+                        for coll, impl in algo.implementations.items() if impl.rows is not None]
+
+
+@pytest.mark.parametrize("name,collective", ROWS_IMPLEMENTATIONS,
+                         ids=[f"{n}-{c.value}" for n, c in ROWS_IMPLEMENTATIONS])
+def test_one_rank_alone_gets_its_rows_of_the_whole_schedule(name, collective) -> None:
+    """What an executor asks for (one rank's rows) is that rank's part of what the verifier
+    proves (every rank's rows), for every rank, option set and layout the sweep uses."""
+    algo = get_algorithm(name)
+    impl = algo.implementations[collective]
+    for p in (1, 2, 5, 8, 12):
+        layouts = list(impl.verify_layouts(p)) if impl.verify_layouts else [None]
+        for options in impl.verify_options:
+            for layout in layouts:
+                problem = Problem(collective, p, p + 3, 0, layout)
+                if algo.precondition(problem, options=options):
+                    continue
+                rows = algo.rows(problem, options)
+                for r in range(p):
+                    assert algo.program(problem, r, options) == rows.program(r), (p, options, r)
+
+
+def test_rows_emitted_differently_for_one_rank_fail_verification() -> None:
+    """An emitter whose rows for a rank alone differ from that rank's rows in the whole schedule
+    (here: rank 0 alone sends from the wrong buffer) is reported, even though the whole
+    schedule is correct."""
+    def two_faced(problem, ranks, options):
+        rows = ring_rows.allreduce_rows(problem, ranks, options)
+        if len(ranks) == 1 and ranks[0] == 0 and len(rows.sends):
+            sends = rows.sends.copy()
+            sends[0, 3] = OUT
+            rows = Rows(sends, rows.recvs, rows.copies, rows.reduces, rows.scratch)
+        return rows
+
+    try:
+        _registered("two_faced_rows", two_faced)
+        errors = verify_algorithm("two_faced_rows", Problem(A, 8, 100))
+        assert len(errors) == 1 and "rank 0's program, emitted for that rank alone" in errors[0]
+    finally:
+        registry.unregister("two_faced_rows")
+
+
+def test_rows_out_of_program_order_are_not_proved() -> None:
+    from collbench.algorithms._symbolic import prove_rows
+    from collbench.algorithms.rows import in_program_order
+    from collbench.algorithms.verify import _expected
+
+    problem = Problem(A, 24, 10007)
+    rows = ring_rows.allreduce_rows(problem, np.arange(24), {})
+    assert in_program_order(rows) and prove_rows(problem, rows, (False, True), _expected(problem))
+    shuffled = Rows(rows.sends[::-1].copy(), rows.recvs, rows.copies, rows.reduces, rows.scratch)
+    assert not in_program_order(shuffled)
+    assert not prove_rows(problem, shuffled, (False, True), _expected(problem))
+    twice = rows.reduces.copy()
+    twice[1, 2] = twice[0, 2]
+    twice[1, :2] = twice[0, :2]            # two reductions of one rank at one position
+    assert not in_program_order(Rows(rows.sends, rows.recvs, rows.copies, twice, rows.scratch))
