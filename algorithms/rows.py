@@ -48,12 +48,13 @@ class Rows:
     the step. ``scratch``: the scratch length of every rank 0..p-1 (None when unknown).
     """
 
-    __slots__ = ("sends", "recvs", "copies", "reduces", "scratch")
+    __slots__ = ("sends", "recvs", "copies", "reduces", "scratch", "_by_rank")
 
     def __init__(self, sends: np.ndarray, recvs: np.ndarray, copies: np.ndarray,
                  reduces: np.ndarray, scratch: np.ndarray | None = None) -> None:
         self.sends, self.recvs, self.copies, self.reduces = sends, recvs, copies, reduces
         self.scratch = scratch
+        self._by_rank: bool | None = None   # every table sorted by rank (found on first use)
 
     @property
     def operations(self) -> int:
@@ -70,13 +71,17 @@ class Rows:
                 got = steps[t] = ([], [], [])
             return got
 
+        if self._by_rank is None:
+            self._by_rank = all(bool((t[1:, 1] >= t[:-1, 1]).all()) for t in
+                                (self.sends, self.recvs, self.copies, self.reduces))
+        sort = self._by_rank
         for rows, which, kind in ((self.sends, 0, Send), (self.recvs, 1, Recv)):
-            for t, _, peer, buf, off, n in _of_rank(rows, rank).tolist():
+            for t, _, peer, buf, off, n in _of_rank(rows, rank, sort).tolist():
                 entry(t)[which].append(kind(peer, make_slice(BUFS[buf], off, n)))
         local: list[tuple[int, int, Any]] = []
-        for t, _, pos, sb, so, sn, db, do, dn in _of_rank(self.copies, rank).tolist():
+        for t, _, pos, sb, so, sn, db, do, dn in _of_rank(self.copies, rank, sort).tolist():
             local.append((t, pos, Copy(make_slice(BUFS[sb], so, sn), make_slice(BUFS[db], do, dn))))
-        for row in _of_rank(self.reduces, rank).tolist():
+        for row in _of_rank(self.reduces, rank, sort).tolist():
             t, _, pos, db, do, dn, ab, ao, an, bb, bo, bn = row
             local.append((t, pos, Reduce(make_slice(BUFS[db], do, dn), make_slice(BUFS[ab], ao, an),
                                          make_slice(BUFS[bb], bo, bn))))
@@ -92,9 +97,12 @@ class Rows:
         return tuple(self.program(r) for r in range(nranks))
 
 
-def _of_rank(rows: np.ndarray, rank: int) -> np.ndarray:
-    """The rows of one rank, in their order (by mask, so rows written by hand need not be
-    sorted by rank)."""
+def _of_rank(rows: np.ndarray, rank: int, by_rank: bool) -> np.ndarray:
+    """The rows of one rank, in their order: a binary search when the table is sorted by rank
+    (as RowsBuilder makes it), else a mask (rows written by hand)."""
+    if by_rank:
+        ranks = rows[:, 1]
+        return rows[np.searchsorted(ranks, rank, "left"):np.searchsorted(ranks, rank, "right")]
     return rows[rows[:, 1] == rank]
 
 
