@@ -1,7 +1,7 @@
 """A schedule as arrays: every message and local operation of many ranks, one row each.
 
 A generator writes one rank's program through a :class:`~._build.Builder`, one Python object
-per message. For the algorithms with O(p^2) messages (the rings) building those objects for
+per message. For the algorithms with O(p^2) messages (ring, direct, pairwise) building those objects for
 every rank is what a verification sweep spends its time on. A *rows emitter* writes the same
 schedule for any set of ranks at once as numpy columns (:class:`RowsBuilder`); :class:`Rows`
 then gives one rank's :class:`~.schedule.Program` (what executors run) or the whole table
@@ -182,7 +182,7 @@ class RowsBuilder:
                         & (do[:, 1:] == do[:, :-1] + n[:, :-1]))
         first = np.flatnonzero(~joins.reshape(-1))
         length = np.add.reduceat(n.reshape(-1), first)
-        r, j = np.divmod(first, width)
+        r = first // width
         order = np.arange(first.size) - np.searchsorted(first, r * width)   # run index per rank
         when = np.broadcast_to(np.asarray(t, dtype=np.int64), sb.shape).reshape(-1)[first]
         who = np.broadcast_to(np.asarray(rank, dtype=np.int64).reshape(-1, 1), sb.shape)
@@ -190,6 +190,7 @@ class RowsBuilder:
                   (db.reshape(-1)[first], do.reshape(-1)[first], length), seq + order)
 
     def finish(self) -> Rows:
+        """The rows collected, with the Builder's rules applied, in program order."""
         sends = self._messages(self._sends)
         recvs = self._messages(self._recvs)
         local = np.concatenate(self._local) if self._local else np.zeros((0, 11), np.int64)
@@ -200,11 +201,10 @@ class RowsBuilder:
         local = local[order]
         t, rank, seq, kind, db, do, ab, ao, bb, bo, n = local.T
         position = _positions(rank, t)
-        is_copy = kind == 0
-        c = is_copy
+        c = kind == 0
         copies = np.stack([t[c], rank[c], position[c], ab[c], ao[c], n[c], db[c], do[c], n[c]],
                           axis=1).reshape(-1, 9)
-        r = ~is_copy
+        r = ~c
         reduces = np.stack([t[r], rank[r], position[r], db[r], do[r], n[r], ab[r], ao[r], n[r],
                             bb[r], bo[r], n[r]], axis=1).reshape(-1, 12)
         scratch = np.zeros(self.nranks, dtype=np.int64)
