@@ -73,13 +73,6 @@ def _is_pof2(p: int) -> bool:
 
 # -- pairwise ----------------------------------------------------------------------------------
 
-def _pairwise_peers(p: int, rank: int, s: int) -> tuple[int, int]:
-    """(send to, receive from) in step ``s`` (1..p-1)."""
-    if _is_pof2(p):
-        return rank ^ s, rank ^ s
-    return (rank + s) % p, (rank - s) % p
-
-
 def _pairwise_landing(p: int, s: int) -> int:
     """The step whose locals copy the block received in step ``s`` into the output: the step
     that sends the slot it lands on (in place the slot's own data must have left)."""
@@ -94,8 +87,9 @@ def _pairwise_slots(p: int) -> dict[int, int]:
 
 
 def pairwise_partners(p: int, ranks: np.ndarray) -> tuple[np.ndarray, ...]:
-    """(s, rank, to, frm) of :func:`_pairwise_peers` for every rank of ``ranks`` (rows) and
-    every step ``s = 1 .. p-1`` (columns)."""
+    """(s, rank, to, frm) for every rank of ``ranks`` (rows) and every step ``s = 1 .. p-1``
+    (columns): the partner is ``rank xor s`` for a power of two, else rank sends to ``rank + s``
+    and receives from ``rank - s``."""
     s = np.arange(1, p)[None, :]
     rank = ranks[:, None]
     if _is_pof2(p):

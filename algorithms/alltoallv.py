@@ -37,7 +37,7 @@ import numpy as np
 
 from . import vcounts
 from ._build import Builder, make_slice
-from .alltoall import _consecutive, _is_pof2, _pairwise_peers, _shift, pairwise_partners
+from .alltoall import _consecutive, _is_pof2, _shift, pairwise_partners
 from .alltoall import precondition as _uniform_nodes
 from .rows import IN, OUT, SCR, Rows, RowsBuilder, per_rank
 from .schedule import Buf, Problem, Program
@@ -104,21 +104,28 @@ def _landing_rows(c: vcounts.Counts, ranks: np.ndarray, arrive: np.ndarray,
     return np.where(waits, np.maximum(arrive, blocking), arrive)
 
 
-def _emit(problem: Problem, ranks: np.ndarray, arrive: np.ndarray, sent: np.ndarray,
-          b: RowsBuilder, c: vcounts.Counts) -> None:
-    """The own block of each of ``ranks`` (copied straight across in step 0 when it has the
-    same offset in input and output, else into its scratch slot, then landing like a received
-    block) and the landing copies: the block from ``q`` waits at ``rdispls[rank][q]`` of scratch."""
+def _own_block(c: vcounts.Counts, ranks: np.ndarray, arrive: np.ndarray,
+               sent: np.ndarray) -> np.ndarray:
+    """Whether each rank's own block goes straight across (same offset in input and output);
+    an own block that does not moves through scratch in step 0 and then lands like a received
+    one, which this records in ``arrive`` and ``sent`` (one row per rank of ``ranks``)."""
+    own_n = c.matrix[ranks, ranks]
+    direct = c.sdispls[ranks, ranks] == c.rdispls[ranks, ranks]
+    moved = np.flatnonzero(~direct & (own_n > 0))
+    arrive[moved, ranks[moved]] = 0
+    sent[moved, ranks[moved]] = 0
+    return direct
+
+
+def _emit(ranks: np.ndarray, arrive: np.ndarray, sent: np.ndarray, b: RowsBuilder,
+          c: vcounts.Counts) -> None:
+    """The own block of each of ``ranks`` (:func:`_own_block`) and the landing copies: the
+    block from ``q`` waits at ``rdispls[rank][q]`` of scratch."""
     m, sd, rd = c.matrix, c.sdispls, c.rdispls
-    own_n = m[ranks, ranks]
-    own_src = sd[ranks, ranks]
-    own_dst = rd[ranks, ranks]
-    direct = own_src == own_dst
-    b.copy(0, ranks, (IN, own_src, own_n), (np.where(direct, OUT, SCR), own_dst, own_n), seq=-1)
-    moved = ~direct & (own_n > 0)
-    idx = np.arange(len(ranks))
-    arrive[idx[moved], ranks[moved]] = 0
-    sent[idx[moved], ranks[moved]] = 0
+    own_n, own_dst = m[ranks, ranks], rd[ranks, ranks]
+    direct = _own_block(c, ranks, arrive, sent)
+    b.copy(0, ranks, (IN, sd[ranks, ranks], own_n), (np.where(direct, OUT, SCR), own_dst, own_n),
+           seq=-1)
     land = _landing_rows(c, ranks, arrive, sent)
     n = m[:, ranks].T
     rank = np.broadcast_to(ranks[:, None], land.shape)
@@ -130,17 +137,18 @@ def _emit(problem: Problem, ranks: np.ndarray, arrive: np.ndarray, sent: np.ndar
 
 # -- pairwise ----------------------------------------------------------------------------------
 
-def _pairwise_times(c: vcounts.Counts, p: int, rank: int) -> tuple[np.ndarray, np.ndarray]:
-    """(arrive, sent): the step index (s-1) in which each block arrives from / leaves for each
-    rank; -1 for empty blocks and the own block."""
-    arrive = np.full(p, -1, dtype=np.int64)
-    sent = np.full(p, -1, dtype=np.int64)
-    for s in range(1, p):
-        to, frm = _pairwise_peers(p, rank, s)
-        if c.matrix[rank, to]:
-            sent[to] = s - 1
-        if c.matrix[frm, rank]:
-            arrive[frm] = s - 1
+def _pairwise_times(c: vcounts.Counts, p: int, ranks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(arrive, sent), one row per rank of ``ranks``: the step index (s-1) in which each block
+    arrives from / leaves for each rank; -1 for empty blocks and the own block."""
+    arrive = np.full((len(ranks), p), -1, dtype=np.int64)
+    sent = np.full((len(ranks), p), -1, dtype=np.int64)
+    if p > 1:
+        s, rank, to, frm = pairwise_partners(p, ranks)
+        row = np.broadcast_to(np.arange(len(ranks))[:, None], to.shape)
+        step = np.broadcast_to(s - 1, to.shape)
+        out, into = c.matrix[rank, to] > 0, c.matrix[frm, rank] > 0
+        sent[row[out], to[out]] = step[out]
+        arrive[row[into], frm[into]] = step[into]
     return arrive, sent
 
 
@@ -150,18 +158,12 @@ def pairwise_rows(problem: Problem, ranks: np.ndarray, options: Mapping[str, Any
     c = vcounts.of(problem)
     m, sd, rd = c.matrix, c.sdispls, c.rdispls
     b = RowsBuilder(p)
-    arrive = np.full((len(ranks), p), -1, dtype=np.int64)
-    sent = np.full((len(ranks), p), -1, dtype=np.int64)
+    arrive, sent = _pairwise_times(c, p, ranks)
     if p > 1:
         s, rank, to, frm = pairwise_partners(p, ranks)
-        row = np.arange(len(ranks))[:, None]
-        step = np.broadcast_to(s - 1, to.shape)
-        out_n, in_n = m[rank, to], m[frm, rank]
-        sent[np.broadcast_to(row, to.shape)[out_n > 0], to[out_n > 0]] = step[out_n > 0]
-        arrive[np.broadcast_to(row, frm.shape)[in_n > 0], frm[in_n > 0]] = step[in_n > 0]
-        b.send(s - 1, rank, to, (IN, sd[rank, to], out_n))
-        b.recv(s - 1, rank, frm, (SCR, rd[rank, frm], in_n))
-    _emit(problem, ranks, arrive, sent, b, c)
+        b.send(s - 1, rank, to, (IN, sd[rank, to], m[rank, to]))
+        b.recv(s - 1, rank, frm, (SCR, rd[rank, frm], m[frm, rank]))
+    _emit(ranks, arrive, sent, b, c)
     return b.finish()
 
 
@@ -170,19 +172,17 @@ pairwise = per_rank(pairwise_rows)
 
 def _copies(c: vcounts.Counts, p: int, times: Any, steps: int, in_place: bool) -> np.ndarray:
     """``copy[t, r]``: elements rank ``r`` copies in step ``t`` (landing copies and the own
-    block), for a schedule whose blocks arrive and leave at ``times(rank)``."""
+    block), for a schedule whose blocks arrive and leave at ``times(ranks)``."""
+    ranks = np.arange(p)
+    arrive, sent = times(ranks)
+    direct = _own_block(c, ranks, arrive, sent)
+    own_n = c.matrix[ranks, ranks]
     copy = np.zeros((max(steps, 1), p), dtype=np.int64)
-    for r in range(p):
-        arrive, sent = times(r)
-        n = int(c.matrix[r, r])
-        if _own_direct(c, r):
-            copy[0, r] += 0 if in_place else n
-        elif n:
-            copy[0, r] += n
-            arrive[r] = sent[r] = 0
-        land = _landing_rows(c, np.array([r]), arrive[None, :], sent[None, :])[0]
-        recv = c.matrix[:, r]
-        np.add.at(copy[:, r], land[(land >= 0) & (recv > 0)], recv[(land >= 0) & (recv > 0)])
+    copy[0] += np.where(direct & in_place, 0, own_n)   # a direct own block in place: no copy
+    land = _landing_rows(c, ranks, arrive, sent)
+    recv = c.matrix.T                                   # recv[r, q]: from q to r
+    go = (land >= 0) & (recv > 0)
+    np.add.at(copy, (land[go], np.broadcast_to(ranks[:, None], land.shape)[go]), recv[go])
     return copy
 
 
@@ -194,7 +194,7 @@ def pairwise_cost(problem: Problem, options: Mapping[str, Any],
     if p > COST_RANKS:
         return None
     c = vcounts.of(problem)
-    copy = _copies(c, p, lambda r: _pairwise_times(c, p, r), p - 1, in_place)
+    copy = _copies(c, p, lambda ranks: _pairwise_times(c, p, ranks), p - 1, in_place)
     if p == 1:
         return [Traffic(copy=copy[0])]
     ranks = np.arange(p)
@@ -210,10 +210,12 @@ def pairwise_cost(problem: Problem, options: Mapping[str, Any],
 
 # -- direct ------------------------------------------------------------------------------------
 
-def _direct_times(c: vcounts.Counts, p: int, rank: int) -> tuple[np.ndarray, np.ndarray]:
-    arrive = np.where(c.matrix[:, rank] > 0, 0, -1)
-    sent = np.where(c.matrix[rank] > 0, 0, -1)
-    arrive[rank] = sent[rank] = -1
+def _direct_times(c: vcounts.Counts, p: int, ranks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(arrive, sent) of :func:`_pairwise_times` for the one-step schedule."""
+    arrive = np.where(c.matrix[:, ranks].T > 0, 0, -1)
+    sent = np.where(c.matrix[ranks] > 0, 0, -1)
+    idx = np.arange(len(ranks))
+    arrive[idx, ranks] = sent[idx, ranks] = -1
     return arrive, sent
 
 
@@ -223,17 +225,14 @@ def direct_rows(problem: Problem, ranks: np.ndarray, options: Mapping[str, Any])
     c = vcounts.of(problem)
     m, sd, rd = c.matrix, c.sdispls, c.rdispls
     b = RowsBuilder(p)
-    idx = np.arange(len(ranks))
-    arrive = np.where(m[:, ranks].T > 0, 0, -1)
-    sent = np.where(m[ranks] > 0, 0, -1)
-    arrive[idx, ranks] = sent[idx, ranks] = -1
+    arrive, sent = _direct_times(c, p, ranks)
     if p > 1:
         k = np.arange(1, p)[None, :]
         rank = ranks[:, None]
         to, frm = (rank + k) % p, (rank - k) % p   # start after the own rank: spreads the step
         b.send(0, rank, to, (IN, sd[rank, to], m[rank, to]), seq=k)
         b.recv(0, rank, frm, (SCR, rd[rank, frm], m[frm, rank]), seq=k)
-    _emit(problem, ranks, arrive, sent, b, c)
+    _emit(ranks, arrive, sent, b, c)
     return b.finish()
 
 
@@ -248,7 +247,7 @@ def direct_cost(problem: Problem, options: Mapping[str, Any],
     if p > COST_RANKS:
         return None
     c = vcounts.of(problem)
-    copy = _copies(c, p, lambda r: _direct_times(c, p, r), 1, in_place)
+    copy = _copies(c, p, lambda ranks: _direct_times(c, p, ranks), 1, in_place)
     ranks = np.arange(p)
     sends: tuple[Message, ...] = tuple((Shift(k), c.matrix[ranks, (ranks + k) % p].tolist())
                                        for k in range(1, p))

@@ -23,6 +23,7 @@ from ...algorithms import Collective, Layout, vcounts
 from ...dtypes import DTYPES
 from ...results.files import ResultsFile, Row, expand_paths, file_digest, read_results
 from ...sizes import format_bytes
+from . import nccl
 from .predict import Model
 from .profile import Profile
 
@@ -75,7 +76,7 @@ def nccl_env_of(results: ResultsFile) -> dict[str, str]:
     env = results.metadata.get("env")
     if not isinstance(env, dict):
         return {}
-    return {k: str(env[k]) for k in ("NCCL_ALGO", "NCCL_PROTO") if env.get(k) is not None}
+    return {k: str(env[k]) for k in nccl.ENV_VARIABLES if env.get(k) is not None}
 
 
 def check_rows(model: Model, results: ResultsFile,
@@ -185,13 +186,12 @@ def check(paths: Sequence[str], profile: Profile, tolerance: float = 0.25, margi
             what = "this file" if digests else "a file of this name"
             notes.append(f"{path}: the profile's NCCL factors were fitted on {what} -- "
                          f"judging a file with factors fitted on it is not a validation")
-        recorded = nccl_env_of(results)
-        if nccl_env is not None or recorded:
-            used = nccl_env if nccl_env is not None else recorded
+        used = dict(nccl_env) if nccl_env is not None else nccl_env_of(results)
+        if used:
             how = "given" if nccl_env is not None else "recorded by the run"
             restricted.append(f"{path}: NCCL's choice restricted by "
-                         + ", ".join(f"{k}={v}" for k, v in sorted(used.items())) + f" ({how})")
-        checked += [c for c in check_rows(model, results, nccl_env) if c.row.bytes >= min_bytes]
+                              + ", ".join(f"{k}={v}" for k, v in sorted(used.items())) + f" ({how})")
+        checked += [c for c in check_rows(model, results, used) if c.row.bytes >= min_bytes]
     if fmt == "json":
         return json.dumps([{"file": c.file, "collective": c.row.collective,
                             "algorithm": c.row.algorithm, "nranks": c.row.nranks,

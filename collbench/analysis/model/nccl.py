@@ -247,6 +247,7 @@ FUNCTION_NAMES = {Collective.ALLREDUCE: "allreduce", Collective.ALLGATHER: "allg
 # every name NCCL accepts in each variable (lower case); the model runs the first two / three
 NCCL_ALGORITHM_NAMES = ("tree", "ring", "collnetdirect", "collnetchain", "nvls", "nvlstree", "pat")
 NCCL_PROTOCOL_NAMES = ("ll", "ll128", "simple")
+ENV_VARIABLES = ("NCCL_ALGO", "NCCL_PROTO")   # the run's environment the model honours
 
 
 @lru_cache(maxsize=256)

@@ -79,8 +79,7 @@ class Model:
         self.profile = profile
         self.skew = skew  # alltoallv's count matrix (None: the default Zipf); one per model
         # the run's NCCL_ALGO / NCCL_PROTO: which pairs NCCL may choose for its own collective
-        self.nccl_env = {k: v for k, v in (nccl_env or {}).items()
-                         if k in ("NCCL_ALGO", "NCCL_PROTO")}
+        self.nccl_env = {k: v for k, v in (nccl_env or {}).items() if k in nccl_model.ENV_VARIABLES}
         self._nccl = (nccl_model.with_env(profile.nccl, self.nccl_env)
                       if profile.nccl is not None and self.nccl_env else profile.nccl)
         self._cache: dict[tuple, tuple[int, list[Phase] | None, str]] = {}
