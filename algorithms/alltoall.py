@@ -44,27 +44,14 @@ and tests/analysis checks against the schedule walk.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 
-from ._build import Builder, Region, log2_ceil, make_slice
-from .bruck import _copy_runs
+from ._build import log2_ceil
 from .rows import IN, OUT, SCR, Rows, RowsBuilder, per_rank
-from .schedule import Buf, Problem, Program, Slice
+from .schedule import Problem
 from .traffic import Shift, Traffic, Xor
-
-_IN, _OUT, _SCR = Buf.INPUT, Buf.OUTPUT, Buf.SCRATCH
-
-
-def _block(buf: Buf, j: int, count: int) -> Slice:
-    """Block ``j`` (``count`` elements) of ``buf``."""
-    return make_slice(buf, j * count, count)
-
-
-def _own(b: Builder, t: int, rank: int, count: int) -> None:
-    """My own block stays with me (a no-op in place, which lowering drops)."""
-    b.copy(t, _block(_IN, rank, count), _block(_OUT, rank, count))
 
 
 def _is_pof2(p: int) -> bool:
@@ -246,66 +233,91 @@ def precondition(problem: Problem, options: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _consecutive(node: Sequence[int]) -> bool:
-    """Whether a node's ranks are a run of consecutive ranks (its blocks are one output range)."""
-    return all(node[m] == node[0] + m for m in range(len(node)))
+def node_grid(problem: Problem) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``grid[k, j]``: the rank at local index ``j`` of node ``k`` (nodes of equal size), and
+    every rank's node and local index."""
+    grid = np.array(problem.nodes.nodes, dtype=np.int64)
+    P, g = grid.shape
+    node_of = np.empty(problem.nranks, dtype=np.int64)
+    local_of = np.empty(problem.nranks, dtype=np.int64)
+    node_of[grid] = np.arange(P)[:, None]
+    local_of[grid] = np.arange(g)[None, :]
+    return grid, node_of, local_of
 
 
-def _others(n: int, me: int) -> list[int]:
-    """0..n-1 without ``me``, starting after it (spreads the traffic of one step)."""
-    return [(me + m) % n for m in range(1, n)]
+def consecutive_nodes(grid: np.ndarray) -> np.ndarray:
+    """Per node: whether its ranks are a run of consecutive ranks (its blocks are one output
+    range)."""
+    return (grid == grid[:, :1] + np.arange(grid.shape[1])[None, :]).all(axis=1)
 
 
-def hierarchical(problem: Problem, rank: int, options: Mapping[str, Any]) -> Program:
+def hierarchical_rows(problem: Problem, ranks: np.ndarray, options: Mapping[str, Any]) -> Rows:
     """Intra-node transpose (index 1), then one node-sized message per other node along the
-    rail (index 2); index 0 packs."""
+    rail (index 2); index 0 packs.
+
+    Rank ``(k, j)`` (node ``k``, local index ``j``) talks to its node-mates ``(k, j+d)`` and to
+    its rail ``(k+e, j)``, ``d`` and ``e`` counted from it (spreads the traffic of one step).
+    """
     c = problem.count
-    nodes = problem.nodes.nodes
-    P, g = len(nodes), len(nodes[0])
-    k = next(n for n, members in enumerate(nodes) if rank in members)
-    j = nodes[k].index(rank)
-    b = Builder(rank)
-    _own(b, 0, rank, c)
-    # scratch: S1 (per local peer, P blocks), A (received from each local peer, P blocks),
-    # S2 (per other node, g blocks), B (per other node, g blocks, unless it lands in place)
-    peers, others = _others(g, j), _others(P, k)
-    pos_j = {jj: m for m, jj in enumerate(sorted(peers))}
-    pos_k = {kk: m for m, kk in enumerate(sorted(others))}
-    s1 = Region(_SCR, 0)
-    a = Region(_SCR, (g - 1) * P * c)
-    s2 = Region(_SCR, 2 * (g - 1) * P * c)
-    bb = Region(_SCR, 2 * (g - 1) * P * c + (P - 1) * g * c)
-    # index 0: pack what goes to each local peer (node-major), and my own rail blocks
-    for jj in peers:
-        if P > 1:
-            _copy_runs(b, 0, [(_block(_IN, nodes[kk][jj], c), s1.at((pos_j[jj] * P + kk) * c, c))
-                              for kk in range(P)])
-    for kk in others:
-        b.copy(0, _block(_IN, nodes[kk][j], c), s2.at((pos_k[kk] * g + j) * c, c))
-    # index 1: intra-node transpose
-    for jj in peers:
-        peer = nodes[k][jj]
-        message = s1.at(pos_j[jj] * P * c, P * c) if P > 1 else _block(_IN, peer, c)
-        b.send(1, peer, message)
-        b.recv(1, peer, a.at(pos_j[jj] * P * c, P * c))
-    for jj in peers:  # what my node-mates have for me, then what I forward along my rail
-        b.copy(1, a.at((pos_j[jj] * P + k) * c, c), _block(_OUT, nodes[k][jj], c))
-    for kk in others:
-        _copy_runs(b, 1, [(a.at((pos_j[jj] * P + kk) * c, c), s2.at((pos_k[kk] * g + jj) * c, c))
-                          for jj in sorted(peers)])
-    # index 2: one node-sized message per other node, along the rail
-    for kk in others:
-        peer = nodes[kk][j]
-        b.send(2, peer, s2.at(pos_k[kk] * g * c, g * c))
-        if _consecutive(nodes[kk]):
-            b.recv(2, peer, _block(_OUT, nodes[kk][0], c) if g == 1
-                   else make_slice(_OUT, nodes[kk][0] * c, g * c))
-        else:
-            held = bb.at(pos_k[kk] * g * c, g * c)
-            b.recv(2, peer, held)
-            for jj in range(g):
-                b.copy(2, bb.at((pos_k[kk] * g + jj) * c, c), _block(_OUT, nodes[kk][jj], c))
-    return b.build()
+    grid, node_of, local_of = node_grid(problem)
+    P, g = grid.shape
+    b = RowsBuilder(problem.nranks)
+    b.copy(0, ranks, (IN, ranks * c, c), (OUT, ranks * c, c), seq=0)     # my own block
+    # scratch: S1 (per node-mate, P blocks), A (received from each node-mate, P blocks),
+    # S2 (per other node, g blocks), B (per other node, g blocks, unless it lands in place);
+    # a node-mate's (other node's) slot is its place among the others in rank order.
+    # Arrays are (rank, d) for the d-th node-mate and (rank, e) for the e-th other node.
+    a = (g - 1) * P * c
+    s2 = 2 * (g - 1) * P * c
+    bb = s2 + (P - 1) * g * c
+    rank = ranks[:, None]
+    k, j = node_of[rank], local_of[rank]
+    d = np.arange(1, g)[None, :]
+    jj = (j + d) % g
+    slot = np.where(jj < j, jj, jj - 1)
+    mate = grid[k, jj]
+    if P > 1:   # index 0: pack what goes to each node-mate, node-major
+        pairs = (len(ranks) * (g - 1), P)
+        b.copy_runs(0, np.repeat(ranks, g - 1), (IN, grid.T[jj].reshape(pairs) * c, c),
+                    (SCR, (slot.reshape(-1, 1) * P + np.arange(P)) * c, c),
+                    seq=(d * (P + 1)).repeat(len(ranks), axis=0).reshape(-1))
+    # index 1: the transpose; the block for me goes straight to my output
+    src = (SCR, slot * P * c, P * c) if P > 1 else (IN, mate * c, c)
+    b.send(1, rank, mate, src, seq=d)
+    b.recv(1, rank, mate, (SCR, a + slot * P * c, P * c), seq=d)
+    b.copy(1, rank, (SCR, a + (slot * P + k) * c, c), (OUT, mate * c, c), seq=d)
+    if P == 1:
+        return b.finish()
+    e = np.arange(1, P)[None, :]
+    kk = (k + e) % P
+    slot = np.where(kk < k, kk, kk - 1)
+    peer = grid[kk, j]
+    # index 0: my own block for each rail peer
+    b.copy(0, rank, (IN, peer * c, c), (SCR, s2 + (slot * g + j) * c, c), seq=g * (P + 1) + e)
+    # index 1: what my node-mates gave me for node kk, forwarded along my rail, (rank, e, mate)
+    mates = np.broadcast_to(np.arange(g), (len(ranks), g))
+    mates = mates[mates != j].reshape(len(ranks), 1, g - 1)        # in rank order
+    mate_slot = np.where(mates < j[:, :, None], mates, mates - 1)
+    pairs = (len(ranks) * (P - 1), g - 1)
+    b.copy_runs(1, np.repeat(ranks, P - 1),
+                (SCR, (a + (mate_slot * P + kk[:, :, None]) * c).reshape(pairs), c),
+                (SCR, (s2 + (slot[:, :, None] * g + mates) * c).reshape(pairs), c),
+                seq=np.broadcast_to(g + e * g, kk.shape).reshape(-1))
+    # index 2: one node-sized message per other node; it lands in place when that node's ranks
+    # are consecutive, else in scratch and is copied out block by block
+    b.send(2, rank, peer, (SCR, s2 + slot * g * c, g * c), seq=e)
+    lands = consecutive_nodes(grid)[kk]
+    rank, e = np.broadcast_arrays(rank, e)
+    b.recv(2, rank[lands], peer[lands], (OUT, grid[kk[lands], 0] * c, g * c), seq=e[lands])
+    held = ~lands
+    b.recv(2, rank[held], peer[held], (SCR, bb + slot[held] * g * c, g * c), seq=e[held])
+    local = np.arange(g)[None, :]
+    b.copy(2, rank[held][:, None], (SCR, bb + (slot[held][:, None] * g + local) * c, c),
+           (OUT, grid[kk[held]] * c, c), seq=e[held][:, None] * g + local)
+    return b.finish()
+
+
+hierarchical = per_rank(hierarchical_rows)
 
 
 def hierarchical_cost(problem: Problem, options: Mapping[str, Any],
@@ -327,7 +339,7 @@ def hierarchical_cost(problem: Problem, options: Mapping[str, Any],
     steps = [Traffic(copy=own + pack + (P - 1) * c)]
     # the transpose is an all-to-all inside each node, the rail step one inside each local index
     steps.append(Traffic(exchange=(node_of, P * c), copy=(g - 1) * P * c))
-    scattered = np.array([not _consecutive(node) for node in nodes], dtype=np.int64)
+    scattered = (~consecutive_nodes(grid)).astype(np.int64)
     unpack = (int(scattered.sum()) - scattered[node_of]) * g * c
     steps.append(Traffic(exchange=(local_of, g * c), copy=unpack))
     return steps

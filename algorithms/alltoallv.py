@@ -36,14 +36,12 @@ from typing import Any, Mapping
 import numpy as np
 
 from . import vcounts
-from ._build import Builder, make_slice
-from .alltoall import _consecutive, _is_pof2, _shift, pairwise_partners
+from .alltoall import _is_pof2, _shift, consecutive_nodes, node_grid, pairwise_partners
 from .alltoall import precondition as _uniform_nodes
 from .rows import IN, OUT, SCR, Rows, RowsBuilder, per_rank
-from .schedule import Buf, Problem, Program
+from .schedule import Problem
 from .traffic import Message, Shift, Traffic
 
-_IN, _OUT, _SCR = Buf.INPUT, Buf.OUTPUT, Buf.SCRATCH
 
 def precondition(problem: Problem, options: Mapping[str, Any]) -> str | None:
     """Why hierarchical alltoallv cannot run ``problem`` (nodes of different sizes), or None."""
@@ -288,70 +286,91 @@ class _Rails:
         self.ob = np.cumsum(self.in2.reshape(-1)).reshape(P, g) - self.in2 + self.bb
 
 
-def hierarchical(problem: Problem, rank: int, options: Mapping[str, Any]) -> Program:
+def _packed(sizes: np.ndarray, start: np.ndarray) -> np.ndarray:
+    """Where each piece starts when every rank's pieces (``sizes[r]``, read in C order) lie
+    back to back from ``start[r]``."""
+    flat = sizes.reshape(len(sizes), -1)
+    return (np.cumsum(flat, axis=1) - flat + start[:, None]).reshape(sizes.shape)
+
+
+def hierarchical_rows(problem: Problem, ranks: np.ndarray, options: Mapping[str, Any]) -> Rows:
     """Pack (index 0), intra-node transpose (index 1), one message per other node along the
-    rail (index 2)."""
+    rail (index 2), with each pair's own count (the layout of :class:`_Rails`)."""
     c = vcounts.of(problem)
-    v = _Rails(problem, c, rank)
-    nodes, P, g, k, j, grid = v.nodes, v.P, v.g, v.k, v.j, v.grid
-    sd, rd = c.sdispls[rank], c.rdispls[rank]
-    b = Builder(rank)
-
-    def inp(dest: int, n: int) -> Any:
-        return make_slice(_IN, int(sd[dest]), n)
-
-    def scr(off: int, n: int) -> Any:
-        return make_slice(_SCR, int(off), n)
-
-    def out(src: int, n: int) -> Any:
-        return make_slice(_OUT, int(rd[src]), n)
-
-    own = int(c.matrix[rank, rank])
-    direct_own = _own_direct(c, rank)
-    if direct_own:
-        b.copy(0, inp(rank, own), out(rank, own))
+    m = c.matrix
+    grid, node_of, local_of = node_grid(problem)
+    P, g = grid.shape
+    k, j = node_of[ranks], local_of[ranks]
+    me = np.arange(len(ranks))
+    sd, rd = c.sdispls[ranks], c.rdispls[ranks]
+    # per rank (first axis), as in _Rails: out1[jj, kk] my block for (kk, jj); in1[jj, kk]
+    # (k, jj)'s block for (kk, j); out2[kk, jj] (k, jj)'s block for (kk, j); in2[kk, jj]
+    # (kk, jj)'s block for me
+    out1 = m[ranks[:, None, None], grid.T[None, :, :]]
+    in1 = m[grid[k][:, :, None], grid[:, j].T[:, None, :]]
+    out2 = in1.transpose(0, 2, 1)
+    in2 = m[grid[None, :, :], ranks[:, None, None]]
+    packs = P > 1   # one node: messages go straight from the input
+    own = m[ranks, ranks]
+    s1 = own
+    a = s1 + (out1.sum(axis=(1, 2)) if packs else 0)
+    s2 = a + in1.sum(axis=(1, 2))
+    o1, oa = _packed(out1, s1), _packed(in1, a)
+    o2, ob = _packed(out2, s2), _packed(in2, s2 + out2.sum(axis=(1, 2)))
+    direct = c.sdispls[ranks, ranks] == c.rdispls[ranks, ranks]    # _own_direct
+    kept = ~direct
+    b = RowsBuilder(problem.nranks)
+    my_in, my_out = sd[me, ranks], rd[me, ranks]
+    b.copy(0, ranks, (IN, my_in, own), (np.where(direct, OUT, SCR), np.where(direct, my_out, 0),
+                                        own), seq=0)
+    b.copy(1, ranks[kept], (SCR, 0, own[kept]), (OUT, my_out[kept], own[kept]), seq=0)
+    # from here arrays are (rank, d) for the d-th node-mate, (rank, e) for the e-th other node
+    rank, me, k, j = ranks[:, None], me[:, None], k[:, None], j[:, None]
+    d = np.arange(1, g)[None, :]
+    jj = (j + d) % g
+    mate = grid[k, jj]
+    if packs:   # index 0: pack what goes to each node-mate, (rank, d, node)
+        node = np.arange(P)[None, None, :]
+        n = out1[me[:, :, None], jj[:, :, None], node]
+        b.copy(0, rank[:, :, None], (IN, sd[me[:, :, None], grid.T[jj]], n),
+               (SCR, o1[me[:, :, None], jj[:, :, None], node], n),
+               seq=1 + (d[:, :, None] - 1) * P + node)
+        src = (SCR, o1[me, jj, 0], out1[me, jj].sum(axis=-1))
     else:
-        b.copy(0, inp(rank, own), scr(v.s0, own))
-    peers = [(j + d) % g for d in range(1, g)]
-    others = [(k + d) % P for d in range(1, P)]
-    # index 0: pack what goes to each node-mate (node order), and my own rail blocks
-    if v.packs:
-        for jj in peers:
-            for kk in range(P):
-                n = int(v.out1[jj, kk])
-                b.copy(0, inp(int(grid[kk, jj]), n), scr(v.o1[jj, kk], n))
-    for kk in others:
-        n = int(v.out2[kk, j])
-        b.copy(0, inp(int(grid[kk, j]), n), scr(v.o2[kk, j], n))
-    # index 1: the intra-node transpose
-    for jj in peers:
-        n = int(v.out1[jj].sum())
-        src = scr(v.o1[jj, 0], n) if v.packs else inp(int(grid[k, jj]), n)
-        b.send(1, int(grid[k, jj]), src)
-    for jj in reversed(peers):
-        b.recv(1, int(grid[k, jj]), scr(v.oa[jj, 0], int(v.in1[jj].sum())))
-    if not direct_own:
-        b.copy(1, scr(v.s0, own), out(rank, own))
-    for jj in peers:  # what my node-mates have for me, then what I forward along my rail
-        n = int(v.in1[jj, k])
-        b.copy(1, scr(v.oa[jj, k], n), out(int(grid[k, jj]), n))
-    for kk in others:
-        for jj in peers:
-            n = int(v.in1[jj, kk])
-            b.copy(1, scr(v.oa[jj, kk], n), scr(v.o2[kk, jj], n))
-    # index 2: one message per other node along the rail
-    for kk in others:
-        b.send(2, int(grid[kk, j]), scr(v.o2[kk, 0], int(v.out2[kk].sum())))
-    for kk in reversed(others):
-        peer, n = int(grid[kk, j]), int(v.in2[kk].sum())
-        if _consecutive(nodes[kk]):
-            b.recv(2, peer, make_slice(_OUT, int(rd[nodes[kk][0]]), n))
-        else:
-            b.recv(2, peer, scr(v.ob[kk, 0], n))
-            for jj in range(g):
-                m = int(v.in2[kk, jj])
-                b.copy(2, scr(v.ob[kk, jj], m), out(int(grid[kk, jj]), m))
-    return b.build()
+        src = (IN, sd[me, mate], out1[me, jj].sum(axis=-1))
+    # index 1: the transpose (receives posted in the reverse order); mine to my output
+    b.send(1, rank, mate, src, seq=d)
+    b.recv(1, rank, mate, (SCR, oa[me, jj, 0], in1[me, jj].sum(axis=-1)), seq=g - d)
+    n = in1[me, jj, k]
+    b.copy(1, rank, (SCR, oa[me, jj, k], n), (OUT, rd[me, mate], n), seq=d)
+    if P == 1:
+        return b.finish()
+    e = np.arange(1, P)[None, :]
+    kk = (k + e) % P
+    peer = grid[kk, j]
+    n = out2[me, kk, j]
+    b.copy(0, rank, (IN, sd[me, peer], n), (SCR, o2[me, kk, j], n), seq=1 + (g - 1) * P + e)
+    # index 1: forward what my node-mates gave me for each other node, (rank, e, d)
+    m3, k3, j3 = me[:, :, None], kk[:, :, None], jj[:, None, :]
+    n = in1[m3, j3, k3]
+    b.copy(1, rank[:, :, None], (SCR, oa[m3, j3, k3], n), (SCR, o2[m3, k3, j3], n),
+           seq=g + (e[:, :, None] - 1) * (g - 1) + (d[:, None, :] - 1))
+    # index 2: one message per other node (received in the reverse order), in place when that
+    # node's ranks are consecutive, else through scratch and copied out block by block
+    b.send(2, rank, peer, (SCR, o2[me, kk, 0], out2[me, kk].sum(axis=-1)), seq=e)
+    total = in2[me, kk].sum(axis=-1)
+    rank, me, e = np.broadcast_arrays(rank, me, e)
+    at = consecutive_nodes(grid)[kk]
+    b.recv(2, rank[at], peer[at], (OUT, rd[me[at], grid[kk[at], 0]], total[at]), seq=P - e[at])
+    h, hk, back = me[~at], kk[~at], P - e[~at]
+    b.recv(2, rank[~at], peer[~at], (SCR, ob[h, hk, 0], total[~at]), seq=back)
+    n = in2[h, hk]
+    b.copy(2, rank[~at][:, None], (SCR, ob[h, hk], n), (OUT, rd[h[:, None], grid[hk]], n),
+           seq=back[:, None] * g + np.arange(g)[None, :])
+    return b.finish()
+
+
+hierarchical = per_rank(hierarchical_rows)
 
 
 def hierarchical_cost(problem: Problem, options: Mapping[str, Any],
@@ -369,6 +388,7 @@ def hierarchical_cost(problem: Problem, options: Mapping[str, Any],
     t1_recv = np.full((max(g - 1, 0), 2, p), -1, dtype=np.int64)
     t2_send = np.full((max(P - 1, 0), 2, p), -1, dtype=np.int64)
     t2_recv = np.full((max(P - 1, 0), 2, p), -1, dtype=np.int64)
+    lands = consecutive_nodes(np.array(nodes, dtype=np.int64))
     for r in range(p):
         v = _Rails(problem, c, r)
         k, j, grid = v.k, v.j, v.grid
@@ -388,7 +408,7 @@ def hierarchical_cost(problem: Problem, options: Mapping[str, Any],
             t2_send[d - 1, :, r] = (grid[kk, j], v.out2[kk].sum())
             back = (k - d) % P
             t2_recv[d - 1, :, r] = (grid[back, j], v.in2[back].sum())
-            if not _consecutive(nodes[back]):
+            if not lands[back]:
                 copies[2, r] += int(v.in2[back].sum())
     return [Traffic(copy=copies[0]),
             Traffic(sends=tuple((row[0], row[1]) for row in t1_send),

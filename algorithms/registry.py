@@ -202,9 +202,10 @@ class Algorithm:
         gen = impl.generator
         return Schedule(self.name, problem, tuple(gen(problem, r, merged) for r in range(p)))
 
-    def rows(self, problem: Problem, options: Mapping[str, Any] | None = None) -> Rows | None:
-        """Every rank's schedule as rows (:mod:`.rows`), or None when the implementation
-        writes programs only.
+    def rows(self, problem: Problem, options: Mapping[str, Any] | None = None,
+             ranks: Sequence[int] | None = None) -> Rows | None:
+        """The schedule of ``ranks`` (default: every rank) as rows (:mod:`.rows`), or None when
+        the implementation writes programs only.
 
         Raises:
             ValueError: As for :meth:`program`.
@@ -212,7 +213,8 @@ class Algorithm:
         impl, merged = self._ready(problem, options)
         if impl.rows is None:
             return None
-        return impl.rows(problem, np.arange(problem.nranks), merged)
+        which = np.arange(problem.nranks) if ranks is None else np.asarray(ranks, dtype=np.int64)
+        return impl.rows(problem, which, merged)
 
 
 _REGISTRY: dict[str, Algorithm] = {}
@@ -499,7 +501,7 @@ def _register_alltoall() -> None:
     register("bruck", X, rows=alltoall.bruck_rows, cost=alltoall.bruck_cost,
              description="Bruck index algorithm: ceil(lg p) steps, the blocks with bit k of "
                          "their rotated index packed into one message to r+2^k")
-    register("hierarchical", X, alltoall.hierarchical, cost=alltoall.hierarchical_cost,
+    register("hierarchical", X, rows=alltoall.hierarchical_rows, cost=alltoall.hierarchical_cost,
              check=alltoall.precondition, verify_layouts=_hierarchical_layouts,
              description="intra-node transpose, then one node-sized message per other node "
                          "along the rail (PXN)")
@@ -514,7 +516,7 @@ def _register_alltoallv() -> None:
                          "for a power of two, else send to r+s and receive from r-s)")
     register("direct", V, rows=alltoallv.direct_rows, cost=alltoallv.direct_cost,
              description="every non-empty block to its rank in one step")
-    register("hierarchical", V, alltoallv.hierarchical, cost=alltoallv.hierarchical_cost,
+    register("hierarchical", V, rows=alltoallv.hierarchical_rows, cost=alltoallv.hierarchical_cost,
              check=alltoallv.precondition, verify_layouts=_hierarchical_layouts,
              description="intra-node transpose, then one message per other node along the rail "
                          "(PXN), per-pair counts")

@@ -5,7 +5,7 @@ per message. For the algorithms with O(p^2) messages (ring, direct, pairwise) bu
 every rank is what a verification sweep spends its time on. A *rows emitter* writes the same
 schedule for any set of ranks at once as numpy columns (:class:`RowsBuilder`); :class:`Rows`
 then gives one rank's :class:`~.schedule.Program` (what executors run) or the whole table
-(what the vectorized proof, :func:`._symbolic.prove_rows`, reads). The registry derives the
+(what the vectorized proof, :func:`._proof.prove_rows`, reads). The registry derives the
 per-rank generator of such an algorithm from its emitter, so the rows the verifier proves and
 the programs executors run come from one piece of code.
 
@@ -71,10 +71,7 @@ class Rows:
                 got = steps[t] = ([], [], [])
             return got
 
-        if self._by_rank is None:
-            self._by_rank = all(bool((t[1:, 1] >= t[:-1, 1]).all()) for t in
-                                (self.sends, self.recvs, self.copies, self.reduces))
-        sort = self._by_rank
+        sort = self._sorted_by_rank()
         for rows, which, kind in ((self.sends, 0, Send), (self.recvs, 1, Recv)):
             for t, _, peer, buf, off, n in _of_rank(rows, rank, sort).tolist():
                 entry(t)[which].append(kind(peer, make_slice(BUFS[buf], off, n)))
@@ -91,6 +88,21 @@ class Rows:
         scratch = 0 if self.scratch is None else int(self.scratch[rank])
         return Program(rank, tuple(Step(t, tuple(s), tuple(r), tuple(loc))
                                    for t, (s, r, loc) in sorted(steps.items())), scratch)
+
+    def _sorted_by_rank(self) -> bool:
+        if self._by_rank is None:
+            self._by_rank = all(bool((t[1:, 1] >= t[:-1, 1]).all()) for t in
+                                (self.sends, self.recvs, self.copies, self.reduces))
+        return self._by_rank
+
+    def rank_rows(self, rank: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+        """One rank's rows of each table, and its scratch length: where these are equal for two
+        :class:`Rows`, :meth:`program` gives that rank the same program."""
+        sort = self._sorted_by_rank()
+        tables = tuple(_of_rank(t, rank, sort)
+                       for t in (self.sends, self.recvs, self.copies, self.reduces))
+        scratch = 0 if self.scratch is None else int(self.scratch[rank])
+        return tables + (scratch,)  # type: ignore[return-value]
 
     def programs(self, nranks: int) -> tuple[Program, ...]:
         """The programs of ranks 0..nranks-1."""
@@ -122,6 +134,19 @@ def in_program_order(rows: Rows) -> bool:
     return True
 
 
+def _broadcast_shape(shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
+    """numpy's broadcasting rule for a few shapes (``np.broadcast_shapes`` builds arrays to
+    find it, which costs more than the small tables it is asked about here)."""
+    ndim = max(map(len, shapes))
+    out = []
+    for axis in range(-ndim, 0):
+        sizes = {s[axis] for s in shapes if len(s) >= -axis} - {1}
+        if len(sizes) > 1:
+            raise ValueError(f"shapes {shapes} do not broadcast together")
+        out.append(sizes.pop() if sizes else 1)
+    return tuple(out)
+
+
 def _column(value: IntArray, size: int) -> np.ndarray:
     return np.broadcast_to(np.asarray(value, dtype=np.int64), (size,))
 
@@ -142,8 +167,13 @@ class RowsBuilder:
 
     @staticmethod
     def _table(*columns: IntArray) -> np.ndarray:
-        arrays = np.broadcast_arrays(*(np.asarray(c, dtype=np.int64) for c in columns))
-        return np.stack([a.reshape(-1) for a in arrays], axis=1)
+        # one assignment per column broadcasts at C speed (np.broadcast_arrays over a dozen
+        # columns costs more than the rows themselves for the small calls emitters make)
+        shape = _broadcast_shape([np.shape(c) for c in columns])
+        table = np.empty(shape + (len(columns),), dtype=np.int64)
+        for i, column in enumerate(columns):
+            table[..., i] = column
+        return table.reshape(-1, len(columns))
 
     def send(self, t: IntArray, rank: IntArray, peer: IntArray, src: Cols,
              seq: IntArray = 0) -> None:
@@ -165,10 +195,11 @@ class RowsBuilder:
                                        dst[2]))
 
     def copy_runs(self, t: IntArray, rank: np.ndarray, src: Cols, dst: Cols,
-                  seq: int = 0) -> None:
+                  seq: IntArray = 0) -> None:
         """Copy pairs listed along the last axis (one row of pairs per element of ``rank``, a
         column), merging neighbours contiguous on both sides, as :func:`.bruck._copy_runs` does
-        for one rank: the runs keep the pairs' order, with ``seq``, ``seq + 1``, ... ."""
+        for one rank: the runs keep the pairs' order, with ``seq``, ``seq + 1``, ... (``seq``:
+        one for all rows, or one per row)."""
         sb, so, n, db, do = np.broadcast_arrays(*(np.asarray(x, dtype=np.int64) for x in
                                                   (src[0], src[1], src[2], dst[0], dst[1])))
         if sb.ndim != 2 or not sb.size:
@@ -186,8 +217,10 @@ class RowsBuilder:
         order = np.arange(first.size) - np.searchsorted(first, r * width)   # run index per rank
         when = np.broadcast_to(np.asarray(t, dtype=np.int64), sb.shape).reshape(-1)[first]
         who = np.broadcast_to(np.asarray(rank, dtype=np.int64).reshape(-1, 1), sb.shape)
+        base = np.broadcast_to(np.asarray(seq, dtype=np.int64).reshape(-1, 1), sb.shape)
         self.copy(when, who.reshape(-1)[first], (sb.reshape(-1)[first], so.reshape(-1)[first], length),
-                  (db.reshape(-1)[first], do.reshape(-1)[first], length), seq + order)
+                  (db.reshape(-1)[first], do.reshape(-1)[first], length),
+                  base.reshape(-1)[first] + order)
 
     def finish(self) -> Rows:
         """The rows collected, with the Builder's rules applied, in program order."""

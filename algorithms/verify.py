@@ -22,7 +22,7 @@
 In-place runs are checked on the aliased memory (:func:`~.schedule.resolve_slice`).
 
 Two engines, one verdict. Large schedules first go through the vectorized proof
-(:func:`._symbolic.prove`: whole steps as numpy gathers over "atoms" of memory), which makes
+(:func:`._proof.prove`: whole steps as numpy gathers over "atoms" of memory), which makes
 every check above and answers only "correct" or "not shown correct". "Correct" is final; anything
 else, and every small schedule, runs the segment verifier (:class:`_Verifier`), which is the
 reference and writes the error messages.
@@ -39,17 +39,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
-from ._symbolic import (
+import numpy as np
+
+from ._proof import (
     Expected,
-    Memory,
-    Piece,
-    combine,
-    format_ranks,
     prove,
     prove_rows,
     worth_proving,
     worth_proving_rows,
 )
+from ._symbolic import Memory, Piece, combine, format_ranks
 from .collectives import descriptor, source_mask
 from .schedule import Buf, Collective, Copy, Layout, Problem, Reduce, Schedule, inplace_input_offset
 
@@ -557,7 +556,7 @@ def verify_both(schedule: Schedule) -> tuple[list[str], list[str]]:
 
 
 def _proven(schedule: Schedule, placements: tuple[bool, ...]) -> bool:
-    """Whether the vectorized proof (:func:`._symbolic.prove`) shows the schedule correct.
+    """Whether the vectorized proof (:func:`._proof.prove`) shows the schedule correct.
 
     Large schedules try it first: it answers in a fraction of the segment verifier's time and
     is exact when it says yes. A no (or a small schedule, where its setup costs more than it
@@ -586,19 +585,35 @@ def _algorithm_errors(algo: Any, problem: Problem, options: Mapping[str, Any] | 
     rows = algo.rows(problem, options)
     if rows is None:
         return _placement_errors(algo.schedule(problem, options))
-    # executors ask for one rank's rows: they must be that rank's rows of the whole schedule
-    # (checked on the first and the last rank; the proof is of the whole schedule's rows)
-    for rank in sorted({0, problem.nranks - 1}):
-        if algo.program(problem, rank, options) != rows.program(rank):
-            return [f"rows: rank {rank}'s program, emitted for that rank alone, differs from its "
-                    f"rows in the schedule of every rank (an emitter must give a rank the same "
-                    f"rows whichever ranks it is asked for)"]
+    mismatch = _emitted_alone_differs(algo, problem, options, rows)
+    if mismatch is not None:
+        return [f"rows: rank {mismatch}'s program, emitted for that rank alone, differs from its "
+                f"rows in the schedule of every rank (an emitter must give a rank the same "
+                f"rows whichever ranks it is asked for)"]
     if worth_proving_rows(rows) and prove_rows(problem, rows, (False, True),
                                                _expected(problem)):
         return []
     schedule = Schedule(algo.name, problem, rows.programs(problem.nranks))
     oop, inp = _Verifier(schedule, (False, True)).run()
     return [f"out-of-place: {e}" for e in oop] + [f"in-place: {e}" for e in inp]
+
+
+def _emitted_alone_differs(algo: Any, problem: Problem, options: Mapping[str, Any] | None,
+                           rows: Any) -> int | None:
+    """The first of ranks 0 and p-1 whose rows, emitted for that rank alone, give another
+    program than its rows in ``rows`` (every rank's), or None.
+
+    Executors ask an emitter for one rank's rows, the proof reads every rank's: what is
+    proved must be what runs.
+    """
+    for rank in sorted({0, problem.nranks - 1}):
+        alone = algo.rows(problem, options, ranks=[rank]).rank_rows(rank)
+        whole = rows.rank_rows(rank)
+        if alone[4] == whole[4] and all(np.array_equal(a, b) for a, b in zip(alone, whole)):
+            continue
+        if algo.program(problem, rank, options) != rows.program(rank):
+            return rank
+    return None
 
 
 # -- sweeping the registry ---------------------------------------------------------------------

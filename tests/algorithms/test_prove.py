@@ -1,4 +1,4 @@
-"""The vectorized proof (``_symbolic.prove``) against the segment verifier it stands in for.
+"""The vectorized proof (``_proof.prove``) against the segment verifier it stands in for.
 
 ``verify``/``verify_both`` trust a True from ``prove`` without running the segment verifier, so
 True must mean "the segment verifier finds nothing" on every schedule, correct or broken. These
@@ -18,7 +18,7 @@ from algo_cases import IMPLEMENTATIONS, build, impl_id
 # answers, each bug must still be reported with its message (imported tests run here too).
 from test_verifier_catches_bugs import *  # noqa: F401,F403  (tests and the ring fixture)
 
-import collbench.algorithms._symbolic as symbolic
+import collbench.algorithms._proof as symbolic
 import collbench.algorithms.verify as verify_module
 from collbench.algorithms import Buf, Collective, Copy, Problem, Program, Recv, Reduce, Schedule, Send, Slice, Step
 from collbench.algorithms.collectives import descriptor
@@ -256,3 +256,21 @@ def test_an_atom_spanning_two_runs_is_not_proved() -> None:
     assert not state.copy(sources, 0, 1)
     state.idx[1], state.mask[1] = 14, 2  # continuing elements, other contributors
     assert not state.copy(sources, 0, 1)
+
+
+def test_hazard_check_handles_huge_address_spaces() -> None:
+    """Groups are compared inside their own address range, so many groups over a huge address
+    space (where ``group * span`` would overflow 64 bits) are still checked, not given up on."""
+    import numpy as np
+
+    span = 1 << 40
+    groups = np.array([0, 0, 5_000_000, 5_000_000], dtype=np.int64)
+    start = np.array([0, span - 10, 0, span - 10], dtype=np.int64)
+    is_recv = np.array([True, True, True, True])
+    assert symbolic._hazard_free(groups, start, start + 10, is_recv)
+    overlapping = start.copy()
+    overlapping[3] = 5                       # the second group's receives overlap
+    assert not symbolic._hazard_free(groups, overlapping, overlapping + 10, is_recv)
+    # a receive in one group may overlap memory of another group (another rank or step)
+    assert symbolic._hazard_free(np.array([0, 1]), np.array([0, 0]), np.array([10, 10]),
+                                 np.array([True, True]))

@@ -206,7 +206,7 @@ def test_rows_emitted_differently_for_one_rank_fail_verification() -> None:
 
 
 def test_rows_out_of_program_order_are_not_proved() -> None:
-    from collbench.algorithms._symbolic import prove_rows
+    from collbench.algorithms._proof import prove_rows
     from collbench.algorithms.rows import in_program_order
     from collbench.algorithms.verify import _expected
 
@@ -222,3 +222,36 @@ def test_rows_out_of_program_order_are_not_proved() -> None:
     twice[1, 2] = twice[0, 2]
     twice[1, :2] = twice[0, :2]            # two reductions of one rank at one position
     assert not in_program_order(Rows(rows.sends, rows.recvs, rows.copies, twice, rows.scratch))
+
+
+def test_rows_that_differ_only_in_form_still_give_the_same_program() -> None:
+    """The emitted-alone check compares rows first and programs only where rows differ: rows
+    numbered otherwise (positions shifted) but making the same program are accepted."""
+    def renumbered(problem, ranks, options):
+        rows = ring_rows.allreduce_rows(problem, ranks, options)
+        if len(ranks) == 1 and len(rows.reduces):
+            reduces = rows.reduces.copy()
+            reduces[:, 2] += 10
+            rows = Rows(rows.sends, rows.recvs, rows.copies, reduces, rows.scratch)
+        return rows
+
+    try:
+        _registered("renumbered_rows", renumbered)
+        assert verify_algorithm("renumbered_rows", Problem(A, 8, 100)) == []
+    finally:
+        registry.unregister("renumbered_rows")
+
+
+def test_rows_with_an_unknown_buffer_code_are_refused_not_crashed() -> None:
+    """A buffer column outside 0..2 would index the length table from the end (or past it):
+    the proof refuses it instead."""
+    from collbench.algorithms._proof import prove_rows
+    from collbench.algorithms.verify import _expected
+
+    problem = Problem(A, 24, 10007)
+    rows = ring_rows.allreduce_rows(problem, np.arange(24), {})
+    for code in (-1, 3):
+        sends = rows.sends.copy()
+        sends[0, 3] = code
+        bad = Rows(sends, rows.recvs, rows.copies, rows.reduces, rows.scratch)
+        assert not prove_rows(problem, bad, (False, True), _expected(problem))
