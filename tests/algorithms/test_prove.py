@@ -274,3 +274,15 @@ def test_hazard_check_handles_huge_address_spaces() -> None:
     # a receive in one group may overlap memory of another group (another rank or step)
     assert symbolic._hazard_free(np.array([0, 1]), np.array([0, 0]), np.array([10, 10]),
                                  np.array([True, True]))
+
+
+def test_merge_sorted_equals_a_sort_of_both() -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        both = np.unique(rng.integers(0, 60, size=int(rng.integers(0, 40))))
+        pick = rng.random(both.size) < 0.5
+        old, new = both[~pick], both[pick]
+        merged = symbolic.merge_sorted(old, new, np.searchsorted(old, new))
+        assert merged.tolist() == both.tolist()
