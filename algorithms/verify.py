@@ -645,11 +645,20 @@ def verify_algorithm(name: str, problem: Problem,
     """
     from .registry import get_algorithm
 
-    algo = get_algorithm(name)
-    reason = algo.precondition(problem, op=None, options=options)
-    if reason is not None:
-        return [f"precondition: {reason}"]
-    return _algorithm_errors(algo, problem, options)
+    return _case_errors(get_algorithm(name), problem, options)
+
+
+def _case_errors(algo: Any, problem: Problem, options: Mapping[str, Any] | None) -> list[str]:
+    """The errors of one case: its precondition's refusal, the schedule's faults, or what the
+    algorithm's code raised while building it (a finding about the algorithm, such as a
+    plugin's, not a reason to stop a sweep)."""
+    try:
+        reason = algo.precondition(problem, op=None, options=options)
+        if reason is not None:
+            return [f"precondition: {reason}"]
+        return _algorithm_errors(algo, problem, options)
+    except Exception as exc:  # noqa: BLE001 (reported as the case's error)
+        return [f"building the schedule raised {type(exc).__name__}: {exc}"]
 
 
 @dataclass(frozen=True)
@@ -803,11 +812,7 @@ def verify_all(max_ranks: int = 64,
                     for options, layout, root in _cases(impl, p, large):
                         for count in count_fn(p):
                             problem = Problem(coll, p, count, root, layout)
-                            reason = algo.precondition(problem, op=None, options=options)
-                            if reason is not None:
-                                errors = [f"precondition: {reason}"]
-                            else:
-                                errors = _algorithm_errors(algo, problem, options)
+                            errors = _case_errors(algo, problem, options)
                             n += 1
                             if errors:
                                 failures.append(VerifyFailure(p, count, root, layout,

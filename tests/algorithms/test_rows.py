@@ -255,3 +255,32 @@ def test_rows_with_an_unknown_buffer_code_are_refused_not_crashed() -> None:
         sends[0, 3] = code
         bad = Rows(sends, rows.recvs, rows.copies, rows.reduces, rows.scratch)
         assert not prove_rows(problem, bad, (False, True), _expected(problem))
+
+
+def test_an_emitter_that_fails_is_reported_not_raised() -> None:
+    """A plugin emitter naming an unknown buffer, or raising, is a finding of the sweep with
+    its reason: `collbench verify` goes on with the other cases."""
+    def unknown_buffer(problem, ranks, options):
+        rows = ring_rows.allreduce_rows(problem, ranks, options)
+        sends = rows.sends.copy()
+        sends[:, 3] = 7
+        return Rows(sends, rows.recvs, rows.copies, rows.reduces, rows.scratch)
+
+    def raising(problem, ranks, options):
+        raise ZeroDivisionError("a bug in the emitter")
+
+    try:
+        _registered("unknown_buffer_rows", unknown_buffer)
+        _registered("raising_rows", raising)
+        errors = verify_algorithm("unknown_buffer_rows", Problem(A, 4, 10))
+        assert errors == ["building the schedule raised ValueError: rows name buffer codes "
+                          "outside 0..2 (input, output, scratch): [7]"]
+        errors = verify_algorithm("raising_rows", Problem(A, 4, 10))
+        assert errors == ["building the schedule raised ZeroDivisionError: a bug in the emitter"]
+        from collbench.algorithms import verify_all
+        report = verify_all(3, extra_ranks=(), algorithms=["raising_rows"])
+        assert not report.ok and all(f.errors == tuple(errors) for e in report.entries
+                                     for f in e.failures)
+    finally:
+        registry.unregister("unknown_buffer_rows")
+        registry.unregister("raising_rows")
