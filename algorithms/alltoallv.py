@@ -54,11 +54,6 @@ COST_RANKS = 1024
 many ranks they return None (no formula at that scale) rather than hold gigabytes."""
 
 
-def _own_direct(c: vcounts.Counts, rank: int) -> bool:
-    """Whether the own block sits at the same offset in input and output (copied directly)."""
-    return bool(c.sdispls[rank, rank] == c.rdispls[rank, rank])
-
-
 def _range_max(x: np.ndarray, first: np.ndarray, last: np.ndarray) -> np.ndarray:
     """``max(x[r, first[r, q]:last[r, q]])`` for every ``r, q`` (-1 for an empty range), by a
     sparse table over each row: O(p log p) per row instead of a Python loop over ``q``."""
@@ -257,33 +252,29 @@ def direct_cost(problem: Problem, options: Mapping[str, Any],
 # -- hierarchical ------------------------------------------------------------------------------
 
 class _Rails:
-    """The node grid and, for rank ``(k, j)``, where each packed piece lives in scratch."""
+    """The blocks of ranks ``ranks`` (first axis of every array) on the node grid; for rank
+    ``(k, j)`` (node ``k``, local index ``j``):
 
-    def __init__(self, problem: Problem, c: vcounts.Counts, rank: int) -> None:
-        nodes = problem.nodes.nodes
-        self.nodes = nodes
-        self.P, self.g = P, g = len(nodes), len(nodes[0])
-        self.k = k = next(n for n, members in enumerate(nodes) if rank in members)
-        self.j = j = nodes[k].index(rank)
+    * ``out1[jj, kk]``: my block for ``(kk, jj)``, sent to node-mate ``(k, jj)`` in the transpose;
+    * ``in1[jj, kk]``: node-mate ``(k, jj)``'s block for ``(kk, j)``, received in the transpose;
+    * ``out2[kk, jj]``: ``(k, jj)``'s block for ``(kk, j)``, sent along the rail to ``(kk, j)``;
+    * ``in2[kk, jj]``: ``(kk, jj)``'s block for me, received from ``(kk, j)``.
+    """
+
+    def __init__(self, problem: Problem, c: vcounts.Counts, ranks: np.ndarray) -> None:
         m = c.matrix
-        grid = np.array(nodes, dtype=np.int64)          # grid[kk, jj] = rank
-        self.grid = grid
-        # out1[jj, kk]: my block for (kk, jj); in1[jj, kk]: (k, jj)'s block for (kk, j)
-        self.out1 = m[rank][grid].T
-        self.in1 = m[grid[k]][:, grid[:, j]]
-        # out2[kk, jj]: (k, jj)'s block for (kk, j); in2[kk, jj]: (kk, jj)'s block for me
-        self.out2 = m[grid[k]][:, grid[:, j]].T
-        self.in2 = m[grid][:, :, rank]
-        self.packs = P > 1  # one node: messages go straight from the input
-        own = int(m[rank, rank])
-        sizes = [own, int(self.out1.sum()) if self.packs else 0, int(self.in1.sum()),
-                 int(self.out2.sum())]
-        self.s0, self.s1, self.a, self.s2, self.bb = np.cumsum([0] + sizes).tolist()
-        # offsets of each piece inside its area: per peer (row), then per column
-        self.o1 = np.cumsum(self.out1.reshape(-1)).reshape(g, P) - self.out1 + self.s1
-        self.oa = np.cumsum(self.in1.reshape(-1)).reshape(g, P) - self.in1 + self.a
-        self.o2 = np.cumsum(self.out2.reshape(-1)).reshape(P, g) - self.out2 + self.s2
-        self.ob = np.cumsum(self.in2.reshape(-1)).reshape(P, g) - self.in2 + self.bb
+        self.grid, node_of, local_of = node_grid(problem)      # grid[k, j] = rank
+        grid = self.grid
+        self.P, self.g = grid.shape
+        self.k, self.j = k, j = node_of[ranks], local_of[ranks]
+        self.out1 = m[ranks[:, None, None], grid.T[None, :, :]]
+        self.in1 = m[grid[k][:, :, None], grid[:, j].T[:, None, :]]
+        self.out2 = self.in1.transpose(0, 2, 1)
+        self.in2 = m[grid[None, :, :], ranks[:, None, None]]
+        self.packs = self.P > 1   # one node: messages go straight from the input
+        self.own = m[ranks, ranks]
+        # the own block sits at the same offset in input and output: copied directly
+        self.direct = c.sdispls[ranks, ranks] == c.rdispls[ranks, ranks]
 
 
 def _packed(sizes: np.ndarray, start: np.ndarray) -> np.ndarray:
@@ -297,27 +288,17 @@ def hierarchical_rows(problem: Problem, ranks: np.ndarray, options: Mapping[str,
     """Pack (index 0), intra-node transpose (index 1), one message per other node along the
     rail (index 2), with each pair's own count (the layout of :class:`_Rails`)."""
     c = vcounts.of(problem)
-    m = c.matrix
-    grid, node_of, local_of = node_grid(problem)
-    P, g = grid.shape
-    k, j = node_of[ranks], local_of[ranks]
+    v = _Rails(problem, c, ranks)
+    grid, P, g, k, j, packs, own, direct = v.grid, v.P, v.g, v.k, v.j, v.packs, v.own, v.direct
+    out1, in1, out2, in2 = v.out1, v.in1, v.out2, v.in2
     me = np.arange(len(ranks))
     sd, rd = c.sdispls[ranks], c.rdispls[ranks]
-    # per rank (first axis), as in _Rails: out1[jj, kk] my block for (kk, jj); in1[jj, kk]
-    # (k, jj)'s block for (kk, j); out2[kk, jj] (k, jj)'s block for (kk, j); in2[kk, jj]
-    # (kk, jj)'s block for me
-    out1 = m[ranks[:, None, None], grid.T[None, :, :]]
-    in1 = m[grid[k][:, :, None], grid[:, j].T[:, None, :]]
-    out2 = in1.transpose(0, 2, 1)
-    in2 = m[grid[None, :, :], ranks[:, None, None]]
-    packs = P > 1   # one node: messages go straight from the input
-    own = m[ranks, ranks]
+    # where each piece lives in scratch: own block, S1 (out1), A (in1), S2 (out2), B (in2)
     s1 = own
     a = s1 + (out1.sum(axis=(1, 2)) if packs else 0)
     s2 = a + in1.sum(axis=(1, 2))
     o1, oa = _packed(out1, s1), _packed(in1, a)
     o2, ob = _packed(out2, s2), _packed(in2, s2 + out2.sum(axis=(1, 2)))
-    direct = c.sdispls[ranks, ranks] == c.rdispls[ranks, ranks]    # _own_direct
     kept = ~direct
     b = RowsBuilder(problem.nranks)
     my_in, my_out = sd[me, ranks], rd[me, ranks]
@@ -381,35 +362,28 @@ def hierarchical_cost(problem: Problem, options: Mapping[str, Any],
     if p > COST_RANKS:
         return None
     c = vcounts.of(problem)
-    nodes = problem.nodes.nodes
-    P, g = len(nodes), len(nodes[0])
+    r = np.arange(p)
+    v = _Rails(problem, c, r)
+    grid, P, g, k, j = v.grid, v.P, v.g, v.k, v.j
+    sent1, got1 = v.out1.sum(axis=2), v.in1.sum(axis=2)          # per node-mate
+    sent2, got2 = v.out2.sum(axis=2), v.in2.sum(axis=2)          # per node
+    pack1 = sent1.sum(axis=1) - sent1[r, j] if v.packs else 0
+    rail = v.out2[r[:, None], np.arange(P)[None, :], j[:, None]]  # my blocks for my rail peers
+    pack2 = rail.sum(axis=1) - rail[r, k]
+    own = v.own
     copies = np.zeros((3, p), dtype=np.int64)
-    t1_send = np.full((max(g - 1, 0), 2, p), -1, dtype=np.int64)   # [d, (peer, n), rank]
-    t1_recv = np.full((max(g - 1, 0), 2, p), -1, dtype=np.int64)
-    t2_send = np.full((max(P - 1, 0), 2, p), -1, dtype=np.int64)
-    t2_recv = np.full((max(P - 1, 0), 2, p), -1, dtype=np.int64)
-    lands = consecutive_nodes(np.array(nodes, dtype=np.int64))
-    for r in range(p):
-        v = _Rails(problem, c, r)
-        k, j, grid = v.k, v.j, v.grid
-        own = int(c.matrix[r, r])
-        direct_own = _own_direct(c, r)
-        pack1 = sum(int(v.out1[(j + d) % g].sum()) for d in range(1, g)) if v.packs else 0
-        pack2 = sum(int(v.out2[(k + d) % P, j]) for d in range(1, P))
-        copies[0, r] = pack1 + pack2 + (own if not direct_own else (0 if in_place else own))
-        mates = [(j + d) % g for d in range(1, g)]
-        copies[1, r] = (0 if direct_own else own) + sum(int(v.in1[jj].sum()) for jj in mates)
-        for d in range(1, g):
-            jj = (j + d) % g
-            t1_send[d - 1, :, r] = (grid[k, jj], v.out1[jj].sum())
-            t1_recv[d - 1, :, r] = (grid[k, (j - d) % g], v.in1[(j - d) % g].sum())
-        for d in range(1, P):
-            kk = (k + d) % P
-            t2_send[d - 1, :, r] = (grid[kk, j], v.out2[kk].sum())
-            back = (k - d) % P
-            t2_recv[d - 1, :, r] = (grid[back, j], v.in2[back].sum())
-            if not lands[back]:
-                copies[2, r] += int(v.in2[back].sum())
+    copies[0] = pack1 + pack2 + np.where(v.direct, 0 if in_place else own, own)
+    copies[1] = np.where(v.direct, 0, own) + got1.sum(axis=1) - got1[r, j]
+    # [d, (peer, n), rank]: the d-th node-mate (transpose) and the d-th other node (rail)
+    d = np.arange(1, g)[:, None]
+    ahead, behind = (j + d) % g, (j - d) % g
+    t1_send = np.stack((grid[k, ahead], sent1[r, ahead]), axis=1)
+    t1_recv = np.stack((grid[k, behind], got1[r, behind]), axis=1)
+    e = np.arange(1, P)[:, None]
+    ahead, behind = (k + e) % P, (k - e) % P
+    t2_send = np.stack((grid[ahead, j], sent2[r, ahead]), axis=1)
+    t2_recv = np.stack((grid[behind, j], got2[r, behind]), axis=1)
+    copies[2] = (got2[r, behind] * ~consecutive_nodes(grid)[behind]).sum(axis=0)
     return [Traffic(copy=copies[0]),
             Traffic(sends=tuple((row[0], row[1]) for row in t1_send),
                     recvs=tuple((row[0], row[1]) for row in t1_recv), copy=copies[1]),
