@@ -76,8 +76,9 @@ class Rows:
                             (self.reduces, (3, 6, 9))):
             codes = table[:, list(cols)]
             if codes.size and (codes.min() < 0 or codes.max() >= len(BUFS)):
+                unknown = sorted(set(codes.reshape(-1).tolist()) - {IN, OUT, SCR})
                 raise ValueError(f"rows name buffer codes outside 0..{len(BUFS) - 1} (input, "
-                                 f"output, scratch): {sorted(set(codes.reshape(-1).tolist()) - {0, 1, 2})[:5]}")
+                                 f"output, scratch): {unknown[:5]}")
         for rows, which, kind in ((self.sends, 0, Send), (self.recvs, 1, Recv)):
             for t, _, peer, buf, off, n in _of_rank(rows, rank, sort).tolist():
                 entry(t)[which].append(kind(peer, make_slice(BUFS[buf], off, n)))
