@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from itertools import chain, compress, repeat
 from operator import attrgetter, is_
-from typing import Callable, Sequence
+from typing import Callable, Sequence, Union
 
 import numpy as np
 
 from ._symbolic import Piece
+from .collectives import BlockTable
 from .rows import CODES as _CODES
 from .rows import Rows, in_program_order
 from .schedule import Buf, Copy, Problem, Program, Reduce, Schedule, inplace_input_offset
@@ -211,7 +212,10 @@ class AtomState:
 # segment verifier, which is the reference and writes the messages. So True is always exact,
 # and a False costs only time.
 
-Expected = Callable[[int], "list[Piece] | None"]
+Expected = Union[BlockTable, Callable[[int], "list[Piece] | None"]]
+"""The postcondition: every rank's blocks at once (:func:`.collectives.block_table`), or
+``expected(rank)``: the pieces (length, first source element, contributors) ``rank``'s output
+must hold in output order, None where it is unspecified."""
 
 
 class _NotPlain(Exception):
@@ -314,8 +318,7 @@ class Frame:
 
     ``lens``: input, output and scratch length; ``host_out``: in place, the output hosts the
     input (else the input hosts the output); ``offset``: where the hosted buffer starts in its
-    host; ``expected``: each rank's postcondition pieces, or None where the collective leaves
-    the output unspecified.
+    host; ``expected``: the postcondition, as a :class:`~.collectives.BlockTable`.
     """
 
     __slots__ = ("lens", "host_out", "offset", "expected")
@@ -330,7 +333,43 @@ class Frame:
         aliases = [inplace_input_offset(problem, r) for r in ranks]
         self.host_out = np.array([host is Buf.OUTPUT for host, _ in aliases], dtype=bool)
         self.offset = np.array([off for _, off in aliases], dtype=np.int64)
-        self.expected = [expected(r) for r in ranks]
+        self.expected = expected if isinstance(expected, BlockTable) else _table_of(expected, p)
+
+
+def _table_of(expected: Callable[[int], "list[Piece] | None"], p: int) -> BlockTable:
+    """The :class:`~.collectives.BlockTable` of ``expected(rank)`` piece lists (ranks that
+    share one list convert it once)."""
+    converted: dict[int, tuple[list, list, list]] = {}
+    seen: list = []     # keeps every list alive, so an id is never reused for another one
+    owner: list[int] = []
+    length: list[int] = []
+    idx: list[int] = []
+    masks: list[int] = []
+    defined = np.ones(p, dtype=bool)
+    for r in range(p):
+        pieces = expected(r)
+        if pieces is None:
+            defined[r] = False
+            continue
+        got = converted.get(id(pieces))
+        if got is None:
+            seen.append(pieces)
+            got = converted[id(pieces)] = ([x[0] for x in pieces], [x[1] for x in pieces],
+                                           [x[2] for x in pieces])
+        owner += [r] * len(got[0])
+        length += got[0]
+        idx += got[1]
+        masks += got[2]
+    lengths = np.array(length, dtype=np.int64)
+    counts = np.bincount(np.array(owner, dtype=np.int64), minlength=p)
+    # pieces lie back to back from the start of the output
+    starts = np.cumsum(lengths) - lengths
+    firsts = np.repeat(np.cumsum(counts) - counts, counts)
+    out_offset = starts - starts[firsts] if lengths.size else lengths
+    mask = np.empty(len(masks), dtype=object)
+    mask[:] = masks
+    return BlockTable(np.array(owner, dtype=np.int64), out_offset, lengths,
+                      np.array(idx, dtype=np.int64), mask, defined)
 
 
 def _ranks_inside(rows: Rows, p: int) -> bool:
@@ -492,48 +531,29 @@ def _by_key(keys: np.ndarray, npl: int, *cols: np.ndarray) -> tuple[np.ndarray, 
 
 
 def _expected_pieces(lens: np.ndarray, base: np.ndarray,
-                     expected: list) -> tuple[np.ndarray, ...] | None:
+                     table: BlockTable) -> tuple[np.ndarray, ...] | None:
     """The postcondition at its addresses: (first and end address of every checked output,
     start address, first source element and contributors of every piece), or None when the
-    pieces do not cover the output exactly."""
+    pieces do not lie back to back over the whole output of their rank."""
     npl = base.shape[0]
-    converted: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, int]] = {}
-    ranks: list[int] = []
-    rel: list[np.ndarray] = []
-    idx: list[np.ndarray] = []
-    mask: list[np.ndarray] = []
-    for r, pieces in enumerate(expected):
-        if pieces is None:
-            continue
-        # ranks that share one list (the same result everywhere) convert it once; ``expected``
-        # keeps every list alive, so an id is never reused for another one
-        key = id(pieces)
-        if key not in converted:
-            lengths = np.array([piece[0] for piece in pieces], dtype=np.int64)
-            if (lengths <= 0).any():
-                return None
-            masks = np.empty(len(pieces), dtype=object)
-            masks[:] = [piece[2] for piece in pieces]
-            converted[key] = (np.cumsum(lengths) - lengths,
-                              np.array([piece[1] for piece in pieces], dtype=np.int64), masks,
-                              int(lengths.sum()))
-        a, b, m, covered = converted[key]
-        if covered != lens[r, 1]:
-            return None
-        ranks.append(r)
-        rel.append(a)
-        idx.append(b)
-        mask.append(m)
-    if not ranks:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty, empty, empty, np.zeros(0, dtype=object)
-    firsts = base[:, ranks, 1]  # (placement, checked rank)
-    counts = np.array([a.size for a in rel], dtype=np.int64)
-    rel_all = np.concatenate(rel)
-    owner = np.repeat(np.arange(len(ranks)), counts)
-    piece_at = (firsts[:, owner] + rel_all).reshape(-1)
-    return (firsts.reshape(-1), (firsts + lens[ranks, 1]).reshape(-1), piece_at,
-            np.tile(np.concatenate(idx), npl), np.tile(np.concatenate(mask), npl))
+    owner, length = table.rank, table.length
+    if owner.size and ((length <= 0).any() or (owner[1:] < owner[:-1]).any()
+                       or not table.defined[owner].all()):
+        return None
+    counts = np.bincount(owner, minlength=len(lens))
+    starts = np.cumsum(length) - length
+    firsts = np.repeat(np.cumsum(counts) - counts, counts)
+    if owner.size and not np.array_equal(table.out_offset, starts - starts[firsts]):
+        return None
+    ranks = np.flatnonzero(table.defined)
+    covered = np.zeros(len(lens), dtype=np.int64)
+    np.add.at(covered, owner, length)
+    if not np.array_equal(covered[ranks], lens[ranks, 1]):
+        return None
+    firsts_at = base[:, ranks, 1]  # (placement, checked rank)
+    piece_at = (base[:, owner, 1] + table.out_offset).reshape(-1)
+    return (firsts_at.reshape(-1), (firsts_at + lens[ranks, 1]).reshape(-1), piece_at,
+            np.tile(table.in_offset, npl), np.tile(table.mask, npl))
 
 
 def _load_inputs(state: AtomState, bounds: np.ndarray, base: np.ndarray,
@@ -613,8 +633,9 @@ def prove(schedule: Schedule, placements: Sequence[bool], expected: Expected) ->
     Args:
         schedule: The schedule to check.
         placements: The placements (False: out of place, True: in place).
-        expected: ``expected(rank)``: the pieces ``rank``'s output must hold, or None; ranks
-            with the same result may share one list (it is converted once).
+        expected: The postcondition (:data:`Expected`): a block table, or ``expected(rank)``
+            piece lists (ranks with the same result may share one list; it is converted
+            once).
     """
     flat = schedule_rows(schedule)
     return flat is not None and prove_rows(schedule.problem, flat, placements, expected)

@@ -21,15 +21,21 @@ The postcondition is data. For rank ``r`` it is a list of output :class:`Block` 
 blocks of a rank cover its output in order. ``None`` means the collective leaves that rank's
 output unspecified (reduce on a non-root rank).
 
+The same facts for every rank at once, as numpy columns, are :func:`block_table` (what the
+vectorized proof reads; tests hold the two forms equal).
+
 Adding a collective: a :class:`~.schedule.Collective` member, one descriptor in
-``_DESCRIPTORS`` below, then algorithms and the backends' call entries (docs/architecture.md,
+``_DESCRIPTORS`` below (and its :func:`block_table` entry), then algorithms and the backends' call entries (docs/architecture.md,
 "Adding a collective").
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Callable, Sequence
+
+import numpy as np
 
 from . import vcounts
 from .schedule import Buf, Collective
@@ -260,6 +266,75 @@ _DESCRIPTORS: dict[Collective, Descriptor] = {d.collective: d for d in (
                sweep_per_block=True, bus=_bus_spread, bus_formula="(n-1)/n",
                postcondition=_alltoallv, same_result=False, vector=True),
 )}
+
+
+# -- the postcondition of every rank at once ----------------------------------------------------
+
+@dataclass(frozen=True)
+class BlockTable:
+    """Every rank's postcondition blocks as columns, one row per non-empty block, in rank order
+    and, within a rank, in output order (what :meth:`Descriptor.blocks` gives rank by rank).
+
+    Attributes:
+        rank, out_offset, length, in_offset: As in :class:`Block` (``rank``: whose output).
+        mask: The block's sources as a contributor bitmask (:func:`source_mask`), Python ints
+            in an object array.
+        defined: Per rank, whether the collective specifies its output at all.
+    """
+
+    rank: np.ndarray
+    out_offset: np.ndarray
+    length: np.ndarray
+    in_offset: np.ndarray
+    mask: np.ndarray
+    defined: np.ndarray
+
+
+@lru_cache(maxsize=16)
+def _single(nranks: int) -> np.ndarray:
+    """``[1 << q for q < nranks]`` as an object array (read only: shared by every table)."""
+    masks = np.empty(nranks, dtype=object)
+    masks[:] = [1 << q for q in range(nranks)]
+    masks.flags.writeable = False
+    return masks
+
+
+def block_table(problem: "Problem") -> BlockTable:
+    """:meth:`Descriptor.blocks` of every rank of ``problem`` at once."""
+    p, c, root = problem.nranks, problem.count, problem.root
+    ranks = np.arange(p, dtype=np.int64)
+    everyone = np.empty(1, dtype=object)
+    everyone[0] = (1 << p) - 1
+    defined = np.ones(p, dtype=bool)
+    collective = problem.collective
+    if collective in (Collective.ALLREDUCE, Collective.REDUCE, Collective.BROADCAST,
+                      Collective.REDUCE_SCATTER):   # one block per rank
+        if collective is Collective.REDUCE:
+            defined = ranks == root
+        owner = ranks[defined]
+        mask = _single(p)[[root]] if collective is Collective.BROADCAST else everyone
+        in_offset = owner * c if collective is Collective.REDUCE_SCATTER else 0
+        columns = (owner, 0, c, in_offset, mask[np.zeros(owner.size, dtype=np.int64)])
+    else:   # one block per rank and source q, in q order
+        owner, q = np.repeat(ranks, p), np.tile(ranks, p)
+        if collective is Collective.ALLGATHER:
+            columns = (owner, q * c, c, 0, _single(p)[q])
+        elif collective is Collective.ALLTOALL:
+            columns = (owner, q * c, c, owner * c, _single(p)[q])
+        elif collective is Collective.ALLTOALLV:
+            v = vcounts.of(problem)
+            columns = (owner, v.rdispls[owner, q], v.matrix[q, owner], v.sdispls[q, owner],
+                       _single(p)[q])
+        else:
+            raise ValueError(f"no block table for collective {collective!r}")
+    owner, out_offset, length, in_offset, mask = columns
+    length = np.broadcast_to(np.asarray(length, dtype=np.int64), owner.shape)
+    keep = length > 0
+    return BlockTable(owner[keep],
+                      np.broadcast_to(np.asarray(out_offset, dtype=np.int64), owner.shape)[keep],
+                      length[keep],
+                      np.broadcast_to(np.asarray(in_offset, dtype=np.int64), owner.shape)[keep],
+                      mask[keep], defined)
 
 
 def descriptor(collective: Collective) -> Descriptor:

@@ -49,7 +49,7 @@ from ._proof import (
     worth_proving_rows,
 )
 from ._symbolic import Memory, Piece, combine, format_ranks
-from .collectives import descriptor, source_mask
+from .collectives import block_table, descriptor, source_mask
 from .schedule import Buf, Collective, Copy, Layout, Problem, Reduce, Schedule, inplace_input_offset
 
 _NAMES = {Buf.INPUT: "in", Buf.OUTPUT: "out", Buf.SCRATCH: "scratch"}
@@ -568,11 +568,8 @@ def _proven(schedule: Schedule, placements: tuple[bool, ...]) -> bool:
 
 
 def _expected(problem: Problem) -> Expected:
-    """``expected(rank)`` for the proofs; ranks with one result share one list."""
-    if descriptor(problem.collective).same_result:
-        shared = expected_output(problem, 0)
-        return lambda rank: shared
-    return lambda rank: expected_output(problem, rank)
+    """The postcondition for the proofs: every rank's blocks at once."""
+    return block_table(problem)
 
 
 def _algorithm_errors(algo: Any, problem: Problem, options: Mapping[str, Any] | None) -> list[str]:
