@@ -385,25 +385,15 @@ def _ranks_inside(rows: Rows, p: int) -> bool:
 
 def _inside(lens: np.ndarray, rank: np.ndarray, buf: np.ndarray, off: np.ndarray,
             n: np.ndarray) -> np.ndarray:
-    """Slices inside their buffer (``buf`` a valid code: see :func:`_codes_valid`)."""
+    """Slices inside their buffer (``buf`` a valid code: see :meth:`.rows.Rows.unknown_buffers`)."""
     return (off >= 0) & (off + n <= lens[rank, buf])
-
-
-def _codes_valid(flat: Rows) -> bool:
-    """Every buffer column holds a buffer code (indexing with anything else would wrap)."""
-    for table, cols in ((flat.sends, (3,)), (flat.recvs, (3,)), (flat.copies, (3, 6)),
-                        (flat.reduces, (3, 6, 9))):
-        for c in cols:
-            if table.size and (table[:, c].min() < 0 or table[:, c].max() > 2):
-                return False
-    return True
 
 
 def _well_formed(flat: Rows, lens: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """The structural rules of the segment verifier, all at once: peers, bounds, lengths, no
     write to the input, messages that pair up. Returns the orders that pair the sends with
     the receives (sorted by step, sender, receiver; program order within), or None."""
-    if not _codes_valid(flat):
+    if flat.unknown_buffers():
         return None
     p = len(lens)
     for rows, is_recv in ((flat.sends, False), (flat.recvs, True)):

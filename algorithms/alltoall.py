@@ -326,14 +326,8 @@ def hierarchical_cost(problem: Problem, options: Mapping[str, Any],
     messages of ``P`` blocks, ``(g-1)P`` blocks copied), the rail step (``P-1`` messages of
     ``g`` blocks, copied out of scratch only for nodes that are not runs of consecutive ranks)."""
     c = problem.count
-    nodes = problem.nodes.nodes
-    P, g = len(nodes), len(nodes[0])
-    p = P * g
-    grid = np.array(nodes, dtype=np.int64)               # grid[k][j] = rank
-    node_of = np.empty(p, dtype=np.int64)
-    local_of = np.empty(p, dtype=np.int64)
-    node_of[grid] = np.arange(P)[:, None]
-    local_of[grid] = np.arange(g)[None, :]
+    grid, node_of, local_of = node_grid(problem)
+    P, g = grid.shape
     own = 0 if in_place else c
     pack = (g - 1) * P * c if P > 1 else 0
     steps = [Traffic(copy=own + pack + (P - 1) * c)]

@@ -48,13 +48,14 @@ class Rows:
     the step. ``scratch``: the scratch length of every rank 0..p-1 (None when unknown).
     """
 
-    __slots__ = ("sends", "recvs", "copies", "reduces", "scratch", "_by_rank")
+    __slots__ = ("sends", "recvs", "copies", "reduces", "scratch", "_by_rank", "_unknown")
 
     def __init__(self, sends: np.ndarray, recvs: np.ndarray, copies: np.ndarray,
                  reduces: np.ndarray, scratch: np.ndarray | None = None) -> None:
         self.sends, self.recvs, self.copies, self.reduces = sends, recvs, copies, reduces
         self.scratch = scratch
         self._by_rank: bool | None = None   # every table sorted by rank (found on first use)
+        self._unknown: list[int] | None = None   # buffer codes outside 0..2 (found on first use)
 
     @property
     def operations(self) -> int:
@@ -72,13 +73,10 @@ class Rows:
             return got
 
         sort = self._sorted_by_rank()
-        for table, cols in ((self.sends, (3,)), (self.recvs, (3,)), (self.copies, (3, 6)),
-                            (self.reduces, (3, 6, 9))):
-            codes = table[:, list(cols)]
-            if codes.size and (codes.min() < 0 or codes.max() >= len(BUFS)):
-                unknown = sorted(set(codes.reshape(-1).tolist()) - {IN, OUT, SCR})
-                raise ValueError(f"rows name buffer codes outside 0..{len(BUFS) - 1} (input, "
-                                 f"output, scratch): {unknown[:5]}")
+        unknown = self.unknown_buffers()
+        if unknown:
+            raise ValueError(f"rows name buffer codes outside 0..{len(BUFS) - 1} (input, "
+                             f"output, scratch): {unknown[:5]}")
         for rows, which, kind in ((self.sends, 0, Send), (self.recvs, 1, Recv)):
             for t, _, peer, buf, off, n in _of_rank(rows, rank, sort).tolist():
                 entry(t)[which].append(kind(peer, make_slice(BUFS[buf], off, n)))
@@ -101,6 +99,16 @@ class Rows:
             self._by_rank = all(bool((t[1:, 1] >= t[:-1, 1]).all()) for t in
                                 (self.sends, self.recvs, self.copies, self.reduces))
         return self._by_rank
+
+    def unknown_buffers(self) -> list[int]:
+        """The buffer codes outside 0..2 (input, output, scratch) that any row names, sorted."""
+        if self._unknown is None:
+            codes = np.concatenate([self.sends[:, 3], self.recvs[:, 3],
+                                    self.copies[:, [3, 6]].reshape(-1),
+                                    self.reduces[:, [3, 6, 9]].reshape(-1)])
+            bad = codes[(codes < 0) | (codes >= len(BUFS))]
+            self._unknown = sorted(set(bad.tolist()))
+        return self._unknown
 
     def rank_rows(self, rank: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
         """One rank's rows of each table, and its scratch length: where these are equal for two
