@@ -267,6 +267,13 @@ class Builder:
                     self._scratch = slc.offset + slc.length
             self._at(t)[2].append(Reduce(dst, a, b))
 
+    def shared_local(self, t: int, ops: "SharedLocal") -> None:
+        """Append local operations built once for many ranks (:func:`shared_copies`)."""
+        if ops.ops:
+            if ops.scratch_end > self._scratch:
+                self._scratch = ops.scratch_end
+            self._at(t)[2].extend(ops.ops)
+
     def send_all(self, t: int, peer: int, slices: Sequence[Slice]) -> None:
         for slc in slices:
             self.send(t, peer, slc)
@@ -285,3 +292,21 @@ class Builder:
 
 
 _SCRATCH = Buf.SCRATCH
+
+
+class SharedLocal(NamedTuple):
+    """Local operations that every rank of a schedule performs alike (a packing or unpacking
+    pass), built once and shared: operations are immutable, and a pass of ``p`` copies on each
+    of ``p`` ranks would otherwise cost ``p**2`` Builder calls."""
+
+    ops: tuple[Copy, ...]
+    scratch_end: int
+
+
+def shared_copies(pairs: Sequence[tuple[Slice, Slice]]) -> SharedLocal:
+    """The copies ``src -> dst`` of ``pairs`` with :meth:`Builder.copy`'s rules (empty copies
+    and self-copies dropped), and how far into scratch they reach."""
+    ops = tuple(Copy(src, dst) for src, dst in pairs if src.length and src != dst)
+    end = max((slc.offset + slc.length for op in ops for slc in (op.src, op.dst)
+               if slc.buf is _SCRATCH), default=0)
+    return SharedLocal(ops, end)

@@ -43,7 +43,7 @@ from functools import lru_cache
 from typing import Any, Callable, Mapping
 
 from . import bruck, direct, double_binary_tree, halving_doubling, recursive_doubling, ring, tree
-from ._build import INPUT, OUTPUT, Builder, Group, Partition, Region
+from ._build import INPUT, OUTPUT, Builder, Group, Partition, Region, SharedLocal, shared_copies
 from ._flat import flat_units
 from .schedule import Buf, Collective, Layout, Problem, Program
 
@@ -189,15 +189,28 @@ def _is_identity(order: tuple[int, ...]) -> bool:
     return all(r == pos for pos, r in enumerate(order))
 
 
-def _unpack(b: Builder, t: int, order: tuple[int, ...], vec: Region, count: int) -> None:
-    """Copy packed position ``pos`` to block ``order[pos]`` of the output, one copy per run of
-    positions whose ranks are consecutive too."""
+@lru_cache(maxsize=256)
+def _unpack(order: tuple[int, ...], count: int) -> SharedLocal:
+    """The copies from packed position ``pos`` (scratch) to block ``order[pos]`` of the
+    output, one per run of positions whose ranks are consecutive too (alike on every rank)."""
+    vec = Region(Buf.SCRATCH, 0)
+    pairs = []
     start = 0
     for pos in range(1, len(order) + 1):
         if pos == len(order) or order[pos] != order[pos - 1] + 1:
             length = (pos - start) * count
-            b.copy(t, vec.at(start * count, length), OUTPUT.at(order[start] * count, length))
+            pairs.append((vec.at(start * count, length), OUTPUT.at(order[start] * count, length)))
             start = pos
+    return shared_copies(pairs)
+
+
+@lru_cache(maxsize=256)
+def _pack(order: tuple[int, ...], count: int) -> SharedLocal:
+    """The copies of every rank's input block into packed order in scratch (alike on every
+    rank)."""
+    vec = Region(Buf.SCRATCH, 0)
+    return shared_copies([(INPUT.at(r * count, count), vec.at(pos * count, count))
+                          for pos, r in enumerate(order)])
 
 
 def allgather(problem: Problem, rank: int, options: Mapping[str, Any]) -> Program:
@@ -223,7 +236,7 @@ def allgather(problem: Problem, rank: int, options: Mapping[str, Any]) -> Progra
         core(b, inner, Partition(count * p, g), vec, flat_units, None, t, scratch=free)
         t += span(g)
     if packed:
-        _unpack(b, t, order, vec, count)
+        b.shared_local(t, _unpack(order, count))
     return b.build()
 
 
@@ -240,8 +253,7 @@ def reduce_scatter(problem: Problem, rank: int, options: Mapping[str, Any]) -> P
         vec = INPUT
     else:
         vec = Region(Buf.SCRATCH, 0)
-        for pos, r in enumerate(order):
-            b.copy(t, INPUT.at(r * count, count), vec.at(pos * count, count))
+        b.shared_local(t, _pack(order, count))
         t += 1
     base = count * p if vec.buf is Buf.SCRATCH else 0
     if nodes == 1:  # one node: the inner reduce-scatter is the whole job
