@@ -250,26 +250,26 @@ class RowsBuilder:
         sends = self._messages(self._sends)
         recvs = self._messages(self._recvs)
         local = np.concatenate(self._local) if self._local else np.zeros((0, 11), np.int64)
-        t, rank, seq, kind, db, do, ab, ao, bb, bo, n = local.T
-        keep = (n > 0) & ((kind == 1) | (db != ab) | (do != ao))   # no empty op, no self-copy
+        kind, n = local[:, 3], local[:, 10]
+        # no empty op, no self-copy
+        keep = (n > 0) & ((kind == 1) | (local[:, 4] != local[:, 6]) | (local[:, 5] != local[:, 7]))
         local = local[keep]
-        order = np.lexsort((np.arange(len(local)), local[:, 2], local[:, 0], local[:, 1]))
-        local = local[order]
-        t, rank, seq, kind, db, do, ab, ao, bb, bo, n = local.T
-        position = _positions(rank, t)
-        c = kind == 0
-        copies = np.stack([t[c], rank[c], position[c], ab[c], ao[c], n[c], db[c], do[c], n[c]],
-                          axis=1).reshape(-1, 9)
-        r = ~c
-        reduces = np.stack([t[r], rank[r], position[r], db[r], do[r], n[r], ab[r], ao[r], n[r],
-                            bb[r], bo[r], n[r]], axis=1).reshape(-1, 12)
+        # lexsort is stable: ties keep the order of emission
+        local = local[np.lexsort((local[:, 2], local[:, 0], local[:, 1]))]
+        # columns: t, rank, seq, kind, d buf, off, a buf, off, b buf, off, length, position
+        local = np.column_stack((local, _positions(local[:, 1], local[:, 0])))
+        c = local[:, 3] == 0
+        copies = local[c].take([0, 1, 11, 6, 7, 10, 4, 5, 10], axis=1)
+        reduces = local[~c].take([0, 1, 11, 4, 5, 10, 6, 7, 10, 8, 9, 10], axis=1)
+        # scratch: the furthest scratch element of any slice (a copy's b buffer is -1)
+        n = local[:, 10]
+        who = np.concatenate((sends[:, 1], recvs[:, 1], local[:, 1], local[:, 1], local[:, 1]))
+        buf = np.concatenate((sends[:, 3], recvs[:, 3], local[:, 4], local[:, 6], local[:, 8]))
+        end = np.concatenate((sends[:, 4] + sends[:, 5], recvs[:, 4] + recvs[:, 5],
+                              local[:, 5] + n, local[:, 7] + n, local[:, 9] + n))
+        on = buf == SCR
         scratch = np.zeros(self.nranks, dtype=np.int64)
-        for rows, pairs in ((sends, ((3, 4, 5),)), (recvs, ((3, 4, 5),)),
-                            (copies, ((3, 4, 5), (6, 7, 8))),
-                            (reduces, ((3, 4, 5), (6, 7, 8), (9, 10, 11)))):
-            for b, o, m in pairs:
-                on = rows[:, b] == SCR
-                np.maximum.at(scratch, rows[on, 1], rows[on, o] + rows[on, m])
+        np.maximum.at(scratch, who[on], end[on])
         return Rows(sends, recvs, copies, reduces, scratch)
 
     @staticmethod
@@ -278,8 +278,8 @@ class RowsBuilder:
             return _EMPTY6
         rows = np.concatenate(parts)
         rows = rows[rows[:, 6] > 0]
-        order = np.lexsort((np.arange(len(rows)), rows[:, 2], rows[:, 0], rows[:, 1]))
-        return np.ascontiguousarray(rows[order][:, [0, 1, 3, 4, 5, 6]])
+        order = np.lexsort((rows[:, 2], rows[:, 0], rows[:, 1]))   # stable: emission order
+        return rows[order].take([0, 1, 3, 4, 5, 6], axis=1)
 
 
 def _positions(rank: np.ndarray, t: np.ndarray) -> np.ndarray:
