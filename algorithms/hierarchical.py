@@ -143,12 +143,22 @@ def precondition(problem: Problem, options: Mapping[str, Any]) -> str | None:
 
 def _groups(layout: Layout, rank: int) -> tuple[Group, Group, int, int]:
     """(inner group, outer group, node index k, local index j) of ``rank``."""
+    found = _group_table(layout).get(rank)
+    if found is None:
+        raise ValueError(f"rank {rank} is on no node of the layout")
+    return found
+
+
+@lru_cache(maxsize=64)
+def _group_table(layout: Layout) -> dict[int, tuple[Group, Group, int, int]]:
+    """:func:`_groups` of every rank of ``layout``, found once per layout (each rank's search
+    through the nodes made a schedule's generation quadratic in the rank count)."""
+    table: dict[int, tuple[Group, Group, int, int]] = {}
     for k, node in enumerate(layout.nodes):
-        if rank in node:
-            j = node.index(rank)
+        for j, rank in enumerate(node):
             outer = tuple(n[j] for n in layout.nodes)
-            return Group(node, j), Group(outer, k), k, j
-    raise ValueError(f"rank {rank} is on no node of the layout")
+            table.setdefault(rank, (Group(node, j), Group(outer, k), k, j))
+    return table
 
 
 def allreduce(problem: Problem, rank: int, options: Mapping[str, Any]) -> Program:
@@ -185,6 +195,7 @@ def packed_order(layout: Layout) -> tuple[int, ...]:
     return tuple(layout.nodes[k][j] for j in range(g) for k in range(nodes))
 
 
+@lru_cache(maxsize=64)
 def _is_identity(order: tuple[int, ...]) -> bool:
     return all(r == pos for pos, r in enumerate(order))
 
