@@ -138,6 +138,8 @@ def precondition(problem: Problem, options: Mapping[str, Any]) -> str | None:
             if value is not None and (not isinstance(value, int) or isinstance(value, bool)
                                       or value < 1):
                 return f"hierarchical: outer {key} must be a positive integer (got {value!r})"
+            if key == "channels" and (why := ring.check_channels(problem, {key: value})):
+                return f"hierarchical: outer {why}"
     return None
 
 

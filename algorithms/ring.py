@@ -63,13 +63,19 @@ def channels_of(options: Mapping[str, Any]) -> int:
     return 1 if k is None else int(k)
 
 
+MAX_CHANNELS = 64
+"""The most channels a schedule takes. NCCL itself launches at most MAXCHANNELS (32 in NCCL
+2.x's src/include/device.h, 2020); a bound also keeps a mistyped ``channels=100000`` from
+building a hundred thousand rings before anything runs."""
+
+
 def check_channels(problem: Problem, options: Mapping[str, Any]) -> str | None:
-    """Precondition: ``channels`` is a whole number >= 1."""
+    """Precondition: ``channels`` is a whole number in 1..:data:`MAX_CHANNELS`."""
     k = options.get("channels")
     if k is None:
         return None
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        return f"channels must be a whole number >= 1, not {k!r}"
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_CHANNELS:
+        return f"channels must be a whole number from 1 to {MAX_CHANNELS}, not {k!r}"
     return None
 
 

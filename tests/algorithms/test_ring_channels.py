@@ -96,3 +96,21 @@ def test_channels_are_declared_and_checked():
     bad = {"outer": "rabenseifner", "outer_options": {"channels": 2}}
     assert "does not take" in hier.precondition(
         Problem(Collective.ALLREDUCE, 8, 8, layout=Layout.blocked(8, 4)), options=bad)
+
+
+def test_channel_counts_are_bounded():
+    """A mistyped channels=100000 is refused at once (it used to build 100000 rings first)."""
+    from collbench.algorithms.ring import MAX_CHANNELS
+
+    problem = Problem(Collective.ALLREDUCE, 4, 8)
+    for name in ("ring", "tree", "double_binary_tree"):
+        algo = get_algorithm(name)
+        assert algo.precondition(problem, options={"channels": MAX_CHANNELS}) is None
+        for bad in (MAX_CHANNELS + 1, 100000):
+            assert "1 to 64" in algo.precondition(problem, options={"channels": bad}), name
+    hier = get_algorithm("hierarchical")
+    layered = Problem(Collective.ALLREDUCE, 8, 8, layout=Layout.blocked(8, 4))
+    assert hier.precondition(layered, options={"outer": "ring",
+                                               "outer_options": {"channels": 64}}) is None
+    assert "1 to 64" in hier.precondition(layered, options={"outer": "ring",
+                                                            "outer_options": {"channels": 65}})
