@@ -28,8 +28,16 @@ from ..results.metadata import now_iso
 # Launcher tags: Open MPI --tag-output "[1,0]<stdout>:", MPICH -prepend-rank "[0] ", which
 # MPICH repeats inside a line when one row is printed by several writes.
 _TAG = re.compile(r"\[\d+(?:,\d+)?\](?:<std(?:out|err)>:)?")
-# Line-start prefixes: Slurm `srun -l` (" 0: "), Ray/SkyPilot "(head, rank=0, pid=3808) ".
-_PREFIX = re.compile(r"^\s*(?:\d+:\s|\((?:[\w-]+, )?rank=\d+, pid=\d+[^)]*\)\s)")
+# Line-start timestamps: ISO 8601 (`kubectl logs --timestamps`, `docker logs -t`, loggers, maybe in
+# brackets), ctime (Open MPI 4 `--timestamp-output`: "Thu May  7 10:39:20 2020[1,1]<stdout>:"),
+# syslog/`ts` ("Jan 31 13:25:21 ") and a bare time of day ("10:11:12.345 ").
+_MONTH = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
+_TIMESTAMP = (r"\[?(?:\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?"
+              r"|(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) +" + _MONTH + r" +\d{1,2} +\d{2}:\d{2}:\d{2} +\d{4}"
+              r"|" + _MONTH + r" +\d{1,2} +\d{2}:\d{2}:\d{2}(?:[.,]\d+)?"
+              r"|\d{2}:\d{2}:\d{2}(?:[.,]\d+)?)\]?(?:\s+|(?=\[))")
+# Line-start prefixes: Slurm `srun -l` (" 0: "), Ray/SkyPilot "(head, rank=0, pid=3808) ", timestamps.
+_PREFIX = re.compile(r"^\s*(?:\d+:\s|\((?:[\w-]+, )?rank=\d+, pid=\d+[^)]*\)\s|" + _TIMESTAMP + ")")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
@@ -59,12 +67,25 @@ class Log:
     lines: list[str]
 
 
+def decode(data: bytes) -> str:
+    """The text of a log: UTF-8 (a bad byte must not hide the table around it, pasted logs are not
+    always clean), without a byte-order mark; UTF-16 as PowerShell's ``>`` writes it."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return data.decode("utf-16", "replace")
+    if len(data) >= 2 and data.count(0) * 3 > len(data):   # UTF-16 without a mark
+        return data.decode("utf-16-le" if data[1] == 0 else "utf-16-be", "replace")
+    return data.decode("utf-8", "replace").removeprefix("\ufeff")
+
+
 def read_logs(paths: Iterable[str]) -> list[Log]:
     """Read every input up front (``-`` is stdin, once), so a missing file fails before parsing."""
+    paths = list(paths)
+    if paths.count("-") > 1:
+        raise UsageError("- (stdin) is given twice; stdin can be read only once")
     logs = []
     for path in paths:
         if path == "-":
-            logs.append(Log("<stdin>", sys.stdin.buffer.read().decode("utf-8", "replace").splitlines()))
+            logs.append(Log("<stdin>", decode(sys.stdin.buffer.read()).splitlines()))
             continue
         try:
             data = Path(path).read_bytes()
@@ -72,8 +93,7 @@ def read_logs(paths: Iterable[str]) -> list[Log]:
             raise UsageError(f"no such log file: {path}") from None
         except OSError as exc:
             raise UsageError(f"cannot read {path}: {exc.strerror}") from None
-        # pasted logs are not always UTF-8; a bad byte must not hide the table around it
-        logs.append(Log(path, data.decode("utf-8", "replace").splitlines()))
+        logs.append(Log(path, decode(data).splitlines()))
     return logs
 
 
@@ -104,10 +124,12 @@ def dtype_of(name: str) -> tuple[str, int | None]:
     """(collbench dtype name, item size) for a tool's type name (float, half, int, char, ...);
     a type collbench does not know (f8e4m3, ...) keeps its own name and an unknown size."""
     try:
-        dtype = parse_dtypes(name)[0]
+        dtypes = parse_dtypes(name)
     except UsageError:
         return name, None
-    return dtype.name, dtype.itemsize
+    if len(dtypes) != 1:       # "all", "float,int": not one type
+        return name, None
+    return dtypes[0].name, dtypes[0].itemsize
 
 
 def row_record(**fields: Any) -> dict[str, Any]:
@@ -184,6 +206,8 @@ def write_results(out: Path, records: list[dict[str, Any]]) -> None:
             os.replace(tmp, out)
     except OSError as exc:
         raise UsageError(f"cannot write {out}: {exc.strerror}") from None
+    except ValueError as exc:   # a NaN or infinity a parser let through: no file rather than a bad one
+        raise UsageError(f"cannot write {out}: {exc}") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -7,13 +7,15 @@ what collbench's ``aggregation: mean`` and ``time_us_min_rank``/``time_us_max_ra
 
 Bandwidths are computed here with collbench's own conventions (collbench/metrics.py). They need
 the rank count, which OSU does not print: it comes from ``--nranks`` or stays unknown, and so
-do the numbers that depend on it. OSU's size is per rank for allgather (the send buffer), per
+do the numbers that depend on it (allgather and alltoall tables, whose total size needs it, are
+skipped without it). OSU's size is per rank for allgather (the send buffer), per
 peer for alltoall (each rank sends ``size`` bytes to every rank: its buffer is ``size × nranks``,
 collbench's size), the whole input for reduce_scatter, the buffer otherwise.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +36,17 @@ _MPI_TYPES = {"MPI_CHAR": "int8", "MPI_SIGNED_CHAR": "int8", "MPI_UNSIGNED_CHAR"
               "MPI_INT": "int32", "MPI_UNSIGNED": "uint32", "MPI_FLOAT": "float32",
               "MPI_DOUBLE": "float64", "MPI_LONG_LONG": "int64", "MPI_INT64_T": "int64"}
 _FULL = ["size", "avg", "min", "max", "iterations"]   # the -f layout
+_ROW = re.compile(r"^\d+\s+(?:[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|-?nan|-?inf)(?:\s|$)", re.IGNORECASE)
+# the column names OSU prints (print_only_header, print_only_header_nbc), matched whatever the
+# spacing between them: a paste that squeezed the runs of spaces still has its columns
+_HEADER_NAMES = re.compile(
+    r"(Size|Avg\s*Latency\s*\(us\)|Min\s*Latency\s*\(us\)|Max\s*Latency\s*\(us\)|Iterations"
+    r"|Validation|P\d+\s*Tail\s*Lat\s*\(us\)|P\d+\s*Tail\s*BW\s*\(MB/s\)|Bandwidth\s*\(MB/s\)"
+    r"|MB/s|Messages/s|Transmit\s*Size|Overall\s*\(us\)|Compute\s*\(us\)|Pure\s*Comm\.?\s*\(us\)"
+    r"|Overlap\s*\(%\)|Coll\.?\s*Init\s*\(us\)|MPI_Test\s*\(us\)|MPI_Wait\s*\(us\)"
+    r"|Min\s*Comm\.?\s*\(us\)|Max\s*Comm\.?\s*\(us\)|Latency\s*\(us\))(?=\s|$)", re.IGNORECASE)
+_DEVICES = {"CUDA": "cuda", "NCCL": "cuda", "ROCM": "rocm", "RCCL": "rocm", "SYCL": "sycl",
+            "OPENACC": "openacc"}
 
 
 @dataclass
@@ -47,6 +60,7 @@ class _Table:
     datatype: str | None = None
     command: str | None = None
     columns: list[str] | None = None
+    column_names: list[str] | None = None   # as OSU printed them
     rows: list[tuple[int, list[str]]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -56,12 +70,29 @@ class _Table:
 
 
 def _column(name: str) -> str:
-    key = name.lower()
-    for prefix, short in (("size", "size"), ("avg", "avg"), ("min", "min"), ("max", "max"),
-                          ("iterations", "iterations"), ("validation", "validation")):
+    key = " ".join(name.lower().replace("(", " (").split())
+    for prefix, short in (("size", "size"), ("avg latency", "avg"), ("min latency", "min"),
+                          ("max latency", "max"), ("iterations", "iterations"),
+                          ("validation", "validation")):
         if key.startswith(prefix):
             return short
-    return key   # tail-latency columns (P50 Tail Lat(us), …) are kept by name, not imported
+    return key   # tail latencies (p50 tail lat (us), …), bandwidths: kept by name, not imported
+
+
+def _columns(text: str) -> tuple[list[str], list[str]]:
+    """(collbench's names, OSU's names) of a '# Size …' header's columns."""
+    names, at = [], 0
+    while True:
+        while at < len(text) and text[at].isspace():
+            at += 1
+        match = _HEADER_NAMES.match(text, at)
+        if match is None:
+            break
+        names.append(" ".join(match.group(1).split()))
+        at = match.end()
+    if at < len(text):   # a column OSU does not print (a newer release?): split on wide gaps
+        names = [c for c in re.split(r"\s{2,}", text.strip()) if c]
+    return [_column(c) for c in names], names
 
 
 def _parse(log: Log) -> list[_Table]:
@@ -89,8 +120,8 @@ def _parse(log: Log) -> list[_Table]:
                                table.version, command=table.command)
             table.datatype = match.group(1)
         elif text.lower().startswith("size ") and (line.startswith("#") or "latency" in text.lower()):
-            table.columns = [_column(c) for c in re.split(r"\s{2,}", text) if c]
-        elif re.match(r"^\d+\s+\S", line) and table.columns:
+            table.columns, table.column_names = _columns(text)
+        elif _ROW.match(line) and table.columns:   # not "3 more processes have sent help message"
             table.rows.append((number, line.split()))
         elif "DATA VALIDATION ERROR" in line:
             table.notes.append(f"line {number}: {line}")
@@ -123,6 +154,17 @@ def _layout(table: _Table, tokens: list[str], number: int, last: bool) -> list[s
     raise LogError(table.log, number, f"{len(tokens)} fields, the OSU header has {len(columns)}")
 
 
+def _finite(text: str) -> float:
+    """A printed number; ValueError (naming the text) for anything else, NaN and infinity too."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{text!r} is not a finite number")
+    return value
+
+
 def _records(table: _Table, options: Options) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     name = (table.name or options.collective or "").lower().replace("-", "_").replace(" ", "_")
     info: dict[str, Any] = {"file": table.log, "line": table.line, "title": table.title,
@@ -139,6 +181,16 @@ def _records(table: _Table, options: Options) -> tuple[list[dict[str, Any]], dic
     collective = collective_of(_NAMES.get(name, name))
     if collective is None:
         info["notes"].append(f"skipped: collbench has no {table.name or name} collective")
+        return [], info
+    if "avg" not in (table.columns or []):
+        shown = ", ".join(table.column_names or table.columns or [])
+        info["notes"].append(f"skipped: not a latency table (columns {shown}); collbench imports "
+                             "the '# Size  Avg Latency(us)' tables of OSU's blocking collectives")
+        return [], info
+    if collective in (Collective.ALLGATHER, Collective.ALLTOALL) and not options.nranks:
+        # OSU's size is per rank (per peer); a row's size is the whole buffer, size x nranks
+        info["notes"].append(f"skipped: {table.name or name} rows give the size per rank; their "
+                             "total size needs the rank count, which OSU does not print: pass --nranks")
         return [], info
     if table.datatype:
         dtype = _MPI_TYPES.get(table.datatype, table.datatype)
@@ -160,12 +212,14 @@ def _records(table: _Table, options: Options) -> tuple[list[dict[str, Any]], dic
             continue
         value = dict(zip(columns, tokens, strict=True))
         try:
-            size, avg = int(value["size"]), float(value["avg"])
-            low = float(value["min"]) if "min" in value else None
-            high = float(value["max"]) if "max" in value else None
+            size, avg = int(value["size"]), _finite(value["avg"])
+            low = _finite(value["min"]) if "min" in value else None
+            high = _finite(value["max"]) if "max" in value else None
             iterations = int(value["iterations"]) if "iterations" in value else None
-        except (KeyError, ValueError):
-            raise LogError(table.log, number, "cannot read this OSU row") from None
+        except KeyError as exc:
+            raise LogError(table.log, number, f"cannot read this OSU row: no {exc.args[0]} column") from None
+        except ValueError as exc:
+            raise LogError(table.log, number, f"cannot read this OSU row: {exc.args[0]}") from None
         elements = size // itemsize if itemsize else None
         nbytes: int | None = size
         count = elements
@@ -186,7 +240,7 @@ def _records(table: _Table, options: Options) -> tuple[list[dict[str, Any]], dic
             info["notes"].append(f"line {number}: validation {validation} at size {size}")
         records.append(row_record(
             collective=collective.value, algorithm="native",
-            backend="nccl" if "NCCL" in (table.flavour or "").upper() else "mpi", executor="osu",
+            backend="nccl" if "CCL" in (table.flavour or "").upper() else "mpi", executor="osu",
             dtype=dtype, op="sum" if collective.reduces else None,
             root=None, placement="in_place" if in_place else "out_of_place", nranks=nranks,
             bytes=nbytes, count=count, iterations=iterations, warmup=None,
@@ -194,6 +248,13 @@ def _records(table: _Table, options: Options) -> tuple[list[dict[str, Any]], dic
             time_us_max_rank=high, algbw_gbps=algbw, busbw_gbps=busbw, wrong=wrong))
     info["rows"] = len(records)
     return records, info
+
+
+def _device(flavours: list[str]) -> str | None:
+    """cuda, rocm, … from the titles' flavours (MPI-CUDA, NCCL, MPI-ROCM); None for host buffers
+    or titles that disagree."""
+    devices = {next((d for k, d in _DEVICES.items() if k in f.upper()), None) for f in flavours}
+    return devices.pop() if len(devices) == 1 else None
 
 
 def convert(logs: list[Log], options: Options) -> tuple[dict[str, Any], list[dict[str, Any]], list[str]]:
@@ -209,7 +270,7 @@ def convert(logs: list[Log], options: Options) -> tuple[dict[str, Any], list[dic
                         if n.startswith("skipped: ")]
     if not rows:
         raise LogError(logs[0].name, runs[0]["line"] if runs else None,
-                       "no table of a collective collbench knows (" + "; ".join(skipped) + ")"
+                       "no table collbench can import (" + "; ".join(skipped) + ")"
                        if skipped else "the OSU table has no rows")
     flavours = sorted({r["title"].split()[1] for r in runs if r["title"]})
     metadata = base_metadata("osu-micro-benchmarks", options.argv)
@@ -223,7 +284,7 @@ def convert(logs: list[Log], options: Options) -> tuple[dict[str, Any], list[dic
                         "ops": sorted({r["op"] for r in rows if r["op"]}),
                         "placements": sorted({r["placement"] for r in rows})}
     metadata["backend"] = {"backend": metadata["spec"]["backend"],
-                           "device": "cuda" if any("CUDA" in f.upper() for f in flavours) else None,
+                           "device": _device(flavours),
                            "osu_flavour": flavours[0] if len(flavours) == 1 else (flavours or None)}
     versions = sorted({r["version"] for r in runs if r["version"]})
     metadata["import"].update({

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -312,5 +313,221 @@ def test_osu_alltoall_size_is_per_peer(tmp_path: Path) -> None:
     assert (last["bytes"], last["count"], last["dtype"], last["nranks"]) == (4096 * 4, 4096, "int8", 4)
     assert last["algbw_gbps"] == pytest.approx(4096 * 4 / 12.80e-6 / 1e9)
     assert last["busbw_gbps"] == pytest.approx(last["algbw_gbps"] * 3 / 4)
-    meta, rows, _ = imported(tmp_path / "n", "osu", "osu_alltoall_v7.3_synthetic.log")
-    assert rows[0]["bytes"] is None and rows[0]["count"] == 1   # no rank count: no total size
+
+
+def test_osu_alltoall_without_rank_count_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Without --nranks the total size of an alltoall (allgather) row is unknown, and a row
+    without its size is no row: the table is skipped, here the only one, so nothing is written."""
+    out = tmp_path / "out.jsonl"
+    assert run("osu", str(FIXTURES / "osu_alltoall_v7.3_synthetic.log"), "-o", str(out)) == 2
+    assert "--nranks" in error_line(capsys) and not out.exists()
+
+
+# -- variants the first fixtures did not cover ------------------------------------------------------
+
+def test_nccl_info_lines_inside_a_row(tmp_path: Path) -> None:
+    """NCCL_DEBUG=INFO logs while a row is being printed: the row goes on after the log lines
+    (here MPICH's [0] tags glue each piece to the next write), and is read whole."""
+    meta, rows, summary = imported(tmp_path, "nccl-tests", "nccl_info_splits_rows.log",
+                                   "--collective", "allreduce")
+    assert [(r["bytes"], r["placement"], r["time_us"], r["busbw_gbps"], r["wrong"]) for r in rows] == [
+        (4096, "out_of_place", 74.12, 0.10, 0), (4096, "in_place", 75.38, 0.10, 0)]
+    assert summary["status"] == "truncated"   # the log ends inside the 8192 B row
+    assert any("cut off" in n for n in meta["import"]["runs"][0]["notes"])
+
+
+@pytest.mark.parametrize("host", ["lab", "10-4-3-3"])
+def test_nccl_info_inside_a_row_open_mpi_line_split(tmp_path: Path, host: str) -> None:
+    """The same when the launcher ends each piece with a newline and another rank's NCCL log
+    comes between them, and when NCCL's "host:pid:tid" is glued to the row's root (also for a
+    host whose name starts with digits, as NVIDIA/nccl#1773's 10-4-3-3)."""
+    lines = (FIXTURES / "ompi_tag_output.log").read_text().replace(" lab ", f" {host} ").splitlines()
+    row = next(i for i, line in enumerate(lines) if "4374.00" in line)
+    start, rest = lines[row].split("-1  ")
+    half = len(rest.split()) // 2
+    lines[row:row + 1] = [start + f"-1{host}:2994447:2994447 [0] NCCL INFO Channel 00/0 : 0[0] -> 1[0] via P2P",
+                          f"[1,1]<stdout>:{host}:2994448:2994448 [0] NCCL INFO Connected all rings",
+                          "[1,0]<stdout>:" + "  ".join(rest.split()[:half]),
+                          "[1,0]<stdout>:" + "  ".join(rest.split()[half:])]
+    log = tmp_path / "split.log"
+    log.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out.jsonl"
+    assert run("nccl-tests", str(log), "-o", str(out)) == 0
+    rows = read_jsonl(out)[1:-1]
+    assert len(rows) == 16 and [r["time_us"] for r in rows if r["bytes"] == 4194304] == [4374.00, 4375.49]
+
+
+def test_interleaved_jobs_of_nccl_tests_without_mpi(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """mpirun starting an nccl-tests built without MPI=1: each process is a job of its own and
+    prints its own header and table; one series of their rows would be wrong, so: one error."""
+    out = tmp_path / "out.jsonl"
+    assert run("nccl-tests", str(FIXTURES / "interleaved_jobs_no_mpi.log"), "-o", str(out)) == 2
+    err = error_line(capsys)
+    assert "interleaved_jobs_no_mpi.log:5:" in err and "header of line 2" in err and not out.exists()
+    assert run("nccl-tests", str(FIXTURES / "rank0_listed_twice.log"), "-o", str(out)) == 2
+    err = error_line(capsys)
+    assert "rank0_listed_twice.log:4: rank 0 is listed twice" in err and not out.exists()
+
+
+def test_rccl_tests_version_line(tmp_path: Path) -> None:
+    """rccl-tests prints its version after '# nThread …': it names the tool, and the header
+    before it still belongs to the run."""
+    meta, rows, _ = imported(tmp_path, "nccl-tests", "rccl_tests_mi300x.log", "--collective", "allreduce")
+    assert meta["import"]["tool_version"] == "rccl-tests: Version develop:83d38d9"
+    assert rows[0]["iterations"] == 20 and rows[0]["warmup"] == 5
+    assert meta["nranks"] == 8 and meta["gpus_per_node"] == [8]
+    assert meta["import"]["runs"][0]["header_line"].startswith("nThread 1 nGpus 8")
+
+
+def test_gpus_per_node_counts_gpus_not_device_indices(tmp_path: Path) -> None:
+    """With one GPU visible per process (CUDA_VISIBLE_DEVICES, srun --gpus-per-task=1) every
+    rank says "device 0": the PCI address tells the GPUs apart. (The device lines of
+    g8_single_process_a100.log with each device index set to 0.)"""
+    text = (FIXTURES / "g8_single_process_a100.log").read_text()
+    log = tmp_path / "isolated.log"
+    log.write_text(re.sub(r"device +\d+ \[", "device  0 [", text))
+    out = tmp_path / "out.jsonl"
+    assert run("nccl-tests", str(log), "-o", str(out)) == 0
+    meta = read_jsonl(out)[0]
+    assert meta["nranks"] == 8 and meta["gpus_per_node"] == [8]
+
+
+@pytest.mark.parametrize("stamp", ["2025-01-07T10:11:12.123456789Z ", "[2025-01-07 10:11:12] ",
+                                   "Thu May  7 10:39:20 2020", "Jan 31 13:25:21 ", "10:11:12.345 "])
+def test_timestamp_prefixes(tmp_path: Path, stamp: str) -> None:
+    """kubectl/docker --timestamps, loggers, Open MPI 4 --timestamp-output (ctime glued to the
+    tag), ts(1): the stamp in front of every line goes like a launcher's tag."""
+    lines = (FIXTURES / "ompi_tag_output.log").read_text().splitlines()
+    log = tmp_path / "stamped.log"
+    log.write_text("".join(stamp + line + "\n" for line in lines))
+    out = tmp_path / "out.jsonl"
+    assert run("nccl-tests", str(log), "-o", str(out)) == 0
+    records = read_jsonl(out)
+    assert len(records) == 18 and records[0]["nranks"] == 2 and records[-1]["status"] == "complete"
+    assert records[0]["import"]["runs"][0]["header_line"].startswith("nThread 1 nGpus 1")
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16"])
+def test_byte_order_mark_and_utf16(tmp_path: Path, encoding: str) -> None:
+    """A BOM must not hide the first line (here the header with the iteration counts); UTF-16
+    is what PowerShell's > writes."""
+    text = (FIXTURES / "g8_single_process_a100.log").read_text()
+    log = tmp_path / "log.txt"
+    log.write_text(text[text.index("# nThread"):], encoding=encoding)
+    out = tmp_path / "out.jsonl"
+    assert run("nccl-tests", str(log), "-o", str(out), "--collective", "allreduce") == 0
+    records = read_jsonl(out)
+    assert records[0]["nranks"] == 8 and records[1]["iterations"] is not None
+
+
+def test_non_finite_numbers_are_an_error_not_a_traceback(tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    for tool, fixture, old, new in [("nccl-tests", "ompi_tag_output.log", "4374.00", "nan"),
+                                    ("nccl-tests", "ompi_tag_output.log", "4365.21", "inf"),
+                                    ("osu", "osu_reduce_cuda_full_v7.3.log", "52.79", "nan")]:
+        lines = (FIXTURES / fixture).read_text().splitlines()
+        index = next(i for i, line in enumerate(lines) if old in line)
+        lines[index] = lines[index].replace(old, new)
+        log = tmp_path / f"{tool}.log"
+        log.write_text("\n".join(lines) + "\n")
+        out = tmp_path / "out.jsonl"
+        assert run(tool, str(log), "-o", str(out)) == 2
+        assert f"{log}:{index + 1}:" in error_line(capsys) and not out.exists()
+
+
+def test_log_ending_inside_a_later_table_header(tmp_path: Path) -> None:
+    """Two tables, the log cut inside the second one's column header: the first is imported,
+    the second noted, the file marked truncated."""
+    lines = (FIXTURES / "two_collectives.log").read_text().splitlines()
+    second = [i for i, line in enumerate(lines) if "redop" in line][1]
+    log = tmp_path / "cut.log"
+    log.write_text("\n".join(lines[:second] + [lines[second][:60]]) + "\n")
+    out = tmp_path / "out.jsonl"
+    assert run("nccl-tests", str(log), "-o", str(out)) == 0
+    records = read_jsonl(out)
+    assert {r["collective"] for r in records[1:-1]} == {"allgather"} and records[-1]["status"] == "truncated"
+
+
+def test_stdin_twice_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out.jsonl"
+    assert run("nccl-tests", "-", "-", "-o", str(out)) == 2
+    assert "given twice" in error_line(capsys) and not out.exists()
+
+
+def test_osu_header_with_squeezed_spaces(tmp_path: Path) -> None:
+    """A paste that squeezed the runs of spaces ('# Size Avg Latency(us) Min Latency(us) …')."""
+    text = (FIXTURES / "osu_reduce_cuda_full_v7.3.log").read_text()
+    log = tmp_path / "squeezed.log"
+    log.write_text(re.sub(r" +", " ", text))
+    out = tmp_path / "out.jsonl"
+    assert run("osu", str(log), "-o", str(out)) == 0
+    first = read_jsonl(out)[1]
+    assert (first["time_us"], first["time_us_min_rank"], first["time_us_max_rank"], first["iterations"]) == \
+        (53.34, 24.80, 158.96, 1000)
+
+
+def test_osu_bandwidth_table_is_refused_with_its_reason(tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out.jsonl"
+    assert run("osu", str(FIXTURES / "osu_bw_v7.2_cuda.log"), "-o", str(out)) == 2
+    assert "Bandwidth" in error_line(capsys) and not out.exists()
+    # the table alone (no title), said to be an allreduce: its columns give it away
+    lines = [line for line in (FIXTURES / "osu_bw_v7.2_cuda.log").read_text().splitlines()
+             if "OSU MPI" not in line]
+    log = tmp_path / "table.log"
+    log.write_text("\n".join(lines) + "\n")
+    assert run("osu", str(log), "-o", str(out), "--collective", "allreduce") == 2
+    err = error_line(capsys)
+    assert "not a latency table" in err and "Bandwidth (MB/s)" in err and not out.exists()
+
+
+def test_osu_rocm_flavour_is_not_host_memory(tmp_path: Path) -> None:
+    text = (FIXTURES / "osu_reduce_cuda_full_v7.3.log").read_text().replace("MPI-CUDA", "MPI-ROCM")
+    log = tmp_path / "rocm.log"
+    log.write_text(text)
+    out = tmp_path / "out.jsonl"
+    assert run("osu", str(log), "-o", str(out)) == 0
+    assert read_jsonl(out)[0]["backend"]["device"] == "rocm"
+
+
+V1_LOG = """\
+nThread 1 nGpus 2 minBytes 33554432 maxBytes 33554432 step: 1048576(bytes) warmup iters: 5 iters: 20 validation: 1
+# Using devices
+#   Rank  0 on      node1 device  0 [0x06] Tesla P100-SXM2-16GB
+#   Rank  1 on      node1 device  1 [0x07] Tesla P100-SXM2-16GB
+
+#                                  out-of-place                    in-place
+#      bytes             N    type      op     time  algbw  busbw      res     time  algbw  busbw      res
+    33554432       8388608   float     sum    5.460   6.15   6.15    1e-06    5.432   6.18   6.18    1e-06
+ Out of bounds values : 0 OK
+ Avg bus bandwidth    : 6.165
+"""
+
+
+def test_nccl_tests_1x_layout_prints_milliseconds(tmp_path: Path) -> None:
+    """nccl-tests 1.x (2017-18): columns "bytes N type op … res", time in ms
+    (src/common.cu then: PRINT("  %7.3f  %5.2f  %5.2f  %7.0le", deltaSec * 1.0E3, …)); the
+    lines follow those printf formats, the numbers are made up (algbw = bytes / time)."""
+    log = tmp_path / "v1.log"
+    log.write_text(V1_LOG)
+    out = tmp_path / "out.jsonl"
+    assert run("nccl-tests", str(log), "-o", str(out), "--collective", "allreduce") == 0
+    records = read_jsonl(out)
+    rows = records[1:-1]
+    assert [(r["bytes"], r["count"], r["op"], r["time_us"]) for r in rows] == [
+        (33554432, 8388608, "sum", 5460.0), (33554432, 8388608, "sum", 5432.0)]
+    assert records[0]["nranks"] == 2 and records[0]["gpus_per_node"] == [2]
+    assert any("ms" in n for n in records[0]["import"]["runs"][0]["notes"])
+
+
+def test_rccl_tests_2_17_header() -> None:
+    """rccl-tests 2.17 prints nccl-tests' new header with rccl- names, and RCCL's version
+    block; the excerpt ends before its table, so a column header is added to parse it."""
+    lines = (FIXTURES / "rccl_tests_2.17.9_gfx1151.log").read_text().splitlines()
+    lines.append("#       size         count      type   redop    root     time   algbw   busbw #wrong     time   algbw   busbw #wrong")
+    parser = nccl_tests._Parser()
+    parser.parse(common.Log("rccl.log", lines))
+    [run] = parser.runs
+    assert run.version_line.startswith("rccl-tests version 2.17.9") and run.nccl_library == 22803
+    assert run.nccl_version == "2.28.3-gfx1151-rccl:a188cf2" and run.binary == "all_reduce_perf"
+    assert run.header["iters"] == 30 and [d["name"] for d in run.devices] == ["Radeon 8050S Graphics"]
