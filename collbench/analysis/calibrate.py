@@ -26,6 +26,7 @@ when no ``--profile`` is given.
 
 from __future__ import annotations
 
+import json
 import math
 import socket
 import sys
@@ -38,6 +39,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import UsageError
+from ..results.files import check_output_path
 
 
 @dataclass(frozen=True)
@@ -186,6 +188,10 @@ def p2p_sizes(max_bytes: int) -> list[int]:
         sizes.append(b)
         b *= 2
     return sizes
+
+
+# the smallest --max-bytes that leaves two local sizes (4K, 16K) to fit a line through
+MIN_MAX_BYTES = 16 << 10
 
 
 def local_sizes(max_bytes: int) -> list[int]:
@@ -486,12 +492,47 @@ def calibrate_from_logs(args: Any) -> int:
     return 0
 
 
+def _is_profile(path: Path) -> bool:
+    """Whether ``path`` holds a collbench machine profile (which calibrate may replace)."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(record, dict) and "collbench_profile" in record
+
+
+def check_calibrate_args(args: Any) -> None:
+    """Every mistake calibrate would otherwise meet on the ranks or after measuring, as one
+    line before anything runs: where the profile goes (a profile is replaced, any other file
+    never: a results file there would be lost), and the sweep's sizes and data types."""
+    from .model.profile import local_profile_path
+
+    if not getattr(args, "from_logs", None):
+        _check_sweep_args(args)
+    out = Path(args.out) if args.out else local_profile_path()
+    # the directory is made when the profile is written (save_profile), not for a mistake
+    check_output_path(out, "--out", "collbench profile", may_replace=_is_profile, create=False)
+
+
+def _check_sweep_args(args: Any) -> None:
+    from ..dtypes import DTYPES
+
+    if args.max_bytes < MIN_MAX_BYTES:
+        raise UsageError(f"--max-bytes {args.max_bytes}: calibrate needs at least {MIN_MAX_BYTES // 1024}K "
+                         "(two sizes for every local reduction line)")
+    dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
+    if not dtypes:
+        raise UsageError("--dtypes needs at least one data type, e.g. float32")
+    for name in dtypes:
+        if name not in DTYPES:
+            raise UsageError(f"calibrate --dtypes: unknown data type {name!r} (known: {', '.join(DTYPES)})")
+
+
 def command_calibrate(args: Any, argv: list[str]) -> int:
     """``collbench calibrate``: relaunch under mpiexec outside a job, else measure; with
     ``--from``, fit on imported logs instead."""
+    check_calibrate_args(args)
     if getattr(args, "from_logs", None):
-        if args.out and Path(args.out).is_dir():
-            raise UsageError(f"--out {args.out} is a directory; give a file name")
         return calibrate_from_logs(args)
     from ..run.launcher import (
         KEEP_SHM_VARIABLE,
@@ -501,10 +542,6 @@ def command_calibrate(args: Any, argv: list[str]) -> int:
         relaunch,
     )
 
-    if args.out:
-        out = Path(args.out)
-        if out.exists() and out.is_dir():
-            raise UsageError(f"--out {out} is a directory; give a file name")
     if not inside_mpi_job():
         if args.nprocs < 2:
             raise UsageError("calibrate needs at least 2 ranks to measure messages (-np 2)")

@@ -12,6 +12,7 @@ import sys
 from typing import Any
 
 from ..cli.argtypes import add_plugin_argument
+from ..cli.argtypes import positive_float as _positive_float
 from ..cli.argtypes import positive_int as _positive_int
 from ..errors import UsageError
 
@@ -22,9 +23,20 @@ def _fraction(text: str) -> float:
     from .compare import parse_fraction
 
     try:
-        return parse_fraction(text)
+        return parse_fraction(text, "")  # argparse names the option
     except UsageError as exc:
         raise argparse.ArgumentTypeError(str(exc).split(": ", 1)[-1]) from None
+
+
+def _probability(text: str) -> float:
+    """A significance level: strictly between 0 and 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {text!r}")
+    return value
 
 
 def _size(text: str) -> int:
@@ -50,7 +62,7 @@ def add_compare_parser(sub: Any) -> argparse.ArgumentParser:
     cmp.add_argument("--fail-above", type=_fraction, default=None, metavar="PCT",
                      help="exit 1 when B is slower than A by more than PCT (e.g. 5%%) in the geometric "
                      "mean, or significantly in any row")
-    cmp.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+    cmp.add_argument("--alpha", type=_probability, default=0.05, help="significance level (default 0.05)")
     cmp.add_argument("--force", action="store_true",
                      help="compare runs whose metadata differ (rank count, MPI library, ...)")
     cmp.add_argument("--format", choices=formats, default="text")
@@ -89,7 +101,7 @@ def add_calibrate_parser(sub: Any) -> argparse.ArgumentParser:
     cal.add_argument("--dtypes", default="float32,float64,int32,int64,int8,bfloat16,float16",
                      help="reduction data types to time (comma list)")
     cal.add_argument("--repeats", type=_positive_int, default=5, help="timed repeats per size (median)")
-    cal.add_argument("--target-time", type=float, default=0.02,
+    cal.add_argument("--target-time", type=_positive_float, default=0.02,
                      help="seconds each timed repeat aims for (default 0.02)")
     cal.add_argument("--nics-per-node", type=_positive_int, default=1,
                      help="NICs per node to record (calibrate cannot count them)")
@@ -217,8 +229,10 @@ def _predict(args: argparse.Namespace) -> int:
         raise UsageError(f"unknown data type {args.datatype!r} (known: {', '.join(DTYPES)})")
     nodes = parse_counts(args.nodes, "--nodes")
     per_node = args.per_node or profile.ranks_per_node or 1
-    if args.sizes:
+    if args.sizes is not None:
         sizes = sorted({parse_size(s.strip(), "--sizes") for s in args.sizes.split(",") if s.strip()})
+        if not sizes:
+            raise UsageError("--sizes: no sizes given (a comma list, e.g. 8,64K,16M)")
     else:
         sizes = size_sweep(parse_size(args.minbytes, "-b"), parse_size(args.maxbytes, "-e"),
                            args.stepfactor, None)

@@ -273,11 +273,11 @@ def format_comparison(c: Comparison, alpha: float = 0.05, fmt: str = "text") -> 
     for p in c.pairs:
         groups.setdefault((p.a.collective, p.a.algorithm), []).append(p)
     g, gb = c.geomean(), c.geomean(busbw=True)
-    lines.append(f"# geometric mean over {len(c.pairs)} rows: time B/A {g:.3f}"
+    lines.append(f"# geometric mean over {len(c.pairs)} rows: time B/A {_ratio(g)}"
                  + (f", busbw B/A {gb:.3f}" if gb else ""))
     if len(groups) > 1:
         for (coll, algo), items in groups.items():
-            lines.append(f"#   {coll} {algo}: time B/A {c.geomean(items):.3f} ({len(items)} rows)")
+            lines.append(f"#   {coll} {algo}: time B/A {_ratio(c.geomean(items))} ({len(items)} rows)")
     tested = [p for p in c.pairs if p.p_value is not None]
     if tested:
         sig = [p for p in tested if p.p_value < alpha]
@@ -293,17 +293,24 @@ def format_comparison(c: Comparison, alpha: float = 0.05, fmt: str = "text") -> 
     return "\n".join(lines)
 
 
-def parse_fraction(text: str) -> float:
-    """``5%`` or ``0.05`` -> 0.05."""
+def parse_fraction(text: str, flag: str = "--fail-above") -> float:
+    """``5%`` or ``0.05`` -> 0.05 (``flag`` names the option in the error)."""
     t = text.strip()
     try:
         value = float(t[:-1]) / 100.0 if t.endswith("%") else float(t)
     except ValueError:
-        raise UsageError(f"--fail-above: expected a percentage like 5% or a fraction like 0.05, "
+        raise UsageError(f"{flag}: expected a percentage like 5% or a fraction like 0.05, "
                          f"got {text!r}") from None
-    if value < 0 or not math.isfinite(value):
-        raise UsageError(f"--fail-above must not be negative, got {text!r}")
+    if not math.isfinite(value):
+        raise UsageError(f"{flag}: expected a finite percentage or fraction, got {text!r}")
+    if value < 0:
+        raise UsageError(f"{flag}: must not be negative, got {text!r}")
     return value
+
+
+def _ratio(value: float | None) -> str:
+    """A geometric mean for the text table; None when no row had a positive time on both sides."""
+    return "n/a (no row has a positive time in both files)" if value is None else f"{value:.3f}"
 
 
 def _shown(value: object) -> str:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import UsageError
-from ..results.files import ResultsFile, Row, expand_paths, read_results
+from ..results.files import ResultsFile, Row, check_output_path, expand_paths, read_results
 
 KINDS = ("busbw", "latency", "nodes", "model", "error", "timeline")
 FORMATS = (".png", ".svg", ".pdf")
@@ -115,9 +115,12 @@ def _figure(plt: Any, panels: int) -> tuple[Any, list[Any]]:
 
 
 def _save(fig: Any, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(out, dpi=130)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out, dpi=130)
+    except OSError as exc:
+        raise UsageError(f"cannot write the figure to {out}: {exc.strerror or exc}") from None
 
 
 def plot_sizes(files: Sequence[ResultsFile], out: Path, kind: str, placement: str | None) -> None:
@@ -126,11 +129,17 @@ def plot_sizes(files: Sequence[ResultsFile], out: Path, kind: str, placement: st
     if not series:
         raise UsageError("nothing to plot: the files have no rows" +
                          (f" with placement {placement}" if placement else ""))
+    def drawable(r: Row) -> bool:  # on log axes: a positive size, and time (or a known busbw)
+        return r.bytes > 0 and (r.time_us > 0 if kind == "latency" else r.busbw_gbps is not None)
+
+    if not any(drawable(r) for groups in series.values() for rows in groups.values() for r in rows):
+        raise UsageError(f"nothing to plot: no row has a positive size and "
+                         f"{'time' if kind == 'latency' else 'a bus bandwidth'}")
     fig, axes = _figure(plt, len(series))
     for ax, (collective, groups) in zip(axes, sorted(series.items())):
         sizes = [r.bytes for rows in groups.values() for r in rows if r.bytes > 0]
         for label, rows in groups.items():
-            rows = [r for r in rows if r.bytes > 0]
+            rows = [r for r in rows if drawable(r)]
             ys = [r.busbw_gbps if kind == "busbw" else r.time_us for r in rows]
             ax.plot([r.bytes for r in rows], ys, marker="o", markersize=3, label=" · ".join(label))
         _size_axis(ax, sizes or [1])
@@ -232,6 +241,8 @@ def plot_model(files: Sequence[ResultsFile], out: Path, profile_spec: str | None
         sizes = [r.bytes for rows in groups.values() for r in rows if r.bytes > 0]
         for i, (label, rows) in enumerate(groups.items()):
             rows = [r for r in rows if r.bytes > 0]
+            if not rows:
+                continue
             color = colors[i % len(colors)]
             ax.plot([r.bytes for r in rows], [r.time_us for r in rows], "o", color=color,
                     markersize=4, label=f"{' · '.join(label)} measured")
@@ -239,9 +250,14 @@ def plot_model(files: Sequence[ResultsFile], out: Path, profile_spec: str | None
             layout = layouts.get(file) if file else None
             xs, ys = [], []
             for r in rows:
-                cost = model.cost(Collective.parse(r.collective), r.algorithm, r.nranks, r.count,
-                                  DTYPES[r.dtype].itemsize, r.dtype, layout, r.placement == "in_place",
-                                  r.options or {}, r.root or 0, exact=True)
+                try:  # as model check: a row the model cannot price (unknown collective, data
+                    # type or rank count, as imported logs may leave them) gets no model point
+                    cost = model.cost(Collective.parse(r.collective), r.algorithm, r.nranks, r.count,
+                                      DTYPES[r.dtype].itemsize, r.dtype, layout,
+                                      r.placement == "in_place", r.options or {}, r.root or 0,
+                                      exact=True)
+                except (ValueError, KeyError):
+                    cost = None
                 if cost is not None:
                     xs.append(r.bytes)
                     ys.append(cost[0].total * 1e6)
@@ -314,6 +330,9 @@ def plot(paths: Sequence[str], out: str, kind: str = "busbw", placement: str | N
                          f"(the format follows the extension)")
     if kind not in KINDS:
         raise UsageError(f"unknown --kind {kind!r} (known: {', '.join(KINDS)})")
+    # before reading or drawing anything; a figure is redrawn from its results, so an existing
+    # one is replaced
+    check_output_path(target, "-o", "figure", may_replace=lambda _: True)
     if kind == "nodes":
         plot_nodes(list(paths), target, size, placement)
         return target

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Sequence
 
 from .. import __version__
@@ -64,11 +66,31 @@ COMMANDS: dict[str, Command] = {
 }
 
 
+# the command line being parsed, for the hints of _Parser.error (set by main)
+_ARGV: list[str] = []
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that reports a mistake as one line (plus a hint) instead of the usage dump."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{message} (see `{self.prog} --help`)")
+        prog = self.prog
+        if message.startswith("unrecognized arguments") and prog == "collbench":
+            chosen = _chosen_command(_ARGV)  # the root parser reports what a command left over
+            prog = f"collbench {chosen}" if chosen else prog
+        raise UsageError(f"{message}{_dash_value_hint(message)} (see `{prog} --help`)")
+
+
+def _dash_value_hint(message: str) -> str:
+    """argparse reads ``-e -1K`` or ``--fail-above -5%`` as two options; say how to give such a
+    value, so that the value's own check can answer."""
+    if not message.endswith("expected one argument") or not message.startswith("argument "):
+        return ""
+    flags = message[len("argument "):].split(":", 1)[0].split("/")
+    for i, word in enumerate(_ARGV[:-1]):
+        if word in flags and _ARGV[i + 1].startswith("-"):
+            return f" (for a value that starts with '-', write {word}={_ARGV[i + 1]})"
+    return ""
 
 
 def _chosen_command(argv: Sequence[str]) -> str | None:
@@ -97,11 +119,23 @@ def build_parser(argv: Sequence[str] = ()) -> tuple[argparse.ArgumentParser, Cal
     return parser, main
 
 
+EXIT_INTERRUPTED = 130
+EXIT_INTERNAL = 70         # EX_SOFTWARE: a collbench bug, not the user's mistake
+TRACEBACK_VARIABLE = "COLLBENCH_TRACEBACK"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. Exit status: the command's (0 ok, 1 compare regression or a failed
+    check), 2 for every mistake in the input (one ``collbench: error:`` line, nothing else), 130
+    when interrupted, 70 for an error collbench did not expect (one line too; set
+    ``$COLLBENCH_TRACEBACK=1`` for the traceback)."""
+    global _ARGV
     from ..run.launcher import env_rank
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    quiet = env_rank() != 0  # inside a job only rank 0 explains mistakes
+    _ARGV = argv
+    rank = env_rank()
+    quiet = rank != 0  # inside a job only rank 0 explains mistakes
     try:
         parser, command_main = build_parser(argv)
         args = parser.parse_args(argv)
@@ -118,9 +152,57 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stderr.write(f"collbench: error: {exc}\n")
         return EXIT_USAGE
     except KeyboardInterrupt:
-        return 130
+        if not quiet:
+            sys.stderr.write("collbench: interrupted\n")
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
+        _quiet_stdout()
         return 0
+    except OSError as exc:  # a path the command met (its output directory, a file it reads)
+        if os.environ.get(TRACEBACK_VARIABLE) == "1":
+            raise
+        if not quiet:
+            sys.stderr.write(f"collbench: error: {_os_error(exc)}\n")
+        return EXIT_USAGE
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: never a traceback
+        if os.environ.get(TRACEBACK_VARIABLE) == "1":
+            raise
+        sys.stderr.write(f"collbench: internal error{f' (rank {rank})' if rank else ''}: "
+                         f"{_unexpected(exc)}; please report it with the command line "
+                         f"(${TRACEBACK_VARIABLE}=1 shows the traceback)\n")
+        return EXIT_INTERNAL
+
+
+def _unexpected(exc: BaseException) -> str:
+    """An unexpected exception as one line: its type, first message line and where it was
+    raised (file:line, which tells a plugin's bug from collbench's)."""
+    import traceback
+
+    text = str(exc).strip()
+    line = f"{type(exc).__name__}{': ' + text.splitlines()[0] if text else ''}"
+    frames = traceback.extract_tb(exc.__traceback__)
+    if frames:
+        line += f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}"
+    return line
+
+
+def _os_error(exc: OSError) -> str:
+    """An OSError as one line: the path and the reason."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    if exc.filename is not None:
+        target = f"{exc.filename} -> {exc.filename2}" if exc.filename2 is not None else exc.filename
+        return f"{target}: {reason}"
+    return reason
+
+
+def _quiet_stdout() -> None:
+    """After a closed pipe (``collbench report ... | head``), point stdout at /dev/null so the
+    interpreter's final flush does not print a second error."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 def entry() -> None:

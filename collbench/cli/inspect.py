@@ -62,10 +62,9 @@ def add_verify_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def verify_main(args: argparse.Namespace, argv: list[str]) -> int:
     from ..algorithms.verify import format_verify_report
-    from ..execute.programs import check_algorithm_names
     from ..verify.parallel import verify_everything
 
-    names = check_algorithm_names(a for a in args.algo.split(",") if a.strip()) if args.algo else None
+    names = _verifiable(args.algo) if args.algo is not None else None
     try:
         extra = () if args.extra_ranks.strip().lower() in ("", "none") else tuple(
             _positive_int(v) for v in args.extra_ranks.split(","))
@@ -75,3 +74,28 @@ def verify_main(args: argparse.Namespace, argv: list[str]) -> int:
     print(format_verify_report(report))
     print(f"(on {args.jobs or os.cpu_count()} processes; the time column is CPU seconds per line)")
     return 0 if report.ok else 1
+
+
+def _verifiable(text: str) -> list[str] | None:
+    """--algo's names as registered schedules (None: ``all``); one line for a name verify
+    cannot check: unknown, ``native`` (the library's own) or a compressed allreduce."""
+    from ..algorithms.registry import get_algorithm
+    from ..compress import names as compressed
+    from ..execute.programs import check_algorithm_names
+
+    given = [a.strip() for a in text.split(",") if a.strip()]
+    if not given:
+        raise UsageError("--algo needs at least one algorithm name (or leave it out for all)")
+    canonical = check_algorithm_names(given)  # unknown names: the usual one line
+    if "all" in canonical:
+        return None
+    names = []
+    for name in canonical:
+        if name == compressed.ALL_COMPRESSED or compressed.is_compressed(name):
+            raise UsageError(f"--algo {name}: compressed allreduces are not symbolic schedules; "
+                             "verify checks the registered algorithms (`collbench list`)")
+        algorithm = get_algorithm(name)
+        if algorithm.native:
+            raise UsageError(f"--algo {name}: the library's own collective has no schedule to verify")
+        names.append(algorithm.name)
+    return names

@@ -19,7 +19,7 @@ from ..backends.cuda import BACKEND_ALGORITHMS
 from ..dtypes import parse_dtypes, parse_ops
 from ..errors import UsageError
 from ..execute.programs import check_algorithm_names, parse_option_value
-from ..results.files import ResultsWriter
+from ..results.files import ResultsWriter, check_output_path
 from ..run.launcher import (
     KEEP_SHM_VARIABLE,
     inside_mpi_job,
@@ -238,7 +238,7 @@ def main(args: argparse.Namespace, argv: list[str]) -> int:
         raise UsageError(f"root {spec.root} is not a rank of a {args.nprocs}-rank job")
     if not inside_mpi_job():
         out = Path(args.out) if args.out else default_results_path(spec)
-        ResultsWriter.check_path(out)
+        _check_before_launch(spec, out)
         spec = _nccl_log(spec, args, out)
         if not spec.nvtx and spec.backend in NVTX_BACKENDS and os.environ.get("NVTX_INJECTION64_PATH"):
             sys.stderr.write("collbench: an NVTX tool is attached (NVTX_INJECTION64_PATH); add --nvtx for ranges "
@@ -261,6 +261,25 @@ def main(args: argparse.Namespace, argv: list[str]) -> int:
     out = Path(args.out) if args.out else _agreed_default_path(spec)
     spec = _nccl_log(spec, args, out)
     return run_in_job(spec, argv, out, args.mpi_thread_level, args.ranks_per_node, gpu_map)
+
+
+def _check_before_launch(spec: RunSpec, out: Path) -> None:
+    """What the ranks would only find out after mpiexec started them, checked once here: the
+    output files can be created (and overwrite nothing), and --algo auto's profile or
+    results file is usable. Each mistake is one line, before any rank runs."""
+    ResultsWriter.check_path(out)
+    if spec.trace:
+        if Path(spec.trace).resolve() == out.resolve():
+            raise UsageError(f"--trace {spec.trace} is the results file (--out); give the trace "
+                             "its own file")
+        check_output_path(spec.trace, "--trace", "trace file")
+    if "auto" in spec.algorithms:
+        from ..analysis.select import check_auto
+
+        check_auto(spec.auto_profile, spec.auto_from)
+    from ..run.faults import from_environment
+
+    from_environment()  # a malformed $COLLBENCH_INJECT_FAULT, before a results file exists
 
 
 def _nccl_log(spec: RunSpec, args: argparse.Namespace, out: Path) -> RunSpec:

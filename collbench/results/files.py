@@ -10,10 +10,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, TextIO
+from typing import Any, Callable, Iterable, TextIO
 
 from ..errors import UsageError
 
@@ -64,8 +65,131 @@ class Row:
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> "Row":
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in record.items() if k in names})
+        """The row of a record; a field the record lacks is None (imported logs leave unknowns
+        out or null). Raises ValueError, naming the field, for a record no reader can use
+        (:func:`row_problem`)."""
+        problem = row_problem(record)
+        if problem:
+            raise ValueError(problem)
+        fields: dict[str, Any] = {f.name: record.get(f.name) for f in dataclasses.fields(cls)
+                                  if f.name in record or f.default is dataclasses.MISSING}
+        return cls(**fields)
+
+
+# What a row field must hold (when not null): the checks every reader relies on, so that a
+# damaged or hand-edited file is one error line naming the field, never a traceback later.
+_NUMBER = (int, float)
+_ROW_TYPES: dict[str, tuple[type, ...]] = {
+    "collective": (str,), "algorithm": (str,), "backend": (str,), "executor": (str,),
+    "dtype": (str,), "op": (str,), "root": (int,), "placement": (str,), "nranks": (int,),
+    "bytes": (int,), "count": (int,), "iterations": (int,), "warmup": (int,), "timing": (str,),
+    "aggregation": (str,), "time_us": _NUMBER, "time_us_min_rank": _NUMBER,
+    "time_us_max_rank": _NUMBER, "algbw_gbps": _NUMBER, "busbw_gbps": _NUMBER, "wrong": (int,),
+    "stats_us": (dict,), "samples_us": (list,), "options": (dict,), "selected_by": (str,),
+    "skew": (str,), "sent_bytes": (int,), "compression": _NUMBER, "err_rel_l2": _NUMBER,
+    "err_max_abs": _NUMBER, "dense_busbw_gbps": _NUMBER, "compress": (dict,),
+}
+# never null: what identifies a row and what it measured
+_ROW_REQUIRED = ("collective", "algorithm", "backend", "placement", "bytes", "time_us")
+PLACEMENTS = ("out_of_place", "in_place")
+# metadata fields readers open as objects or lists (when not null)
+_METADATA_TYPES: dict[str, tuple[type, ...]] = {
+    "schema": (int,), "nranks": (int,), "nnodes": (int,), "cpu_count": (int,),
+    "collbench_version": (str,), "git_revision": (str,), "command": (str,), "start_time": (str,),
+    "cpu_model": (str,), "argv": (list,), "nodes": (list,), "ranks_per_node": (list,),
+    "node_of_rank": (list,), "processes": (list,), "plugins": (list,), "gpus_per_node": (list,),
+    "mpi": (dict,), "software": (dict,), "env": (dict,), "spec": (dict,), "backend": (dict,),
+    "import": (dict,), "source": (dict,), "workload": (dict,),
+}
+
+
+def _type_problem(name: str, value: Any, types: tuple[type, ...]) -> str | None:
+    """Why ``value`` is not of ``types`` (bools are not numbers; numbers must be finite)."""
+    if isinstance(value, bool) or not isinstance(value, types):
+        kind = {str: "text", int: "a whole number", float: "a number", dict: "an object",
+                list: "a list"}[types[-1]]
+        shown = json.dumps(value) if not isinstance(value, (dict, list)) else type(value).__name__
+        return f"'{name}' must be {kind}, not {shown[:40]}"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"'{name}' must be a finite number, not {value}"
+    return None
+
+
+def row_problem(record: dict[str, Any]) -> str | None:
+    """Why a row record cannot be read (a missing or mistyped field), or None."""
+    for name in _ROW_REQUIRED:
+        if record.get(name) is None:
+            return f"row has no '{name}'"
+    for name, types in _ROW_TYPES.items():
+        value = record.get(name)
+        if value is not None:
+            problem = _type_problem(name, value, types)
+            if problem:
+                return f"row field {problem}"
+    if record["placement"] not in PLACEMENTS:
+        return f"row field 'placement' must be out_of_place or in_place, not {record['placement']!r}"
+    if record["bytes"] < 0 or record["time_us"] < 0:
+        return f"row field '{'bytes' if record['bytes'] < 0 else 'time_us'}' is negative"
+    samples = record.get("samples_us")
+    if samples is not None and not all(isinstance(v, _NUMBER) and not isinstance(v, bool)
+                                       and math.isfinite(v) for v in samples):
+        return "row field 'samples_us' must hold finite numbers only"
+    stats = record.get("stats_us")
+    if stats is not None and not all(isinstance(v, _NUMBER) and not isinstance(v, bool)
+                                     for v in stats.values()):
+        return "row field 'stats_us' must hold numbers only"
+    return None
+
+
+def metadata_problem(record: dict[str, Any]) -> str | None:
+    """Why a metadata record cannot be read (a mistyped field), or None."""
+    for name, types in _METADATA_TYPES.items():
+        value = record.get(name)
+        if value is not None:
+            problem = _type_problem(name, value, types)
+            if problem:
+                return f"metadata field {problem}"
+    return None
+
+
+def check_output_path(path: str | Path, flag: str, what: str = "file",
+                      may_replace: Callable[[Path], bool] | None = None, create: bool = True) -> Path:
+    """Fail early, before any work, when ``path`` cannot be written: empty, a directory, in a
+    directory that cannot be created or written, or an existing file that ``may_replace`` does
+    not allow replacing (by default none: results are never overwritten). Creates the parent
+    directory (``create``; otherwise the nearest existing one must be a writable directory).
+    Every output option goes through this, so the mistakes read the same everywhere.
+
+    Raises:
+        UsageError: one line naming ``flag`` and the path.
+    """
+    if not str(path).strip():
+        raise UsageError(f"{flag}: give a file name")
+    path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"{flag} {path} is a directory; give a file name")
+    if path.exists() or path.is_symlink():
+        if may_replace is None:
+            raise UsageError(f"{what} {path} already exists; choose another {flag} "
+                             "(collbench never overwrites results)")
+        if not may_replace(path):
+            raise UsageError(f"{flag} {path} already exists and is not a {what}; choose another "
+                             f"{flag} (collbench replaces only its own {what}s)")
+    parent = path.parent
+    if not create:
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+    if parent.exists() and not parent.is_dir():
+        raise UsageError(f"cannot write {path} ({flag}): {parent} is not a directory")
+    if create:
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"cannot write {path} ({flag}): cannot create directory {parent}: "
+                             f"{exc.strerror or exc}") from None
+    if not os.access(parent, os.W_OK):
+        raise UsageError(f"cannot write {path} ({flag}): directory {parent} is not writable")
+    return path
 
 
 class ResultsWriter:
@@ -79,20 +203,9 @@ class ResultsWriter:
         self._file: TextIO | None = None
 
     @staticmethod
-    def check_path(path: Path) -> None:
+    def check_path(path: Path, flag: str = "--out") -> None:
         """Fail early (before any measurement) if ``path`` cannot be created."""
-        if path.exists():
-            raise UsageError(f"results file {path} already exists; choose another --out "
-                             "(collbench never overwrites results)")
-        parent = path.parent if str(path.parent) else Path(".")
-        if parent.exists() and not parent.is_dir():
-            raise UsageError(f"cannot write results to {path}: {parent} is not a directory")
-        try:
-            parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UsageError(f"cannot create results directory {parent}: {exc.strerror}") from None
-        if not os.access(parent, os.W_OK):
-            raise UsageError(f"cannot write results to {path}: directory {parent} is not writable")
+        check_output_path(path, flag, "results file")
 
     def open(self) -> None:
         self.check_path(self.path)
@@ -133,12 +246,22 @@ def read_results(path: Path) -> ResultsFile:
     Raises:
         UsageError: the file is missing, empty, or not a collbench results file.
     """
+    where = Path(path)
+    if where.is_dir():
+        raise UsageError(f"{path} is a directory, not a results file")
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        data = where.read_bytes()
     except FileNotFoundError:
         raise UsageError(f"no such results file: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read results file {path}: {exc}") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read results file {path}: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8-sig")  # a byte-order mark (an editor's save) is not an error
+    except UnicodeDecodeError as exc:
+        bad_line = data[:exc.start].count(b"\n") + 1
+        raise UsageError(f"{path}:{bad_line}: not UTF-8 text (byte {exc.start}); is this a collbench "
+                         "results file?") from None
+    lines = text.splitlines()
     metadata: dict[str, Any] | None = None
     rows: list[Row] = []
     summary = None
@@ -154,15 +277,25 @@ def read_results(path: Path) -> ResultsFile:
                 continue
             raise UsageError(f"{path}:{number}: not valid JSON; is this a collbench results file?") from None
         kind = record.get("type") if isinstance(record, dict) else None
+        problem = None
         if kind == "metadata":
-            metadata = record
+            if metadata is not None:
+                problem = "a second metadata record (were two results files joined?)"
+            else:
+                problem = metadata_problem(record)
+                metadata = record
         elif kind == "row":
-            rows.append(Row.from_record(record))
+            try:
+                rows.append(Row.from_record(record))
+            except ValueError as exc:
+                problem = str(exc)
         elif kind == "summary":
             summary = record
+        if problem:
+            raise UsageError(f"{path}:{number}: {problem}; is this file damaged?")
     if metadata is None:
         raise UsageError(f"{path}: no metadata record; is this a collbench results file?")
-    if metadata.get("schema", 0) > SCHEMA_VERSION:
+    if (metadata.get("schema") or 0) > SCHEMA_VERSION:
         raise UsageError(f"{path}: schema {metadata.get('schema')} is newer than this collbench "
                          f"understands ({SCHEMA_VERSION}); upgrade collbench")
     if summary is None:

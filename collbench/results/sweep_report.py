@@ -108,11 +108,11 @@ class Sweep:
 
     @property
     def node_counts(self) -> list[int]:
-        return sorted({int(k) for k in self.plan.get("node_counts", [])})
+        return sorted({int(k) for k in self.plan.get("node_counts") or []})
 
     @property
     def runs(self) -> list[dict[str, Any]]:
-        return list(self.plan.get("runs", []))
+        return list(self.plan.get("runs") or [])
 
     @property
     def ranks_per_node(self) -> int | None:
@@ -151,7 +151,7 @@ def _pair(directory: Path, record: dict[str, Any], attempts: int, warnings: list
     if not record.get("file") or not file.is_file():
         return pair
     try:
-        rows = [r for r in read_results(file).rows if r.count > 0]
+        rows = [r for r in read_results(file).rows if (r.count or 0) > 0 and r.busbw_gbps is not None]
     except UsageError as exc:
         warnings.append(str(exc))
         return pair
@@ -170,6 +170,34 @@ def _baseline(directory: Path, events: list[dict[str, Any]], warnings: list[str]
     return [_pair(directory, found[-1], len(found), warnings) for found in records.values()]
 
 
+def _count(value: Any) -> bool:
+    """A node count as plans and step records hold it: a whole number (or its digits)."""
+    return (isinstance(value, int) and not isinstance(value, bool)) or (isinstance(value, str)
+                                                                         and value.isdigit())
+
+
+def _plan_problem(plan: dict[str, Any]) -> str | None:
+    """Why a sweep plan cannot be reported (a field of the wrong shape), or None."""
+    schema = plan.get("schema")
+    if schema is not None and (not isinstance(schema, int) or isinstance(schema, bool)):
+        return f"'schema' must be a whole number, not {schema!r}"
+    counts = plan.get("node_counts")
+    if counts is not None and (not isinstance(counts, list) or not all(_count(k) for k in counts)):
+        return f"'node_counts' must be a list of whole numbers, not {counts!r}"
+    runs = plan.get("runs")
+    if runs is not None and (not isinstance(runs, list) or not all(isinstance(r, dict) for r in runs)):
+        return "'runs' must be a list of objects with a name"
+    for name in ("nodes", "sizes", "args", "collectives"):
+        value = plan.get(name)
+        if value is not None and (not isinstance(value, list) or not all(isinstance(v, str) for v in value)):
+            return f"'{name}' must be a list of text, not {value!r}"
+    for run in runs or []:
+        args = run.get("args")
+        if args is not None and (not isinstance(args, list) or not all(isinstance(v, str) for v in args)):
+            return f"run {run.get('name')!r}: 'args' must be a list of text, not {args!r}"
+    return None
+
+
 def load_sweep(path: str | Path) -> Sweep:
     """Read a sweep directory: plan, step records and every results file in it.
 
@@ -182,11 +210,14 @@ def load_sweep(path: str | Path) -> Sweep:
         plan = json.loads(plan_path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UsageError(f"{directory} is not a sweep directory (no {PLAN_NAME})") from None
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UsageError(f"cannot read {plan_path}: {exc}") from None
     if not isinstance(plan, dict) or plan.get("type") != "collbench-sweep":
         raise UsageError(f"{plan_path}: not a collbench sweep plan")
-    if plan.get("schema", 0) > 1:
+    problem = _plan_problem(plan)
+    if problem:
+        raise UsageError(f"{plan_path}: {problem}; is this file damaged?")
+    if (plan.get("schema") or 0) > 1:
         raise UsageError(f"{plan_path}: sweep schema {plan.get('schema')} is newer than this collbench "
                          "understands (1); upgrade collbench")
     warnings: list[str] = []
@@ -196,7 +227,11 @@ def load_sweep(path: str | Path) -> Sweep:
     attempts: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for e in events:
         if e.get("event") == "step":
-            attempts.setdefault((str(e.get("run")), int(e.get("nodes", 0))), []).append(e)
+            nodes = e.get("nodes", 0)
+            if not _count(nodes):
+                warnings.append(f"{directory / STEPS_NAME}: a step record with nodes {nodes!r}; ignored")
+                continue
+            attempts.setdefault((str(e.get("run")), int(nodes)), []).append(e)
     steps = {key: found[-1] for key, found in attempts.items()}   # the last attempt decides
     rpn = sweep.ranks_per_node
     for run in sweep.runs:
@@ -320,11 +355,11 @@ def _header_lines(sweep: Sweep) -> list[str]:
              f"started {plan.get('start_time', '?')}",
              f"# node counts: {' '.join(str(k) for k in sweep.node_counts)} · launcher "
              f"{plan.get('launcher', '?')}" + (f" --mpi={plan['srun_mpi']}" if plan.get("srun_mpi") else "")
-             + f" · sizes {' '.join(plan.get('sizes', []))}"
-             + (f" · args {' '.join(plan.get('args', []))}" if plan.get("args") else "")]
+             + f" · sizes {' '.join(plan.get('sizes') or [])}"
+             + (f" · args {' '.join(plan.get('args') or [])}" if plan.get("args") else "")]
     for run in sweep.runs:
-        lines.append(f"# run {run.get('name')}: collbench run {' '.join(plan.get('collectives', []))} "
-                     f"{' '.join(str(a) for a in run.get('args', []))}")
+        lines.append(f"# run {run.get('name')}: collbench run {' '.join(plan.get('collectives') or [])} "
+                     f"{' '.join(str(a) for a in run.get('args') or [])}")
     probe = sweep.event("nccl_probe")
     if probe is not None:
         lines.append(f"# NCCL probe: {probe.get('verdict')}")
