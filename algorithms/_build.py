@@ -9,7 +9,7 @@ contiguous vector in one buffer) and on *partitions* (how a vector splits into b
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 from .schedule import Buf, Copy, Program, Recv, Reduce, Send, Slice, Step
 
@@ -184,6 +184,20 @@ def default_chunks(count: int) -> int:
     ``sqrt(count / 8192)``: 1 chunk up to ~8 K elements, 6 at 256 K, 45 at 16 M (capped at 64).
     """
     return max(1, min(64, round(math.sqrt(count / 8192))))
+
+
+MAX_CHUNKS = 1024
+"""The most pipeline chunks a schedule takes (the default stops at 64): every chunk is a step
+of every rank's program, so a mistyped ``chunks=10**8`` would build programs for minutes."""
+
+
+def chunks_problem(options: Mapping[str, Any]) -> str | None:
+    """Why ``options["chunks"]`` is not None or a whole number in 1..:data:`MAX_CHUNKS`."""
+    k = options.get("chunks")
+    if k is not None and (not isinstance(k, int) or isinstance(k, bool)
+                          or not 1 <= k <= MAX_CHUNKS):
+        return f"chunks must be a whole number from 1 to {MAX_CHUNKS} (got {k!r})"
+    return None
 
 
 def unit_runs(units: Units, part: Partition, region: Region) -> list[Slice]:

@@ -35,7 +35,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any, Mapping, NamedTuple, Sequence
 
-from ._build import INPUT, OUTPUT, Builder, Group, Partition, Region, default_chunks, make_slice, world
+from ._build import INPUT, OUTPUT, Builder, Group, Partition, Region, chunks_problem, default_chunks, make_slice, world
 from .ring import channels_of, check_channels
 from .schedule import Buf, Problem, Program
 from .tree import channel_group, channel_orders, node_groups
@@ -102,10 +102,7 @@ def _chunks(n: int, options: Mapping[str, Any]) -> int:
 
 def check_options(problem: Problem, options: Mapping[str, Any]) -> str | None:
     """Precondition: ``chunks`` (None or a positive integer) and ``channels`` (>= 1)."""
-    k = options.get("chunks")
-    if k is not None and (not isinstance(k, int) or isinstance(k, bool) or k < 1):
-        return f"chunks must be a positive integer (got {k!r})"
-    return check_channels(problem, options)
+    return chunks_problem(options) or check_channels(problem, options)
 
 
 def allreduce_span(g: int, n: int, options: Mapping[str, Any]) -> int:

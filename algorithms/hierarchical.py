@@ -43,7 +43,17 @@ from functools import lru_cache
 from typing import Any, Callable, Mapping
 
 from . import bruck, direct, double_binary_tree, halving_doubling, recursive_doubling, ring, tree
-from ._build import INPUT, OUTPUT, Builder, Group, Partition, Region, SharedLocal, shared_copies
+from ._build import (
+    INPUT,
+    OUTPUT,
+    Builder,
+    Group,
+    Partition,
+    Region,
+    SharedLocal,
+    chunks_problem,
+    shared_copies,
+)
 from ._flat import flat_units
 from .schedule import Buf, Collective, Layout, Problem, Program
 
@@ -138,7 +148,9 @@ def precondition(problem: Problem, options: Mapping[str, Any]) -> str | None:
             if value is not None and (not isinstance(value, int) or isinstance(value, bool)
                                       or value < 1):
                 return f"hierarchical: outer {key} must be a positive integer (got {value!r})"
-            if key == "channels" and (why := ring.check_channels(problem, {key: value})):
+            why = (ring.check_channels(problem, {key: value}) if key == "channels"
+                   else chunks_problem({key: value}))
+            if why:
                 return f"hierarchical: outer {why}"
     return None
 

@@ -39,6 +39,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 
 from . import reduction
+from ._build import chunks_problem
 from .rows import Rows, RowsEmitter, per_rank
 from .schedule import Collective, Layout, Problem, Program, Schedule
 from .traffic import CostFunction
@@ -371,10 +372,7 @@ def algorithms_for(collective: Collective | str, include_native: bool = True) ->
 # -- built-in algorithms -----------------------------------------------------------------------
 
 def _check_chunks(problem: Problem, options: Mapping[str, Any]) -> str | None:
-    k = options.get("chunks")
-    if k is not None and (not isinstance(k, int) or isinstance(k, bool) or k < 1):
-        return f"chunks must be a positive integer (got {k!r})"
-    return None
+    return chunks_problem(options)
 
 
 def _hierarchical_layouts(p: int) -> list[Layout | None]:

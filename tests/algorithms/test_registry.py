@@ -83,7 +83,10 @@ def test_preconditions_are_precise() -> None:
     assert get_algorithm("ring").precondition(ar, options={"chunks": 2}) == \
         "ring allreduce: unknown option 'chunks' (accepted: channels)"
     assert get_algorithm("double_binary_tree").precondition(ar, options={"chunks": 0}) == \
-        "chunks must be a positive integer (got 0)"
+        "chunks must be a whole number from 1 to 1024 (got 0)"
+    assert get_algorithm("ring").precondition(Problem(Collective.BROADCAST, 4, 8),
+                                              options={"chunks": 10**8}) == \
+        "chunks must be a whole number from 1 to 1024 (got 100000000)"
     assert get_algorithm("hierarchical").precondition(ar, options={"outer": "bruck"}) == (
         "hierarchical allreduce: unknown outer algorithm 'bruck' (known: ring, "
         "recursive_doubling, rabenseifner, tree, double_binary_tree, direct)")

@@ -129,11 +129,11 @@ def test_channels_are_declared_and_checked():
     for algo in (tree, dbt):
         for bad in (0, -1, "two", True, 1.5):
             assert algo.precondition(ar, options={"channels": bad}) == \
-                f"channels must be a whole number >= 1, not {bad!r}"
+                f"channels must be a whole number from 1 to 64, not {bad!r}"
         assert {"channels": 2} in algo.implementations[A].verify_options
         assert {"channels": 4} in algo.implementations[A].verify_options
     assert dbt.precondition(ar, options={"chunks": 0, "channels": 2}) == \
-        "chunks must be a positive integer (got 0)"
+        "chunks must be a whole number from 1 to 1024 (got 0)"
     # rooted collectives of the tree take no channels
     assert "unknown option 'channels'" in tree.precondition(Problem(Collective.BROADCAST, 4, 8),
                                                             options={"channels": 2})
