@@ -366,14 +366,24 @@ def test_unexpected_error_is_one_line_with_where_it_happened(tmp_path):
     assert "Traceback" in shown.stderr
 
 
-def test_os_error_from_any_command_is_one_line(tmp_path):
-    config = tmp_path / "config.json"
-    config.write_text(json.dumps({"model_type": "gpt2", "n_layer": 2, "n_embd": 64, "n_head": 2,
-                                  "vocab_size": 100, "n_positions": 128}))
-    (tmp_path / "file.txt").write_text("x")
-    result = run_cli(["workload", "from-hf", str(config), "--out", "file.txt/model.json"], cwd=tmp_path,
-                     timeout=60)
-    assert_one_error_line(result, "file.txt/model.json: Not a directory")
+def test_os_error_from_any_command_is_one_line(tmp_path, monkeypatch, capsys):
+    """An OSError no command turned into a UsageError itself (a disk failing under a read) is
+    one line naming the path and the reason, exit status 2: the CLI's safety net."""
+    import errno
+
+    import collbench.results.report as report
+    from collbench.cli import main
+
+    def failing(path):
+        raise OSError(errno.EIO, "Input/output error", str(path))
+
+    write_results(tmp_path / "a.jsonl")
+    monkeypatch.setattr(report, "read_results", failing)
+    for name in ("PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    assert main(["report", str(tmp_path / "a.jsonl")]) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert lines == [f"collbench: error: {tmp_path / 'a.jsonl'}: Input/output error"]
 
 
 def test_leftover_arguments_point_at_the_command_help(tmp_path):
@@ -396,3 +406,25 @@ def test_interrupt_is_one_line_and_status_130(tmp_path):
     assert proc.returncode == 130, err
     assert err.strip() == "collbench: interrupted"
     assert not (tmp_path / "x.jsonl").exists()
+
+
+# slurm and workload generation-time checks
+
+@pytest.mark.parametrize("args, message", [
+    (["slurm", "--cluster", "generic", "-b", "1G", "-e", "1K"], "larger than maxbytes"),
+    (["slurm", "--cluster", "generic", "--args", "-n abc"], "argument -n/--iters: expected a whole number"),
+    (["slurm", "--cluster", "generic", "--run", "x:--algo nosuch"], "run 'x' would fail in the job: unknown algorithm"),
+    (["slurm", "--cluster", "generic", "--collectives", ""], "--collectives '': name at least one"),
+    (["slurm", "--cluster", "generic", "-J", "a b"], "-J/--job-name 'a b'"),
+    (["slurm", "--cluster", "generic", "--python", ""], "--python '': give the Python"),
+    (["workload", "predict", "gpt2", "--gpus-per-node", "0"], "argument --gpus-per-node: must be positive"),
+    (["workload", "predict", "gpt2", "--mfu", "1.5"], "argument --mfu"),
+    (["workload", "predict", "gpt2", "--plot", "file.txt/p.png"], "file.txt is not a directory"),
+    (["workload", "from-hf", "missing.json", "--out", "file.txt"], "already exists"),
+])
+def test_generation_time_mistakes_write_and_print_nothing(args, message, tmp_path):
+    (tmp_path / "file.txt").write_text("x")
+    result = run_cli([*args, "-o", "job.sbatch"] if args[0] == "slurm" else args, cwd=tmp_path, timeout=60)
+    assert_one_error_line(result, message)
+    assert result.stdout == "" and not (tmp_path / "job.sbatch").exists()
+    assert (tmp_path / "file.txt").read_text() == "x"

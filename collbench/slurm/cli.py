@@ -13,6 +13,7 @@ from ..errors import UsageError
 from .checks import account_warning, fit_time, mpi4py_warning
 from .profiles import PROFILES, Options, Profile, apply
 from .render import TEMPLATE_CLUSTERS, render, template_text, update_templates
+from .validate import check_flag_text, check_runs, check_values, python_warning
 
 
 def _node_counts(text: str) -> tuple[int, ...]:
@@ -38,15 +39,19 @@ def _run_spec(text: str) -> tuple[str, str]:
                                          f"got {text!r}")
     if any(c in args for c in "\"'`$\\\n"):
         raise argparse.ArgumentTypeError(f"run {name!r}: flags are split on blanks; quotes, $ and \\ are not allowed")
+    if "#" in args:
+        raise argparse.ArgumentTypeError(f"run {name!r}: # would start a comment in the script; flags never "
+                                         "contain it")
     return name.strip(), " ".join(args.split())
 
 
-def _checked(profile: Profile, args: argparse.Namespace) -> Profile:
+def _checked(profile: Profile, args: argparse.Namespace, run_warnings: Sequence[str] = ()) -> Profile:
     """The profile with its time limit settled, after the login-node checks: each finding is one
     warning line on stderr; none stops the script from being written."""
     time, warnings = fit_time(profile, explicit=args.time is not None)
     profile = dataclasses.replace(profile, time=time)
-    found = [account_warning(profile), *warnings, mpi4py_warning(profile, args.python, args.venv)]
+    found = [account_warning(profile), *warnings, *run_warnings, python_warning(args.python),
+             mpi4py_warning(profile, args.python, args.venv)]
     for warning in filter(None, found):
         sys.stderr.write(f"collbench slurm: warning: {warning}\n")
     return profile
@@ -119,6 +124,7 @@ def command(args: argparse.Namespace, argv: Sequence[str]) -> int:
         if profile.account and profile.account.startswith("<") and args.account is None:
             raise UsageError(f"--cluster {args.cluster} needs --account (e.g. {profile.account}); "
                              "or use --template for the placeholder version")
+        check_values(args, profile)
         for name in ("ranks_per_node", "cpus_per_task", "gpus_per_node", "step_timeout", "spare_nodes"):
             value = getattr(args, name)
             may_be_zero = name in ("gpus_per_node", "spare_nodes")
@@ -140,18 +146,20 @@ def command(args: argparse.Namespace, argv: Sequence[str]) -> int:
                     current[flag] = value
             sizes = " ".join(f"{k} {v}" for k, v in current.items())
         collectives = None
-        if args.collectives:
+        if args.collectives is not None:
             from ..algorithms import Collective
 
             names = [n for n in re.split(r"[,\s]+", args.collectives) if n]
+            if not names:
+                raise UsageError(f"--collectives {args.collectives!r}: name at least one, e.g. allreduce,allgather")
             for name in names:
                 try:
                     Collective.parse(name)
                 except ValueError as exc:
                     raise UsageError(str(exc)) from None
             collectives = " ".join(names)
-        if args.args and any(c in args.args for c in "\"'`$\\\n"):
-            raise UsageError("--args: flags are split on blanks; quotes, $ and \\ are not allowed")
+        if args.args:
+            check_flag_text("--args", args.args)
         options = Options(
             nodes=args.nodes, account=args.account, qos=args.qos, partition=args.partition,
             constraint=args.constraint, time=args.time, step_timeout=args.step_timeout,
@@ -162,7 +170,13 @@ def command(args: argparse.Namespace, argv: Sequence[str]) -> int:
             results=args.results, job_name=args.job_name, spare_nodes=args.spare_nodes)
         import shlex
 
-        checked = _checked(apply(profile, options), args)
+        if args.output is not None:   # before the checks below (mpi4py's takes seconds)
+            from ..results.files import check_output_path
+
+            check_output_path(args.output, "-o", "script")
+        applied = apply(profile, options)
+        run_warnings = check_runs(applied)     # every run parsed as `collbench run` will, before the queue
+        checked = _checked(applied, args, run_warnings)
         text = render(checked, "collbench " + " ".join(shlex.quote(a) for a in argv))
     if args.output is None:
         sys.stdout.write(text)

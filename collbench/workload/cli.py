@@ -6,14 +6,27 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
+import math
 import os
 import sys
 from fractions import Fraction
 from pathlib import Path
 
+from ..cli.argtypes import non_negative_float, non_negative_int, positive_float, positive_int
 from ..errors import UsageError
 
 DEFAULT_RESULTS_DIR = Path("results")
+
+
+def fraction_of_peak(text: str) -> float:
+    """``--mfu``: the fraction of the GPU's peak the compute runs at, in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction of the GPU's peak such as 0.4, got {text!r}") from None
+    if not (math.isfinite(value) and 0 < value <= 1):
+        raise argparse.ArgumentTypeError(f"a fraction of the GPU's peak must be in (0, 1], e.g. 0.4; got {text}")
+    return value
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -45,15 +58,15 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     pred.add_argument("--plan", default="ddp", help="plans to compare, comma-separated; join one plan's "
                       "parts with + (default ddp)")
     pred.add_argument("--nodes", default="1..64", help="node counts: 1..64 (powers of two), a list, or one")
-    pred.add_argument("--gpus-per-node", type=int, default=None,
+    pred.add_argument("--gpus-per-node", type=positive_int, default=None,
                       help="ranks per node (default: the profile's, else 4)")
     pred.add_argument("--profile", default=None, help="machine profile: perlmutter, delta, generic, local or "
                       "a file (default: this host's calibrated profile, else generic)")
     pred.add_argument("--algo", default="auto", help="auto (the fastest the model knows, per collective), "
                       "one algorithm, or KIND=ALGO pairs, e.g. dp=ring,tp=auto")
-    pred.add_argument("--mfu", type=float, default=None,
+    pred.add_argument("--mfu", type=fraction_of_peak, default=None,
                       help="add the compute estimate at this fraction of peak (e.g. 0.4)")
-    pred.add_argument("--peak-tflops", type=float, default=None,
+    pred.add_argument("--peak-tflops", type=positive_float, default=None,
                       help="GPU peak TFLOP/s for --mfu (default: known for perlmutter and delta A100s)")
     pred.add_argument("--plot", default=None, metavar="FILE", help="also draw comm/step vs nodes (.png/.svg/.pdf)")
     pred.add_argument("--format", choices=("markdown", "json"), default="markdown")
@@ -70,15 +83,19 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     run.add_argument("--profile", default=None, help="profile --algo auto chooses with (default: this host's "
                      "calibrated one, else generic)")
     run.add_argument("--scale", default="1", help="shrink every byte count, e.g. 1/64 (recorded)")
-    run.add_argument("-np", "--nprocs", type=int, default=4, help="ranks for the local launcher (default 4)")
-    run.add_argument("--ranks-per-node", type=int, default=None, help="emulate nodes of this many ranks")
-    run.add_argument("-n", "--iters", type=int, default=None, help="timed iterations per collective (default: auto)")
-    run.add_argument("-w", "--warmup_iters", type=int, default=20, dest="warmup")
-    run.add_argument("-c", "--check", type=int, default=1, help="validation rounds per collective (0: off)")
-    run.add_argument("-T", "--timeout", type=float, default=60.0)
-    run.add_argument("--target-time", type=float, default=0.05)
+    # the same ranges as `collbench run` (collbench/cli/run.py), whose RunSpec these fill
+    run.add_argument("-np", "--nprocs", type=positive_int, default=4, help="ranks for the local launcher (default 4)")
+    run.add_argument("--ranks-per-node", type=positive_int, default=None, help="emulate nodes of this many ranks")
+    run.add_argument("-n", "--iters", type=positive_int, default=None,
+                     help="timed iterations per collective (default: auto)")
+    run.add_argument("-w", "--warmup_iters", type=non_negative_int, default=20, dest="warmup")
+    run.add_argument("-c", "--check", type=non_negative_int, default=1,
+                     help="validation rounds per collective (0: off)")
+    run.add_argument("-T", "--timeout", type=non_negative_float, default=60.0,
+                     help="seconds before a stuck collective aborts the job (0 = off)")
+    run.add_argument("--target-time", type=non_negative_float, default=0.05)
     run.add_argument("--executor", default="auto", choices=("auto", "native", "python"))
-    run.add_argument("--step-repeats", type=int, default=5,
+    run.add_argument("--step-repeats", type=non_negative_int, default=5,
                      help="times the whole step is run back to back after the per-collective rows (0: skip)")
     run.add_argument("--gpu-map", default=None, help="device per local rank (nccl)")
     run.add_argument("--mpi-thread-level", default="single",
@@ -89,7 +106,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     chk = cmds.add_parser("check", help="a `workload run` results file against the model's prediction")
     chk.add_argument("results")
     chk.add_argument("--profile", default=None, help="machine profile (default: this host's calibrated one)")
-    chk.add_argument("--tolerance", type=float, default=0.30, help="relative error for ok (default 0.30)")
+    chk.add_argument("--tolerance", type=positive_float, default=0.30, help="relative error for ok (default 0.30)")
 
     hf = cmds.add_parser("from-hf", help="write a collbench model file from a Hugging Face config.json")
     hf.add_argument("config", help="a local config.json (nothing is downloaded)")
@@ -176,24 +193,23 @@ def _predict(args: argparse.Namespace, argv: list[str]) -> int:
     from .predict import predict
     from .report import format_predict
 
+    if args.plot is not None:   # before any work: the table is printed before the figure is drawn
+        _check_plot_path(args.plot)
+    if args.peak_tflops is not None and args.mfu is None:
+        raise UsageError("--peak-tflops is the peak that --mfu takes a fraction of; add --mfu (e.g. 0.4)")
     model = load_model(args.model)
     plans = parse_plans(args.plan)
     nodes = parse_counts(args.nodes, "--nodes")
     profile = load_profile(args.profile)
-    rpn = args.gpus_per_node or profile.ranks_per_node or 4
+    rpn = args.gpus_per_node if args.gpus_per_node is not None else (profile.ranks_per_node or 4)
     if rpn < 1:
         raise UsageError("--gpus-per-node must be at least 1")
     options = options_from(args)
     algos = parse_algos(args.algo)
     peak = peak_for(profile.name, options.dtype, args.peak_tflops) if args.mfu is not None else None
-    if args.plot:
-        from .plot import FORMATS
-
-        if Path(args.plot).suffix.lower() not in FORMATS:
-            raise UsageError(f"--plot {args.plot}: give a .png, .svg or .pdf file")
     points = predict(model, plans, nodes, rpn, profile, options, algos, args.mfu, peak)
     print(format_predict(points, model, profile, args.format))
-    if args.plot:
+    if args.plot is not None:
         from .plot import plot_predictions
 
         plot_predictions(points, Path(args.plot), f"{model.name}: communication per step, profile "
@@ -201,6 +217,17 @@ def _predict(args: argparse.Namespace, argv: list[str]) -> int:
         if args.format != "json":
             print(f"\n# plot written to {args.plot}")
     return 0
+
+
+def _check_plot_path(plot: str) -> None:
+    """``--plot FILE``: a figure format, in a place that can be written. A figure is redrawn from
+    the model, so an existing one is replaced (as `collbench plot -o` does)."""
+    from ..results.files import check_output_path
+    from .plot import FORMATS
+
+    if plot.strip() and not Path(plot).is_dir() and Path(plot).suffix.lower() not in FORMATS:
+        raise UsageError(f"--plot {plot}: give a .png, .svg or .pdf file")
+    check_output_path(plot, "--plot", "figure", may_replace=lambda _: True)
 
 
 def parse_scale(text: str) -> float:
@@ -227,13 +254,15 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     from .options import options_from
     from .plan import parse_plan
 
+    if args.out is not None and not inside_mpi_job():
+        from ..results.files import ResultsWriter
+
+        ResultsWriter.check_path(Path(args.out))     # before the model, the plan and the launch
     model = load_model(args.model)
     plan = parse_plan(args.plan)
     options = options_from(args)
     algos = parse_algos(args.algo or ("native" if args.backend == "nccl" else "auto"))
     scale = parse_scale(args.scale)
-    if args.step_repeats < 0:
-        raise UsageError("--step-repeats must be >= 0")
     if args.profile:
         from ..analysis.model.profile import load_profile
 
@@ -300,6 +329,10 @@ def _from_hf(args: argparse.Namespace, argv: list[str]) -> int:
     from .hf import hf_record
     from .model import model_from_record
 
+    if args.out is not None:
+        from ..results.files import check_output_path
+
+        check_output_path(args.out, "--out", "model file")   # never overwritten; before the config is read
     path = Path(args.config)
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
@@ -310,11 +343,13 @@ def _from_hf(args: argparse.Namespace, argv: list[str]) -> int:
     record = hf_record(config, str(path), args.name)
     model = model_from_record(record, str(path))      # validate what we are about to write
     text = json.dumps(record, indent=1) + "\n"
-    if args.out:
+    if args.out is not None:
         out = Path(args.out)
-        if out.exists():
-            raise UsageError(f"{out} exists; choose another --out")
-        out.write_text(text, encoding="utf-8")
+        try:
+            with open(out, "x", encoding="utf-8") as file:   # "x": never overwrites, even now
+                file.write(text)
+        except FileExistsError:
+            raise UsageError(f"{out} exists; choose another --out") from None
         print(f"# {model.name}: {model.params:,} parameters; written to {out}")
     else:
         sys.stdout.write(text)

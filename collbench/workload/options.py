@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
+from ..cli.argtypes import positive_float
 from ..dtypes import DTYPES, parse_dtypes
 from ..errors import UsageError
 from ..sizes import parse_size
@@ -72,12 +73,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="DDP/ZeRO gradient bucket cap (PyTorch bucket_cap_mb; default 25M)")
     g.add_argument("--first-bucket", default="1M",
                    help="the first bucket's cap (PyTorch's _DEFAULT_FIRST_BUCKET_BYTES; default 1M; 0: same as the others)")
-    g.add_argument("--ep-skew", type=float, default=1.0, dest="skew",
+    g.add_argument("--ep-skew", type=positive_float, default=1.0, dest="skew",
                    help="expert parallelism: the busiest rank's routed tokens over the mean (default 1: balanced)")
     g.add_argument("--order", default=None,
                    help="rank order of the grid, fastest first (default tp,ep,dp,pp: TP and EP inside a "
                         "node, DP across nodes)")
-    g.add_argument("--gpu-memory", type=float, default=None, metavar="GB",
+    g.add_argument("--gpu-memory", type=positive_float, default=None, metavar="GB",
                    help="refuse plans whose model states do not fit in this many GB per GPU")
 
 

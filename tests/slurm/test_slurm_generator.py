@@ -344,3 +344,112 @@ def test_cuda_driver_against_cupys_runtime(driver, runtime, expected):
 
     found = cuda_mismatch(driver, runtime)
     assert found == expected if expected is None else expected in found
+
+
+# ------------------------------------------------------------------ refused at generation time
+
+@pytest.mark.parametrize("args, message", [
+    # every run is parsed with `collbench run`'s own parser and checks
+    (["-b", "1G", "-e", "1K"], "larger than maxbytes"),
+    (["--args", "-n abc"], "argument -n/--iters: expected a whole number, got 'abc'"),
+    (["--run", "x:--algo nosuch"], "run 'x' would fail in the job: unknown algorithm 'nosuch'"),
+    (["--run", "x:--backend mpi -d float8"], "unknown datatype 'float8'"),
+    (["--run", "x:--bogus"], "unrecognized arguments: --bogus"),
+    (["--run", "x:-h"], "-h/--help"),
+    (["--run", "x:--out f.jsonl"], "the sweep names each run's results file"),
+    (["--run", "x:-np 8"], "-np 8: in the job the ranks are"),
+    (["--run", "x:--trace t.json"], "would write this one file"),
+    (["--run", "x:--algo auto --profile nosuch"], "no such profile 'nosuch'"),
+    # the registry: options, implementations, preconditions at the sweep's rank counts
+    (["--run", "h:--algo hierarchical -O inner=bogus"], "unknown inner algorithm 'bogus'"),
+    (["--run", "r:--algo ring,hierarchical -O inner=ring"], "ring allreduce: unknown option 'inner'"),
+    (["--run", "c:--algo topk_rd -O ratio=2", "--collectives", "allreduce"], "-O ratio: unknown option"),
+    (["--run", "b:--algo bruck", "--collectives", "allreduce"], "nothing to run"),
+    (["--run", "r:-r 100", "--collectives", "broadcast"], "-r/--root 100 is not a rank of any step"),
+    (["--run", "i:--backend cuda --algo ring", "--gpus-per-node", "8", "--ranks-per-node", "16"],
+     "the schedule interpreter runs at most 8 ranks"),
+    # the job's shape against what a run needs
+    (["--run", "g:--backend nccl"], "--backend nccl needs GPUs, and the job asks for none"),
+    (["--run", "g:--backend nccl", "--gpus-per-node", "2"], "NCCL needs one GPU per rank"),
+    # the values written into the script
+    (["--collectives", ""], "--collectives '': name at least one"),
+    (["--collectives", ","], "name at least one"),
+    (["-J", "a b"], "-J/--job-name 'a b'"),
+    (["-J", "x/y"], "-J/--job-name"),
+    (["--python", ""], "--python '': give the Python"),
+    (["--python", "$(rm -rf x)"], "command substitution"),
+    (["--python", "~/venv/bin/python"], "write $HOME instead"),
+    (["--results", ""], "--results '': give a directory"),
+    (["--results", 'a"b'], "quotes"),
+    (["--venv", "/a b"], "blanks"),
+    (["-A", "a b"], "-A/--account 'a b'"),
+    (["-q", ""], "-q/--qos ''"),
+    (["-p", "x\ny"], "-p/--partition"),
+    (["-C", 'gpu"'], "-C/--constraint"),
+    (["--srun-mpi", "pmi 2"], "--srun-mpi 'pmi 2'"),
+    (["--run", "x:--algo ring #comment"], "# would start a comment"),
+    (["--args", "-O counts=*.json"], "expanded by the shell"),
+    (["--run", "a:--backend mpi", "--run", "a:--algo ring"], "--run a: the name appears twice"),
+])
+def test_runs_and_values_that_can_only_fail_in_the_job_are_refused(args, message, tmp_path):
+    out = tmp_path / "job.sbatch"
+    result = _cli("slurm", "--cluster", "generic", *args, "-o", str(out))
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.startswith("collbench: error: ") and not out.exists()
+
+
+@pytest.mark.parametrize("cluster, args, message", [
+    ("perlmutter", ["--ranks-per-node", "8"], "--gpu-map 3,2,1,0 names 4 device(s) for 8 ranks per node"),
+    ("perlmutter", ["--gpus-per-node", "2"], "--gpu-map 3,2,1,0 uses device 3"),
+    ("perlmutter", ["--gpus-per-node", "0"], "--backend nccl needs GPUs"),
+    ("perlmutter", ["--venv", ""], "always activates a venv"),
+    ("local", ["--venv", "/x"], "the local profile activates no virtual environment"),
+    ("delta", ["--run", "m:--backend mpi -e 256M", "-b", "1G"], "run 'm' would fail in the job"),
+])
+def test_profile_shapes_that_can_only_fail_in_the_job_are_refused(cluster, args, message):
+    result = _cli("slurm", "--cluster", cluster, "-A", "acct_g", *args)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not result.stdout
+
+
+def test_every_profile_and_the_documented_runs_pass_the_generation_checks():
+    from collbench.slurm.profiles import PROFILES
+    from collbench.slurm.validate import check_runs
+
+    for profile in PROFILES.values():
+        assert check_runs(profile) == [], profile.name
+    # the runs docs/slurm.md and the labs show
+    for args in (["--cluster", "perlmutter", "-A", "m1_g", "--run", "algos:--backend nccl --algo ring,hierarchical"],
+                 ["--cluster", "perlmutter", "-A", "m1_g", "--run",
+                  "mpi-cuda:MPICH_GPU_SUPPORT_ENABLED=1 --backend mpi --device cuda"],
+                 ["--cluster", "delta", "-A", "bbka-delta-gpu", "--run", "ring:--backend nccl --nccl-algo Ring"],
+                 ["--cluster", "perlmutter", "--nodes", "1,2,4", "-A", "m1234_g", "-q", "regular", "-t", "00:45:00",
+                  "--step-timeout", "120", "--collectives", "allreduce", "-e", "1G"],
+                 ["--cluster", "generic", "--nodes", "1,2,4", "--gpus-per-node", "4", "--srun-mpi", "pmix",
+                  "-J", "my-sweep.v2", "--results", "$SCRATCH/results", "--venv", "$HOME/venvs/x",
+                  "-C", "gpu&hbm80g", "-p", "gpu,gpu-debug"],
+                 ["--cluster", "generic", "--collectives", "allreduce,alltoallv",
+                  "--run", "skew:--algo native,direct -O skew=1.5"]):
+        result = _cli("slurm", *args)
+        assert result.returncode == 0 and not _warnings(result), (args, result.stderr)
+
+
+def test_a_run_that_fails_at_some_node_counts_is_written_with_a_warning():
+    # root 6 is a rank at 2 and 4 nodes (8, 16 ranks), not at 1 node (4 ranks)
+    result = _cli("slurm", "--cluster", "generic", "--nodes", "1,2,4", "--collectives", "broadcast",
+                  "--run", "rooted:-r 6")
+    assert result.returncode == 0 and result.stdout.startswith("#!/bin/bash")
+    [warning] = _warnings(result)
+    assert "run 'rooted' will fail at N=1: -r/--root 6 is not a rank of its 4 ranks" in warning
+
+
+def test_output_file_and_python_path_are_checked_before_the_rest(tmp_path):
+    (tmp_path / "file.txt").write_text("x")
+    result = _cli("slurm", "--cluster", "generic", "-o", str(tmp_path / "file.txt" / "job.sbatch"))
+    assert result.returncode == 2 and "file.txt is not a directory" in result.stderr
+    missing = tmp_path / "nope" / "python"
+    result = _cli("slurm", "--cluster", "generic", "--python", str(missing))
+    assert result.returncode == 0
+    assert any(f"--python {missing} does not exist here" in w for w in _warnings(result))

@@ -151,3 +151,72 @@ def test_from_hf_writes_a_model_file(capsys, tmp_path):
     code, text, _ = cli(capsys, "workload", "show", str(out), "--nodes", "1")
     assert code == 0 and "llama-1b" in text
     one_error_line(capsys, "workload", "from-hf", str(config), "--out", str(out))   # never overwrites
+
+
+# ------------------------------------------------------------------ numbers in range, outputs first
+
+@pytest.mark.parametrize("args,message", [
+    (["predict", "gpt2", "--gpus-per-node", "0"], "argument --gpus-per-node: must be positive, got 0"),
+    (["predict", "gpt2", "--gpus-per-node", "-4"], "argument --gpus-per-node: must be positive"),
+    (["predict", "gpt2", "--mfu", "0"], "argument --mfu: a fraction of the GPU's peak must be in (0, 1]"),
+    (["predict", "gpt2", "--mfu", "40"], "argument --mfu: a fraction of the GPU's peak must be in (0, 1]"),
+    (["predict", "gpt2", "--mfu", "-0.4"], "argument --mfu"),
+    (["predict", "gpt2", "--mfu", "nan"], "argument --mfu"),
+    (["predict", "gpt2", "--mfu", "inf"], "argument --mfu"),
+    (["predict", "gpt2", "--mfu", "x"], "argument --mfu: expected a fraction"),
+    (["predict", "gpt2", "--mfu", "0.4", "--peak-tflops", "nan"], "argument --peak-tflops: expected a finite"),
+    (["predict", "gpt2", "--mfu", "0.4", "--peak-tflops", "0"], "argument --peak-tflops: must be positive"),
+    (["predict", "gpt2", "--peak-tflops", "312"], "add --mfu"),
+    (["show", "gpt2", "--ep-skew", "nan"], "argument --ep-skew: expected a finite number"),
+    (["show", "gpt2", "--gpu-memory", "inf"], "argument --gpu-memory: expected a finite number"),
+    (["show", "gpt2", "--gpu-memory", "nan"], "argument --gpu-memory"),
+    (["run", "gpt2", "-np", "0"], "argument -np/--nprocs: must be positive"),
+    (["run", "gpt2", "-np", "-2"], "argument -np/--nprocs: must be positive"),
+    (["run", "gpt2", "--ranks-per-node", "0"], "argument --ranks-per-node: must be positive"),
+    (["run", "gpt2", "-n", "0"], "argument -n/--iters: must be positive"),
+    (["run", "gpt2", "-w", "-1"], "argument -w/--warmup_iters: must not be negative"),
+    (["run", "gpt2", "-c", "-1"], "argument -c/--check: must not be negative"),
+    (["run", "gpt2", "-T", "nan"], "argument -T/--timeout: expected a finite number"),
+    (["run", "gpt2", "-T", "-5"], "argument -T/--timeout: must not be negative"),
+    (["run", "gpt2", "--target-time", "-1"], "argument --target-time: must not be negative"),
+    (["run", "gpt2", "--step-repeats", "-1"], "argument --step-repeats: must not be negative"),
+    (["check", "x.jsonl", "--tolerance", "inf"], "argument --tolerance"),
+])
+def test_numbers_out_of_range_are_one_line(capsys, args, message):
+    line = one_error_line(capsys, "workload", *args)
+    assert message in line
+
+
+def test_mfu_of_one_is_the_whole_peak(capsys):
+    code, out, _ = cli(capsys, "workload", "predict", "gpt2", "--nodes", "1", "--profile", "perlmutter",
+                       "--mfu", "1")
+    assert code == 0 and "100% of 312 TFLOP/s" in out
+
+
+def test_plot_path_is_checked_before_the_table(capsys, tmp_path):
+    (tmp_path / "file.txt").write_text("x")
+    for plot, message in ((tmp_path / "file.txt" / "p.png", "file.txt is not a directory"),
+                          (tmp_path, "is a directory"), (tmp_path / "p.txt", "give a .png, .svg or .pdf")):
+        code, out, err = cli(capsys, "workload", "predict", "gpt2", "--nodes", "1..4", "--plot", str(plot))
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+        assert out == ""        # nothing printed before the mistake
+    # a figure is redrawn from the model: an existing one is replaced, as `collbench plot -o` does
+    figure = tmp_path / "p.svg"
+    figure.write_text("old")
+    code, out, _ = cli(capsys, "workload", "predict", "gpt2", "--nodes", "1,2", "--plot", str(figure))
+    assert code == 0 and figure.read_text() != "old"
+
+
+def test_out_paths_are_checked_before_the_work(capsys, tmp_path):
+    kept = tmp_path / "kept.json"
+    kept.write_text("mine")
+    # from-hf: the output before the config (which does not even exist here)
+    line = one_error_line(capsys, "workload", "from-hf", str(tmp_path / "missing.json"), "--out", str(kept))
+    assert "already exists" in line and kept.read_text() == "mine"
+    (tmp_path / "file.txt").write_text("x")
+    line = one_error_line(capsys, "workload", "from-hf", str(tmp_path / "missing.json"), "--out",
+                          str(tmp_path / "file.txt" / "m.json"))
+    assert "file.txt is not a directory" in line
+    # run: the results file before the model and the plan (and long before the launch)
+    line = one_error_line(capsys, "workload", "run", "no-such-model", "--out", str(kept))
+    assert "already exists" in line and kept.read_text() == "mine"
