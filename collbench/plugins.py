@@ -14,8 +14,9 @@ Two ways to name them:
 files the launcher did; a job started by the user's own ``mpiexec``/``srun`` gets them from the
 exported variable. Loading is idempotent (the same file or module twice is loaded once), and a
 plugin may only add new algorithm names. Every problem -- no such file, no such module, a syntax
-error, an exception while importing, a name that already exists -- is a :class:`PluginError`
-naming the plugin: one line, exit status 2. The results metadata records each plugin's path and
+error, an exception while importing, a name that already exists, a module (or a bare directory,
+a namespace package) that registers no algorithm -- is a :class:`PluginError` naming the plugin:
+one line, exit status 2. The results metadata records each plugin's path and
 the SHA-256 of its file (:func:`records`).
 """
 
@@ -50,8 +51,8 @@ class Plugin:
         spec: The name or path it was loaded by (``my_algo.py``, ``mypkg.algos``; a rank started
             by ``collbench run`` gets files by absolute path).
         module: Its name in ``sys.modules``.
-        path: The file that was executed (absolute), or None (a namespace package).
-        sha256: Hex digest of that file's bytes at load time, or None.
+        path: The file that was executed (absolute).
+        sha256: Hex digest of that file's bytes at load time.
         algorithms: The algorithm names it registered, in order.
     """
 
@@ -117,6 +118,9 @@ def load(spec: str) -> Plugin:
     from .algorithms import registry
 
     before = list(registry.known_names())
+    # a module something imported before (a plugin's own helper, a package's submodule) ran its
+    # registrations then: importing it again runs nothing, and that is not a mistake
+    ran_before = not is_path(spec) and spec in sys.modules
     try:
         with registry.sealed():
             module = _import_file(spec) if is_path(spec) else _import_module(spec)
@@ -132,11 +136,25 @@ def load(spec: str) -> Plugin:
         raise PluginError(f"plugin {spec!r}: importing it raised {_describe(exc, spec)}") from None
     path = getattr(module, "__file__", None)
     path = str(Path(path).resolve()) if path else None
-    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else None
     added = tuple(n for n in registry.known_names() if n not in before)
+    if path is None or not (added or ran_before):
+        if not ran_before:
+            sys.modules.pop(module.__name__, None)  # a corrected file loads afresh
+        raise PluginError(_registers_nothing(spec, module))
+    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
     plugin = Plugin(spec, module.__name__, path, digest, added)
     _LOADED[key] = plugin
     return plugin
+
+
+def _registers_nothing(spec: str, module: ModuleType) -> str:
+    """Why a plugin that loaded is refused: it registered no algorithm."""
+    if getattr(module, "__file__", None) is None:  # a namespace package: a bare directory
+        where = ", ".join(str(p) for p in getattr(module, "__path__", ())) or spec
+        return (f"plugin {spec!r}: {where} is a directory without __init__.py, not a plugin module: it "
+                f"registers no algorithm (give the plugin's file, e.g. {spec}/my_algo.py)")
+    return (f"plugin {spec!r}: registers no algorithm ({module.__file__} ran without calling "
+            "collbench.algorithms.registry.register)")
 
 
 def _import_file(spec: str) -> ModuleType:

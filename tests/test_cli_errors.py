@@ -428,3 +428,172 @@ def test_generation_time_mistakes_write_and_print_nothing(args, message, tmp_pat
     assert_one_error_line(result, message)
     assert result.stdout == "" and not (tmp_path / "job.sbatch").exists()
     assert (tmp_path / "file.txt").read_text() == "x"
+
+
+# run, trace, native build and import checks --------------------------------------------------
+# Ranks started by mpiexec directly (without collbench's launcher and its checks), Ctrl-C, the
+# native build variables, bounded operation counts, import's --dtype and --collective.
+
+def _without_job_variables(extra=None):
+    env = {k: v for k, v in os.environ.items() if k not in ("PMI_RANK", "PMIX_RANK", "COLLBENCH_LAUNCHED")}
+    env.update(extra or {})
+    return env
+
+
+def _direct_mpiexec(args, cwd, env=None, timeout=120):
+    """``mpiexec -n 2 python -m collbench ARGS``, as a user's own job script starts the ranks."""
+    from collbench.run.launcher import find_mpiexec
+
+    with one_job_at_a_time():
+        return subprocess.run([str(find_mpiexec()), "-n", "2", sys.executable, "-m", "collbench", *args],
+                              cwd=cwd, env=_without_job_variables(env), capture_output=True, text=True,
+                              timeout=timeout)
+
+
+def test_ranks_started_directly_refuse_an_existing_results_file(tmp_path):
+    kept = write_results(tmp_path / "old.jsonl")
+    before = kept.read_bytes()
+    result = _direct_mpiexec(["run", "allreduce", "-e", "8", "-n", "1", "-w", "0", "--out", "old.jsonl"], tmp_path)
+    assert_one_error_line(result, "results file old.jsonl already exists; choose another --out")
+    assert kept.read_bytes() == before
+
+
+def test_ranks_started_directly_refuse_a_trace_onto_the_results_file(tmp_path):
+    result = _direct_mpiexec(["run", "allreduce", "--algo", "ring", "-e", "8", "-n", "1", "-w", "0",
+                              "--trace", "same.jsonl", "--out", "same.jsonl"], tmp_path)
+    assert_one_error_line(result, "--trace same.jsonl is the results file (--out)")
+    assert not (tmp_path / "same.jsonl").exists()
+
+
+def _interrupted(command, cwd, results):
+    """Start ``command`` in a session of its own, as a shell starts a job; once the first rows are
+    in ``results``, SIGINT its whole process group, as Ctrl-C in a terminal does."""
+    with one_job_at_a_time():
+        proc = subprocess.Popen(command, cwd=cwd, env=_without_job_variables(), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            if results.exists() and len(results.read_text().splitlines()) >= 3:  # metadata, 2 rows
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.communicate()
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    return proc.returncode, out, err
+
+
+def _assert_rows_kept(path):
+    from collbench.results.files import read_results
+
+    lines = path.read_text().splitlines()
+    assert all(json.loads(line) for line in lines)  # no torn line
+    results = read_results(path)
+    assert len(results.rows) >= 2 and not results.complete  # the rows measured, no summary
+
+
+@pytest.mark.parametrize("how", ["launcher", "mpiexec"])
+def test_ctrl_c_during_a_run_is_one_line_status_130_and_keeps_the_rows(how, tmp_path):
+    from collbench.run.launcher import find_mpiexec
+
+    args = ["run", "allreduce", "-b", "8", "-e", "64M", "--out", "x.jsonl"]
+    command = ([sys.executable, "-m", "collbench", *args, "-np", "2"] if how == "launcher" else
+               [str(find_mpiexec()), "-n", "2", sys.executable, "-m", "collbench", *args])
+    status, out, err = _interrupted(command, tmp_path, tmp_path / "x.jsonl")
+    assert status == 130, err
+    assert err.strip() == "collbench: interrupted"
+    assert "Traceback" not in out + err and "Abort" not in out + err
+    _assert_rows_kept(tmp_path / "x.jsonl")
+
+
+def test_ctrl_c_reaches_a_rank_waiting_inside_mpi(tmp_path):
+    """Rank 1 stalls inside the first operation (Python code), so rank 0 waits inside MPI, where
+    Python cannot raise KeyboardInterrupt: the rank still stops at once, with rank 0's line."""
+    from collbench.run.launcher import find_mpiexec
+
+    env = _without_job_variables({"COLLBENCH_INJECT_FAULT": "stall:1"})
+    results = tmp_path / "x.jsonl"
+    with one_job_at_a_time():
+        proc = subprocess.Popen([str(find_mpiexec()), "-n", "2", sys.executable, "-m", "collbench", "run",
+                                 "allreduce", "-e", "8", "-T", "0", "--out", "x.jsonl"], cwd=tmp_path, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (results.exists() and results.read_text().endswith("\n")):
+            time.sleep(0.05)
+        time.sleep(1.0)  # into the stalled operation (-T 0: no deadline would ever end it)
+        started = time.monotonic()
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert time.monotonic() - started < 10
+    assert err.strip() == "collbench: interrupted"
+    assert [json.loads(line)["type"] for line in results.read_text().splitlines()] == ["metadata"]
+
+
+@pytest.mark.parametrize("variable, value, message", [
+    ("COLLBENCH_NATIVE_CFLAGS", '-O2 -DNAME="x', "$COLLBENCH_NATIVE_CFLAGS='-O2 -DNAME=\"x': no closing quotation"),
+    ("COLLBENCH_CSRC", ".", "$COLLBENCH_CSRC=.: no native_executor.c, native_executor.h there"),
+    ("COLLBENCH_CSRC", "missing", "$COLLBENCH_CSRC=missing: no such directory"),
+])
+def test_native_build_variables_are_checked_before_launch(variable, value, message, tmp_path):
+    result = run_cli(["run", "allreduce", "-np", "2", "-e", "8", "--out", "o.jsonl"], cwd=tmp_path,
+                     env={variable: value}, timeout=60)
+    assert_one_error_line(result, message)
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_native_build_variables_are_checked_by_ranks_started_directly(tmp_path):
+    result = _direct_mpiexec(["run", "allreduce", "-e", "8", "--out", "o.jsonl"], tmp_path,
+                             env={"COLLBENCH_NATIVE_CFLAGS": "-DNAME='x"})
+    assert_one_error_line(result, "$COLLBENCH_NATIVE_CFLAGS=\"-DNAME='x\": no closing quotation")
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-n", "10000001"], "argument -n/--iters: must be at most 10000000, got 10000001"),
+    (["-n", "1" + "0" * 20], "argument -n/--iters: must be at most 10000000"),
+    (["-w", "100000000"], "argument -w/--warmup_iters/--warmup-iters: must be at most 10000000"),
+    (["-c", "1001"], "argument -c/--check: must be at most 1000"),
+    (["--trace", "t.json", "--trace-iters", "1001"], "argument --trace-iters: must be at most 1000"),
+    (["--backend", "nccl", "-G", "100000000"], "argument -G/--cudagraph: must be at most 10000000"),
+])
+def test_operation_counts_are_bounded(args, message, tmp_path):
+    result = run_cli(["run", "allreduce", "-np", "2", "-e", "8", *args, "--out", "o.jsonl"], cwd=tmp_path,
+                     timeout=60)
+    assert_one_error_line(result, message)
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+def _import(args, tmp_path):
+    from pathlib import Path
+
+    fixtures = Path(__file__).parent / "importers" / "fixtures"
+    return run_cli(["import", args[0], str(fixtures / args[1]), *args[2:], "-o", "o.jsonl"], cwd=tmp_path,
+                   timeout=60)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["osu", "osu_allreduce_v5.6.2_no_datatype.log", "--dtype", "float8"],
+     "--dtype 'float8': not a data type collbench knows (known: int8, "),
+    (["osu", "osu_allreduce_v5.6.2_no_datatype.log", "--dtype", "all"], "--dtype 'all': give one data type"),
+    (["nccl-tests", "ompi_tag_output.log", "--dtype", "float"],
+     "--dtype applies to OSU logs; nccl-tests logs give the type of every row"),
+    (["nccl-tests", "ompi_tag_output_no_name.log", "--collective", "nosuch"],
+     "--collective 'nosuch': not a collective collbench knows (known: allreduce, "),
+    (["osu", "osu_allreduce_v5.6.2_no_datatype.log", "--collective", "allscatter"],
+     "--collective 'allscatter': not a collective collbench knows"),
+])
+def test_import_names_are_checked(args, message, tmp_path):
+    assert_one_error_line(_import(args, tmp_path), message)
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+@pytest.mark.parametrize("args, field, value", [
+    (["osu", "osu_allreduce_v5.6.2_no_datatype.log", "--dtype", "MPI_DOUBLE"], "dtype", "float64"),
+    (["osu", "osu_allreduce_v5.6.2_no_datatype.log", "--dtype", "half"], "dtype", "float16"),
+    (["nccl-tests", "ompi_tag_output_no_name.log", "--collective", "all_reduce_perf"], "collective", "allreduce"),
+])
+def test_import_names_are_written_as_collbench_names(args, field, value, tmp_path):
+    result = _import(args, tmp_path)
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in (tmp_path / "o.jsonl").read_text().splitlines()[1:-1]]
+    assert rows and {r[field] for r in rows} == {value}

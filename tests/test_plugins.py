@@ -198,3 +198,47 @@ def test_two_plugins_registering_one_name(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip() == ("collbench: error: plugin 'two.py' registers 'plugin_twice', a name that "
                                      "already exists (built in or from another plugin); give its algorithm a new name")
+
+
+# -- a plugin that registers nothing: one line naming it ----------------------------------------
+
+def test_a_directory_given_as_a_module_name_is_refused(tmp_path, monkeypatch, unload_after):
+    (tmp_path / "cb_plugin_dir").mkdir()  # no __init__.py: Python imports it as a namespace package
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(plugins.PluginError, match=r"plugin 'cb_plugin_dir': .*cb_plugin_dir is a directory "
+                       r"without __init__.py, not a plugin module: it registers no algorithm"):
+        plugins.load("cb_plugin_dir")
+    assert "cb_plugin_dir" not in sys.modules and not plugins.loaded()
+
+
+def test_a_file_that_registers_nothing_is_refused(tmp_path, unload_after):
+    path = tmp_path / "helpers.py"
+    path.write_text("def helper():\n    return 1\n")
+    with pytest.raises(plugins.PluginError, match=r"plugin '.*helpers.py': registers no algorithm \(.*helpers.py "
+                       r"ran without calling collbench.algorithms.registry.register\)"):
+        plugins.load(str(path))
+    assert all(p.path != str(path.resolve()) for p in plugins.loaded())
+
+
+def test_a_module_another_plugin_imported_first_is_not_an_error(tmp_path, monkeypatch, unload_after):
+    write_plugin(tmp_path, "cb_shared_algos", "plugin_shared")
+    (tmp_path / "cb_outer.py").write_text(textwrap.dedent('''
+        import cb_shared_algos  # registers plugin_shared
+        from collbench.algorithms import Collective, ring
+        from collbench.algorithms.registry import register
+        register("plugin_outer", Collective.ALLREDUCE, ring.allreduce, defaults={"channels": 1},
+                 description="x")
+    '''))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    outer, shared = plugins.load_all(["cb_outer", "cb_shared_algos"], environ=False)
+    assert outer.algorithms == ("plugin_shared", "plugin_outer") and shared.algorithms == ()
+    sys.modules.pop("cb_shared_algos", None)  # unload_after drops cb_outer only
+
+
+def test_a_plugin_directory_on_the_command_line_is_one_line(tmp_path):
+    (tmp_path / "somedir").mkdir()
+    result = run_cli(["list", "--plugin", "somedir"], cwd=tmp_path, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().startswith(
+        f"collbench: error: plugin 'somedir': {tmp_path.resolve() / 'somedir'} is a directory without __init__.py")
+    assert "Traceback" not in result.stderr + result.stdout and not result.stdout

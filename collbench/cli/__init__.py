@@ -152,7 +152,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stderr.write(f"collbench: error: {exc}\n")
         return EXIT_USAGE
     except KeyboardInterrupt:
-        if not quiet:
+        # under collbench's own launcher the launcher says it once, for the whole job
+        if not quiet and os.environ.get("COLLBENCH_LAUNCHED") != "1":
             sys.stderr.write("collbench: interrupted\n")
         return EXIT_INTERRUPTED
     except BrokenPipeError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from typing import Callable
 
 
 def positive_int(text: str) -> int:
@@ -24,6 +25,27 @@ def non_negative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
     return value
+
+
+# Operation counts a command line may ask for (iterations, warm-up, graph replays): above this
+# even a 1 µs operation repeats for more than 10 s per size and placement, and a large one for
+# days; collbench's automatic count stops at 100000 (RunSpec.max_iterations).
+MAX_OPERATIONS = 10**7
+
+
+def int_in_range(low: int, high: int, why: str = "") -> Callable[[str], int]:
+    """An argparse type: a whole number from ``low`` to ``high``; ``why`` explains the upper bound
+    in the error line."""
+
+    def parse(text: str) -> int:
+        value = positive_int(text) if low > 0 else non_negative_int(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        if value > high:
+            raise argparse.ArgumentTypeError(f"must be at most {high}, got {value}{f' ({why})' if why else ''}")
+        return value
+
+    return parse
 
 
 def _finite_float(text: str) -> float:

@@ -10,6 +10,7 @@ import re
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Callable
 
 from ..algorithms import Collective
 from ..algorithms.vcounts import Skew, load_matrix, parse_exponent
@@ -19,7 +20,6 @@ from ..backends.cuda import BACKEND_ALGORITHMS
 from ..dtypes import parse_dtypes, parse_ops
 from ..errors import UsageError
 from ..execute.programs import check_algorithm_names, parse_option_value
-from ..results.files import ResultsWriter, check_output_path
 from ..run.launcher import (
     KEEP_SHM_VARIABLE,
     inside_mpi_job,
@@ -31,13 +31,21 @@ from ..run.resources import memory_problem
 from ..run.spec import Aggregation, RunSpec
 from ..sizes import parse_size, size_sweep
 from ..trace.nvtx import BACKENDS as NVTX_BACKENDS
-from .argtypes import add_plugin_argument
+from .argtypes import MAX_OPERATIONS, add_plugin_argument, int_in_range
 from .argtypes import non_negative_float as _non_negative_float
 from .argtypes import non_negative_int as _non_negative_int
 from .argtypes import positive_int as _positive_int
 
 DEFAULT_COLLECTIVES = ("allreduce", "allgather", "reduce_scatter")
 DEFAULT_RESULTS_DIR = Path("results")
+MAX_CHECKS = 1000              # -c: validation rounds per row
+MAX_TRACE_ITERATIONS = 1000    # --trace-iters: traced operations per row
+
+
+def _operations(low: int, what: str) -> Callable[[str], int]:
+    """-n, -w, -G: at most MAX_OPERATIONS (at 1 µs an operation, 10 s per size and placement;
+    the automatic count stops at RunSpec.max_iterations, 10^5)."""
+    return int_in_range(low, MAX_OPERATIONS, f"{what} per size: 10^7 take 10 s even at 1 µs each")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -53,11 +61,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     g.add_argument("-f", "--stepfactor", type=_positive_int, default=None,
                    help="multiply the size by this factor (default 4, unless -i is given)")
     g.add_argument("-i", "--stepbytes", default=None, help="add this many bytes per step (when -f is 1)")
-    g.add_argument("-n", "--iters", type=_positive_int, default=None,
+    g.add_argument("-n", "--iters", type=_operations(1, "timed iterations"), default=None,
                    help="timed iterations per size (default: automatic, ~--target-time per size)")
-    g.add_argument("-w", "--warmup_iters", "--warmup-iters", dest="warmup", type=_non_negative_int,
-                   default=20, help="warm-up iterations per size (default 20: MPICH switches collective paths after its first few calls; at least 1 is run)")
-    g.add_argument("-c", "--check", type=_non_negative_int, default=1,
+    g.add_argument("-w", "--warmup_iters", "--warmup-iters", dest="warmup",
+                   type=_operations(0, "warm-up iterations"), default=20, help="warm-up iterations per size (default 20: MPICH switches collective paths after its first few calls; at least 1 is run)")
+    g.add_argument("-c", "--check", type=int_in_range(0, MAX_CHECKS, "each round is a full operation "
+                   "checked element by element"), default=1,
                    help="validation rounds per size, outside the timed loop (0 = off; default 1)")
     g.add_argument("-d", "--datatype", default="float32",
                    help="int8 uint8 int32 uint32 int64 uint64 float16 bfloat16 float32 float64, "
@@ -98,7 +107,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    "C loops (native, built with the MPI's mpicc at first use) or in Python; auto "
                    "(default) is native when it builds, else python")
     gpu = run.add_argument_group("GPU")
-    gpu.add_argument("-G", "--cudagraph", type=_non_negative_int, default=0,
+    gpu.add_argument("-G", "--cudagraph", type=_operations(0, "graph replays"), default=0,
                      help="CUDA-graph mode: capture the timed loop and replay it N times (nccl, cuda)")
     gpu.add_argument("--gpu-map", default=None,
                      help="device index per local rank, e.g. 3,2,1,0 (Perlmutter: local rank r is "
@@ -113,7 +122,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     tr.add_argument("--trace", default=None, metavar="FILE",
                     help="after each row's timed loop and validation, run --trace-iters more operations "
                     "stamping every step of every rank, into FILE (Chrome trace / Perfetto JSON)")
-    tr.add_argument("--trace-iters", type=_positive_int, default=3,
+    tr.add_argument("--trace-iters", type=int_in_range(1, MAX_TRACE_ITERATIONS, "every traced operation's "
+                    "per-step stamps of every rank go into the trace file"), default=3,
                     help="traced operations per row (default 3)")
     tr.add_argument("--nvtx", action="store_true",
                     help="GPU backends: NVTX ranges named after collective, algorithm, size and step around "
@@ -265,14 +275,13 @@ def main(args: argparse.Namespace, argv: list[str]) -> int:
 
 def _check_before_launch(spec: RunSpec, out: Path) -> None:
     """What the ranks would only find out after mpiexec started them, checked once here: the
-    output files can be created (and overwrite nothing), and --algo auto's profile or
-    results file is usable. Each mistake is one line, before any rank runs."""
-    ResultsWriter.check_path(out)
-    if spec.trace:
-        if Path(spec.trace).resolve() == out.resolve():
-            raise UsageError(f"--trace {spec.trace} is the results file (--out); give the trace "
-                             "its own file")
-        check_output_path(spec.trace, "--trace", "trace file")
+    output files can be created (and overwrite nothing), the build variables are usable
+    ($COLLBENCH_NATIVE_CFLAGS, $COLLBENCH_CSRC), and --algo auto's profile or results file is
+    usable. Each mistake is one line, before any rank runs."""
+    from ..run.job import check_build_variables, check_outputs
+
+    check_outputs(out, spec.trace)  # the ranks check again (started directly, they skip this)
+    check_build_variables(spec)
     if "auto" in spec.algorithms:
         from ..analysis.select import check_auto
 

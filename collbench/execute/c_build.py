@@ -25,7 +25,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..gpu.kernel_sources import csrc_dir  # where every C/CUDA source lives ($COLLBENCH_CSRC honoured)
+from ..gpu.kernel_sources import (
+    csrc_dir,  # where every C/CUDA source lives ($COLLBENCH_CSRC honoured)
+    sources_problem,
+)
 from .c_binding import HEADER, NativeLibrary, constants
 
 SOURCE = "native_executor.c"
@@ -95,7 +98,29 @@ def loaded_mpi_libraries() -> set[str]:
 
 
 def cflags() -> list[str]:
-    return [*CFLAGS, *shlex.split(os.environ.get(CFLAGS_ENV, ""))]
+    """The compiler flags: ours, then ``$COLLBENCH_NATIVE_CFLAGS`` split as a shell would.
+
+    Raises:
+        NativeUnavailable: the variable does not split into words (an unbalanced quote).
+    """
+    text = os.environ.get(CFLAGS_ENV, "")
+    try:
+        extra = shlex.split(text)
+    except ValueError as exc:
+        raise NativeUnavailable(f"${CFLAGS_ENV}={text!r}: {str(exc).lower()} (its flags are split "
+                                "into words as a shell would)") from None
+    return [*CFLAGS, *extra]
+
+
+def environment_problem() -> str | None:
+    """Why the build variables cannot build the library (one line naming the variable), or None:
+    ``$COLLBENCH_NATIVE_CFLAGS`` that does not split into words, ``$COLLBENCH_CSRC`` without
+    this library's sources. Cheap (no compiler, no MPI): the CLI asks before launching ranks."""
+    try:
+        cflags()
+    except NativeUnavailable as exc:
+        return str(exc)
+    return sources_problem((SOURCE, HEADER))
 
 
 def cache_dir() -> Path:
@@ -107,6 +132,9 @@ def build_digest(compiler: str) -> str:
     """Key of a build: sources, flags, the compiler (path and file) and the MPI library."""
     from mpi4py import MPI
 
+    problem = sources_problem((SOURCE, HEADER))
+    if problem:
+        raise NativeUnavailable(problem)
     h = hashlib.sha256()
     for name in (SOURCE, HEADER):
         h.update((csrc_dir() / name).read_bytes())

@@ -13,6 +13,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 
@@ -69,16 +70,32 @@ def _build_dtypes() -> dict[str, DTypeInfo]:
     return table
 
 
+CSRC_ENV = "COLLBENCH_CSRC"
+
+
+class SourcesNotFound(FileNotFoundError):
+    """The kernel sources are not where they should be; the message (one line) says where it
+    looked and, when ``$COLLBENCH_CSRC`` chose the place, names the variable."""
+
+
 def csrc_dir() -> Path:
     """Directory holding the kernel sources.
 
     Order: ``$COLLBENCH_CSRC`` (for trying edited kernels), the installed data package
     ``collbench.csrc``, then ``csrc/`` next to the ``collbench`` package (a source checkout that is
     not installed).
+
+    Raises:
+        SourcesNotFound: ``$COLLBENCH_CSRC`` is not a directory, or no sources were found.
     """
-    env = os.environ.get("COLLBENCH_CSRC")
+    env = os.environ.get(CSRC_ENV)
     if env:
-        return Path(env)
+        path = Path(env)
+        if not path.is_dir():
+            raise SourcesNotFound(f"${CSRC_ENV}={env}: {'not a directory' if path.exists() else 'no such directory'} "
+                                  "(it must name a directory holding collbench's csrc/ sources; unset it "
+                                  "to use the installed ones)")
+        return path
     try:
         path = Path(str(importlib.resources.files("collbench.csrc")))
         if (path / COMMON_HEADER).is_file():
@@ -88,10 +105,26 @@ def csrc_dir() -> Path:
     fallback = Path(__file__).resolve().parents[2] / "csrc"
     if (fallback / COMMON_HEADER).is_file():
         return fallback
-    raise FileNotFoundError(
+    raise SourcesNotFound(
         f"collbench kernel sources not found (looked for {COMMON_HEADER} in the collbench.csrc "
-        f"package and in {fallback}); reinstall collbench or set COLLBENCH_CSRC"
+        f"package and in {fallback}); reinstall collbench or set {CSRC_ENV}"
     )
+
+
+def sources_problem(names: Iterable[str]) -> str | None:
+    """Why the sources ``names`` (file names in :func:`csrc_dir`) cannot be read, as one line
+    naming ``$COLLBENCH_CSRC`` when it chose the directory; None when they are all there."""
+    try:
+        where = csrc_dir()
+    except SourcesNotFound as exc:
+        return str(exc)
+    missing = [name for name in names if not (where / name).is_file()]
+    if not missing:
+        return None
+    env = os.environ.get(CSRC_ENV)
+    origin = f"${CSRC_ENV}={env}" if env else str(where)
+    return (f"{origin}: no {', '.join(missing)} there (it must name a directory holding "
+            f"collbench's csrc/ sources{'; unset it to use the installed ones' if env else ''})")
 
 
 def kernel_files() -> list[Path]:

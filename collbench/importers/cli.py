@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from ..cli.argtypes import positive_int
-from .common import Options, check_out, read_logs, summary_record, write_results
+from ..errors import UsageError
+from .common import Options, check_out, collective_option, dtype_option, read_logs, summary_record, write_results
 
 TOOLS = ("nccl-tests", "osu")
 
@@ -28,14 +29,15 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--collective", default=None,
                         help="the collective of tables whose log never names it (no *_perf or OSU title)")
     parser.add_argument("--dtype", default=None,
-                        help="OSU: the data type when the log has no '# Datatype' line (OSU < 7)")
+                        help="OSU: the data type when the log has no '# Datatype' line (OSU < 7): "
+                        "int8 ... float64, or float, double, char, int, MPI_FLOAT, ...")
     return parser
 
 
 def main(args: argparse.Namespace, argv: list[str]) -> int:
     out = Path(args.out)
     check_out(out)   # refuse before reading anything, like `collbench run --out`
-    options = Options(list(argv), args.nranks, args.nodes, args.collective, args.dtype)
+    options = Options(list(argv), args.nranks, args.nodes, *_checked_names(args))
     logs = read_logs(args.logs)
     if args.tool == "nccl-tests":
         from .nccl_tests import convert
@@ -58,3 +60,19 @@ def main(args: argparse.Namespace, argv: list[str]) -> int:
         print(f"collbench: note: the log does not give the rank count ({what}); pass --nranks N "
               "if you know it", file=sys.stderr)
     return 0
+
+
+def _checked_names(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """--collective and --dtype as collbench's names, refused (one line, before any log is read)
+    when collbench does not know them, or for --dtype, when the tool's logs already give the type
+    of every row (nccl-tests): neither may be written into the file or ignored unseen."""
+    osu_names: dict[str, str] = {}
+    mpi_types: dict[str, str] = {}
+    if args.tool == "osu":
+        from .osu import _MPI_TYPES, _NAMES
+
+        osu_names, mpi_types = _NAMES, _MPI_TYPES
+    collective = collective_option(args.collective, osu_names)
+    if args.dtype is not None and args.tool != "osu":
+        raise UsageError(f"--dtype applies to OSU logs; {args.tool} logs give the type of every row")
+    return collective, dtype_option(args.dtype, mpi_types)

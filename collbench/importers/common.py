@@ -132,6 +132,52 @@ def dtype_of(name: str) -> tuple[str, int | None]:
     return dtypes[0].name, dtypes[0].itemsize
 
 
+def collective_option(text: str | None, aliases: dict[str, str] | None = None) -> str | None:
+    """``--collective`` checked (None when not given): collbench's name of the collective, from
+    its own spelling, nccl-tests' (``all_reduce``, ``all_reduce_perf``) or a tool's ``aliases``
+    (OSU's ``bcast``, ``reduce_scatter_block``).
+
+    Raises:
+        UsageError: one line, for a collective collbench does not know (it would be skipped).
+    """
+    if text is None:
+        return None
+    key = re.sub(r"_perf\w*$", "", text.strip().rsplit("/", 1)[-1]).lower()
+    key = re.sub(r"[-\s]+", "_", key)
+    collective = collective_of((aliases or {}).get(key, key)) if key else None
+    if collective is None:
+        known = ", ".join(c.value for c in Collective)
+        raise UsageError(f"--collective {text!r}: not a collective collbench knows (known: {known}; "
+                         "nccl-tests and OSU spellings such as all_reduce or bcast work too)")
+    return collective.value
+
+
+def dtype_option(text: str | None, aliases: dict[str, str] | None = None) -> str | None:
+    """``--dtype`` checked (None when not given): collbench's name of one data type, from its own
+    spelling, nccl-tests' (``float``, ``half``, ``double``) or a tool's ``aliases`` (OSU's
+    ``MPI_FLOAT``).
+
+    Raises:
+        UsageError: one line, for anything but one data type collbench knows.
+    """
+    if text is None:
+        return None
+    key = text.strip()
+    key = (aliases or {}).get(key.upper(), key)
+    if key.lower() == "all" or "," in key:
+        raise UsageError(f"--dtype {text!r}: give one data type (the type of the log's rows)")
+    try:
+        dtypes = parse_dtypes(key) if key else ()
+    except UsageError:
+        dtypes = ()
+    if len(dtypes) != 1:
+        from ..dtypes import DTYPES
+
+        raise UsageError(f"--dtype {text!r}: not a data type collbench knows (known: "
+                         f"{', '.join(DTYPES)}; spellings such as float, double, half or int work too)")
+    return dtypes[0].name
+
+
 def row_record(**fields: Any) -> dict[str, Any]:
     """A ``row`` record with every field the reader requires, unknown ones as null."""
     record: dict[str, Any] = {"type": "row"}

@@ -147,8 +147,10 @@ class Harness:
         self._expected_cache: dict[tuple, np.ndarray | None] = {}
         self._fault = faults.from_environment()
         self.size_skips: dict[str, list[str]] = {}  # reason -> what it skipped, for the summary
-        self._tracer: Any = None  # --trace (collbench/trace/capture.py), made at the first traced row
         nvtx.configure(spec.nvtx)  # --nvtx: ranges on or off for the whole sweep (trace/nvtx.py)
+        # --trace (collbench/trace/capture.py): its file is created now, before any row is
+        # measured, and never over an existing file (a UsageError on every rank)
+        self._tracer: Any = self._make_tracer() if spec.trace else None
 
     # -- sweep --------------------------------------------------------------------------------
 
@@ -256,19 +258,20 @@ class Harness:
             self._tracer.finish(row, self.backend.options_for(request))
         return lossy.extend(row) if lossy else row
 
-    def _trace(self, request: OpRequest, prepared: PreparedOp, nbytes: int, per_op_estimate: float) -> None:
+    def _make_tracer(self) -> Any:
         from ..trace.capture import Tracer
 
-        if self._tracer is None:
-            layout = getattr(self.backend, "layout", None)
-            nodes = None
-            if layout is not None:
-                nodes = [0] * self.nranks
-                for k, members in enumerate(layout.nodes):
-                    for r in members:
-                        nodes[r] = k
-            assert self.spec.trace is not None  # _trace runs only when tracing was asked for
-            self._tracer = Tracer(self.spec.trace, self.spec.trace_iterations, self.ctrl, nodes)
+        layout = getattr(self.backend, "layout", None)
+        nodes = None
+        if layout is not None:
+            nodes = [0] * self.nranks
+            for k, members in enumerate(layout.nodes):
+                for r in members:
+                    nodes[r] = k
+        assert self.spec.trace is not None
+        return Tracer(self.spec.trace, self.spec.trace_iterations, self.ctrl, nodes)
+
+    def _trace(self, request: OpRequest, prepared: PreparedOp, nbytes: int, per_op_estimate: float) -> None:
         self.watchdog.arm(self.spec.timeout + 4 * self.spec.trace_iterations * per_op_estimate)
         self._tracer.capture(request, prepared, nbytes, self.backend.name)
         self.watchdog.disarm()

@@ -6,6 +6,8 @@ shows around it: the preamble, the tables as rows arrive, the results file and t
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,9 +15,11 @@ from typing import Any
 from .. import __version__
 from ..errors import UsageError
 from ..results import table
-from ..results.files import ResultsWriter, Row
+from ..results.files import ResultsWriter, Row, check_output_path
 from ..results.metadata import collect, now_iso
 from ..sizes import format_bytes
+from .interrupt import Interrupts
+from .launcher import LAUNCHED_MARKER, env_rank
 from .progress import Progress
 from .resources import memory_problem
 from .session import Session, agree
@@ -30,32 +34,46 @@ EXIT_USAGE = 2
 def run_in_job(spec: RunSpec, argv: list[str], out_path: Path | None, thread_level: str,
                ranks_per_node: int | None, gpu_map: tuple[int, ...] | None = None) -> int:
     """Entry point of every rank. Returns the process exit status."""
-    import mpi4py
+    # Ctrl-C from here on, MPI's start included, is handled as run/interrupt.py describes
+    interrupts = Interrupts(env_rank(), quiet=os.environ.get(LAUNCHED_MARKER) == "1")
+    interrupts.start()
+    try:
+        import mpi4py
 
-    mpi4py.rc.thread_level = thread_level
-    from mpi4py import MPI
+        mpi4py.rc.thread_level = thread_level
+        from mpi4py import MPI
 
-    world = MPI.COMM_WORLD
-    ctrl = world.Dup()
+        world = MPI.COMM_WORLD
+        interrupts.rank = world.Get_rank()
+        ctrl = world.Dup()
+    except KeyboardInterrupt:
+        interrupts.stop()
+    except BaseException:
+        interrupts.close()
+        raise
     activity = Activity(rank=world.Get_rank())
     thread_multiple = MPI.Query_thread() == MPI.THREAD_MULTIPLE
     try:
         return _run(spec, argv, out_path, thread_level, ranks_per_node, gpu_map, world, ctrl,
-                    activity, thread_multiple)
+                    activity, thread_multiple, interrupts)
     except UsageError as exc:  # raised on every rank through agree()
         if world.Get_rank() == 0:
             sys.stderr.write(f"collbench: error: {exc}\n")
         return EXIT_USAGE
+    except KeyboardInterrupt:  # Ctrl-C: rows kept, one line, status 130 (run/interrupt.py)
+        interrupts.stop()
     except BaseException as exc:  # noqa: BLE001 - any failure on any rank must end the whole job
-        name = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
-        abort_job(world, f"error on rank {world.Get_rank()} during {activity.describe()}: {name}",
-                  EXIT_ERROR, from_thread=False, thread_multiple=thread_multiple)
+        abort_job(world, f"error on rank {world.Get_rank()} during {activity.describe()}: "
+                  f"{type(exc).__name__}: {exc}", EXIT_ERROR, from_thread=False,
+                  thread_multiple=thread_multiple)
         return EXIT_ERROR  # not reached
+    finally:
+        interrupts.close()
 
 
 def _run(spec: RunSpec, argv: list[str], out_path: Path | None, thread_level: str,
          ranks_per_node: int | None, gpu_map: tuple[int, ...] | None, world: Any, ctrl: Any,
-         activity: Activity, thread_multiple: bool) -> int:
+         activity: Activity, thread_multiple: bool, interrupts: Interrupts) -> int:
     rank, nranks = ctrl.Get_rank(), ctrl.Get_size()
     real_nodes = discover(ctrl)
     # emulated nodes (the last may be smaller; algorithms that need uniform nodes say so) shape
@@ -66,18 +84,24 @@ def _run(spec: RunSpec, argv: list[str], out_path: Path | None, thread_level: st
         raise UsageError(f"root {spec.root} is not a rank of this {nranks}-rank job")
     agree(ctrl, lambda: _check_memory(spec, local_ranks))
 
+    # the output files, before anything is created: ranks started by mpiexec or srun directly
+    # never went through the launcher's checks (cli/run.py); creating each one exclusively
+    # (ResultsWriter.open, the Tracer) then closes the gap to another run making it meanwhile
+    agree(ctrl, lambda: check_outputs(out_path, spec.trace) if rank == 0 else None)
+    agree(ctrl, lambda: check_build_variables(spec))  # every rank: each has its own environment
     session = Session(world, spec, nodes.layout(), gpu_map, thread_multiple, activity, ctrl)
     writer = ResultsWriter(out_path) if (rank == 0 and out_path is not None) else None
     agree(ctrl, lambda: writer.open() if writer else None)
+    interrupts.writer = writer
     session.reserve()
     metadata = collect(ctrl, spec, argv, thread_level, nodes, session.backend.metadata())
-    progress = Progress() if rank == 0 else None
+    progress = interrupts.progress = Progress() if rank == 0 else None
     if rank == 0:
         if writer:
-            writer.write(metadata)
+            interrupts.write(metadata)
         print(_preamble(spec, metadata, session.plan.skipped, out_path), flush=True)
 
-    output = Rank0Output(writer, progress, spec.per_iteration, nodes.nnodes) if rank == 0 else None
+    output = Rank0Output(writer, progress, spec.per_iteration, nodes.nnodes, interrupts.lock) if rank == 0 else None
     for group, sizes in session.groups(on_progress=progress.update if progress else None):
         if output:
             output.start_group(group.collective.value, group.algorithm)
@@ -90,13 +114,45 @@ def _run(spec: RunSpec, argv: list[str], out_path: Path | None, thread_level: st
     return EXIT_WRONG if failed else 0
 
 
+def check_outputs(out_path: Path | None, trace: str | None) -> None:
+    """The results file (--out) and the trace file (--trace) can be created: new files, distinct,
+    in writable directories. One UsageError line naming the option otherwise."""
+    if out_path is not None:
+        ResultsWriter.check_path(out_path)
+    if trace:
+        if out_path is not None and Path(trace).resolve() == Path(out_path).resolve():
+            raise UsageError(f"--trace {trace} is the results file (--out); give the trace its own file")
+        check_output_path(trace, "--trace", "trace file")
+
+
+def check_build_variables(spec: RunSpec) -> None:
+    """The variables that steer what the ranks compile, checked once before anything runs:
+    ``$COLLBENCH_NATIVE_CFLAGS`` and ``$COLLBENCH_CSRC`` when the run may build the native
+    executor (mpi backend on host buffers, --executor auto or native), ``$COLLBENCH_CSRC``
+    when it runs GPU kernels. One UsageError line naming the variable otherwise."""
+    if spec.backend == "mpi" and spec.device == "host" and spec.executor != "python":
+        from ..execute.c_build import environment_problem
+
+        problem = environment_problem()
+        if problem:
+            raise UsageError(problem)
+    if spec.backend != "mpi" or spec.device != "host":
+        from ..gpu.kernel_sources import COMMON_HEADER, sources_problem
+
+        problem = sources_problem((COMMON_HEADER,))
+        if problem:
+            raise UsageError(problem)
+
+
 class Rank0Output:
     """Rank 0's side of a sweep: stream each size's rows to the file and the table as they
     complete, close a table with its footer, and write the summary at the end."""
 
     def __init__(self, writer: ResultsWriter | None, progress: Progress | None, per_iteration: bool,
-                 nnodes: int) -> None:
+                 nnodes: int, lock: Any = None) -> None:
         self.writer, self.progress = writer, progress
+        # held while a record is written (the Ctrl-C watcher closes the file only between records)
+        self.lock = lock if lock is not None else contextlib.nullcontext()
         self.per_iteration, self.nnodes = per_iteration, nnodes
         self.table_rows: list[Row] = []
         self.current: tuple[str, str] | None = None
@@ -112,7 +168,8 @@ class Rank0Output:
     def add(self, rows: dict[Any, Row]) -> None:
         for row in rows.values():
             if self.writer:
-                self.writer.write(row.to_record())
+                with self.lock:
+                    self.writer.write(row.to_record())
             self.wrong_total += row.wrong or 0
             self.row_count += 1
         self.table_rows.extend(rows.values())
@@ -136,10 +193,11 @@ class Rank0Output:
         for line in size_lines:
             print(f"# N/A above ({line})", flush=True)
         if self.writer:
-            self.writer.write({"type": "summary", "end_time": now_iso(), "rows": self.row_count,
-                               "wrong_total": self.wrong_total, "skipped": list(skipped) + size_lines,
-                               "status": "complete"})
-            self.writer.close()
+            with self.lock:
+                self.writer.write({"type": "summary", "end_time": now_iso(), "rows": self.row_count,
+                                   "wrong_total": self.wrong_total, "skipped": list(skipped) + size_lines,
+                                   "status": "complete"})
+                self.writer.close()
             print(f"# results written to {out_path}", flush=True)
         if self.wrong_total:
             sys.stderr.write(f"collbench: {self.wrong_total} wrong values in total (see #wrong)\n")

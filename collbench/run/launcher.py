@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 from .. import plugins
 from ..errors import UsageError
+from .interrupt import EXIT_INTERRUPTED  # what ranks stopped by Ctrl-C exit with
 
 # Set by process managers for every rank; any one of them means we are already launched.
 _RANK_VARIABLES = ("PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_RANK", "MPI_LOCALRANKID",
                    "PALS_RANKID", "MV2_COMM_WORLD_RANK", "MPIRUN_RANK")
 LAUNCHED_MARKER = "COLLBENCH_LAUNCHED"
 TTY_MARKER = "COLLBENCH_TTY"
+# After Ctrl-C: how long the ranks get to stop by themselves (they keep their rows and exit with
+# 130), and how long mpiexec then gets to end them before it is killed.
+INTERRUPT_GRACE_S = 3.0
+INTERRUPT_KILL_S = 10.0
 
 
 def inside_mpi_job() -> bool:
@@ -93,7 +99,12 @@ def oversubscription_environment(nprocs: int) -> dict[str, str]:
 
 
 def relaunch(nprocs: int, argv: list[str], extra_env: dict[str, str] | None = None) -> int:
-    """Run ``python -m collbench ARGV`` under ``mpiexec -n NPROCS`` and return its exit status."""
+    """Run ``python -m collbench ARGV`` under ``mpiexec -n NPROCS`` and return its exit status.
+
+    Raises:
+        KeyboardInterrupt: Ctrl-C, once the job has ended (the ranks keep the rows they wrote
+            and stay silent; cli.main says "collbench: interrupted" once, status 130).
+    """
     mpiexec = find_mpiexec()
     env = dict(os.environ)
     env.update(extra_env or {})
@@ -102,7 +113,38 @@ def relaunch(nprocs: int, argv: list[str], extra_env: dict[str, str] | None = No
     if sys.stderr.isatty():
         env[TTY_MARKER] = "1"
     command = [str(mpiexec), "-n", str(nprocs), sys.executable, "-m", "collbench", *argv]
+    proc = subprocess.Popen(command, env=env)
     try:
-        return subprocess.run(command, env=env, check=False).returncode
+        code = proc.wait()
     except KeyboardInterrupt:
-        return 130
+        _stop_after_interrupt(proc)
+        raise  # cli.main: "collbench: interrupted", status 130
+    if code == EXIT_INTERRUPTED:  # the ranks were interrupted (SIGINT to mpiexec or to them)
+        raise KeyboardInterrupt
+    return code
+
+
+def _stop_after_interrupt(proc: subprocess.Popen) -> None:
+    """The launcher was interrupted: end the job without losing a written row, and return only
+    once it has ended (never a rank left behind, never its output after the shell's prompt).
+
+    Ctrl-C in a terminal reaches mpiexec too (same process group), and mpiexec forwards it to the
+    ranks: wait for them. A SIGINT to this process alone reached nobody else: if the job still
+    runs after a grace period, forward it once (to an mpiexec that had it already, a second one
+    means "force abort"; rank 0 has flushed every finished row by then). Further Ctrl-C while
+    waiting are ignored; mpiexec is killed only when it does not end at all."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        for action in (None, signal.SIGINT, signal.SIGKILL):
+            if action is not None:
+                try:
+                    proc.send_signal(action)
+                except OSError:
+                    pass
+            try:
+                proc.wait(timeout=INTERRUPT_GRACE_S if action is None else INTERRUPT_KILL_S)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+    finally:
+        signal.signal(signal.SIGINT, previous)

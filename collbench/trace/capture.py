@@ -3,7 +3,8 @@
 Tracing never touches the timed loop: the runner's separate ``trace(n)`` method (C executor:
 ``cb_plan_trace``; Python executor: a stamped copy of its loop) runs ``n`` extra operations
 after the row's measurement and validation, and rank 0 gathers every rank's stamps and writes
-the trace file (rewritten after each measurement, so a crash keeps what was traced).
+the trace file (created exclusively when the :class:`Tracer` is made, never over an existing
+file, then rewritten after each measurement, so a crash keeps what was traced).
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from typing import Any
 import numpy as np
 
 from ..algorithms import Copy, vcounts
+from ..errors import UsageError
 from . import clock
-from .document import FINALIZE_STEP, write
+from .document import FINALIZE_STEP, create, write
 
 
 def runner_of(prepared: Any) -> Any | None:
@@ -51,8 +53,10 @@ def describe_steps(lowered: Any, itemsize: int) -> list[dict[str, Any]]:
 class Tracer:
     """Collects traced iterations of every measurement and keeps the trace file current.
 
+    Collective: every rank makes it. Rank 0 creates the file at once, exclusively.
+
     Args:
-        path: the trace file (written by rank 0).
+        path: the trace file (written by rank 0; must not exist).
         iterations: traced operations per measurement.
         ctrl: the control communicator (never the measured one).
         node_of_rank: node index of every rank (for the model's layout), or None.
@@ -70,6 +74,17 @@ class Tracer:
         self.measurements: list[dict[str, Any]] = []
         self.skipped: list[str] = []
         self._pending: dict[str, Any] | None = None
+        # rank 0 creates the file now, exclusively (never over an existing one); every rank
+        # learns the outcome, so a refusal is one line from rank 0 and the same error everywhere
+        error = None
+        if self.rank == 0:
+            try:
+                create(self.path, self._record())
+            except UsageError as exc:
+                error = str(exc)
+        error = ctrl.bcast(error, root=0)
+        if error:
+            raise UsageError(error)
 
     def capture(self, request: Any, prepared: Any, nbytes: int, backend: str) -> None:
         """Trace ``prepared`` (collective over ``ctrl``: every rank calls it for every row)."""
@@ -112,13 +127,15 @@ class Tracer:
         self.write()
 
     def write(self) -> None:
+        write(self.path, self._record())
+
+    def _record(self) -> dict[str, Any]:
         offsets = self.offsets or []
-        write(self.path, {
-            "nranks": self.ctrl.Get_size(),
-            "offsets_ns": [o.offset_ns for o in offsets],
-            "offset_bound_ns": [o.bound_ns for o in offsets],
-            "node_of_rank": self.node_of_rank, "measurements": self.measurements,
-            "skipped": self.skipped})
+        return {"nranks": self.ctrl.Get_size(),
+                "offsets_ns": [o.offset_ns for o in offsets],
+                "offset_bound_ns": [o.bound_ns for o in offsets],
+                "node_of_rank": self.node_of_rank, "measurements": self.measurements,
+                "skipped": self.skipped}
 
 
 def _min() -> Any:

@@ -14,8 +14,11 @@ Perfetto ignore it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import stat
+import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -124,12 +127,42 @@ def document(record: dict[str, Any]) -> dict[str, Any]:
             "collbench": record}
 
 
+def create(path: Path, record: dict[str, Any]) -> None:
+    """Create the trace file, holding ``record``; never over an existing file.
+
+    The file is opened exclusively (``O_EXCL``), so that an existing file, or one another run
+    made since the command line was checked, is refused however the ranks were started (by
+    ``collbench run`` or by mpiexec/srun directly, which skip the launcher's checks).
+
+    Raises:
+        UsageError: one line naming the path (the file exists or cannot be created).
+    """
+    text = json.dumps(document(record))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "x", encoding="utf-8") as out:
+            out.write(text)
+    except FileExistsError:
+        raise UsageError(f"trace file {path} already exists; choose another --trace "
+                         "(collbench never overwrites results)") from None
+    except OSError as exc:
+        raise UsageError(f"cannot create trace file {path} (--trace): {exc.strerror or exc}") from None
+
+
 def write(path: Path, record: dict[str, Any]) -> None:
-    """Write atomically (a reader never sees half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(document(record)))
-    os.replace(tmp, path)
+    """Rewrite the file :func:`create` made, atomically (a reader never sees half a file),
+    through a temporary file of its own in the same directory (never another file's name)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(json.dumps(document(record)))
+        with contextlib.suppress(OSError):  # mkstemp's 0600: keep the mode create() gave
+            os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def read(path: str | Path) -> dict[str, Any]:
