@@ -120,12 +120,9 @@ def row_problem(record: dict[str, Any]) -> str | None:
     for name in _ROW_REQUIRED:
         if record.get(name) is None:
             return f"row has no '{name}'"
-    for name, types in _ROW_TYPES.items():
-        value = record.get(name)
-        if value is not None:
-            problem = _type_problem(name, value, types)
-            if problem:
-                return f"row field {problem}"
+    problem = _fields_problem(record, _ROW_TYPES, "row")
+    if problem:
+        return problem
     if record["placement"] not in PLACEMENTS:
         return f"row field 'placement' must be out_of_place or in_place, not {record['placement']!r}"
     if record["bytes"] < 0 or record["time_us"] < 0:
@@ -143,12 +140,18 @@ def row_problem(record: dict[str, Any]) -> str | None:
 
 def metadata_problem(record: dict[str, Any]) -> str | None:
     """Why a metadata record cannot be read (a mistyped field), or None."""
-    for name, types in _METADATA_TYPES.items():
+    return _fields_problem(record, _METADATA_TYPES, "metadata")
+
+
+def _fields_problem(record: dict[str, Any], fields: dict[str, tuple[type, ...]],
+                    kind: str) -> str | None:
+    """The first of ``fields`` that ``record`` holds (not null) with the wrong type."""
+    for name, types in fields.items():
         value = record.get(name)
         if value is not None:
             problem = _type_problem(name, value, types)
             if problem:
-                return f"metadata field {problem}"
+                return f"{kind} field {problem}"
     return None
 
 
