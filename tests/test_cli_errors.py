@@ -597,3 +597,14 @@ def test_import_names_are_written_as_collbench_names(args, field, value, tmp_pat
     assert result.returncode == 0, result.stderr
     rows = [json.loads(line) for line in (tmp_path / "o.jsonl").read_text().splitlines()[1:-1]]
     assert rows and {r[field] for r in rows} == {value}
+
+
+# local rank counts
+@pytest.mark.parametrize("args", [["run", "allreduce", "-e", "8"], ["workload", "run", "gpt2"],
+                                  ["calibrate"]])
+def test_local_rank_counts_are_bounded(args, tmp_path):
+    """A mistyped -np 100000 is refused before a process starts (it would fork until the machine
+    stopped)."""
+    result = run_cli([*args, "-np", "100000"], cwd=tmp_path, timeout=60)
+    assert_one_error_line(result, "argument -np/--nprocs: must be at most 1024, got 100000")
+    assert not list(tmp_path.iterdir())

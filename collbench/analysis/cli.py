@@ -11,7 +11,7 @@ import argparse
 import sys
 from typing import Any
 
-from ..cli.argtypes import add_plugin_argument
+from ..cli.argtypes import add_plugin_argument, local_ranks
 from ..cli.argtypes import positive_float as _positive_float
 from ..cli.argtypes import positive_int as _positive_int
 from ..errors import UsageError
@@ -92,7 +92,7 @@ def add_calibrate_parser(sub: Any) -> argparse.ArgumentParser:
                          description="Point-to-point (intra- and inter-node) and local reduction/copy "
                          "sweeps through collbench's schedule executor, fitted by least squares; writes "
                          "a machine profile for the cost model and --algo auto.")
-    cal.add_argument("-np", "--nprocs", type=_positive_int, default=2,
+    cal.add_argument("-np", "--nprocs", type=local_ranks, default=2,
                      help="ranks to launch when not already in an MPI job (default 2)")
     cal.add_argument("--out", default=None, help="profile file (default ~/.config/collbench/profiles/"
                      "<host>.json, which the model uses by default)")

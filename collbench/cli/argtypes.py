@@ -33,6 +33,11 @@ def non_negative_int(text: str) -> int:
 MAX_OPERATIONS = 10**7
 
 
+# Ranks the local launcher may start on this machine (-np): each is a process, and a mistyped
+# -np 100000 would fork until the machine stops; on a cluster the ranks come from srun/mpiexec.
+MAX_LOCAL_RANKS = 1024
+
+
 def int_in_range(low: int, high: int, why: str = "") -> Callable[[str], int]:
     """An argparse type: a whole number from ``low`` to ``high``; ``why`` explains the upper bound
     in the error line."""
@@ -80,3 +85,8 @@ def add_plugin_argument(parser: argparse.ArgumentParser) -> None:
                         help="load a module that registers algorithms first: a .py file or a module "
                         "name; repeatable. $COLLBENCH_PLUGINS (os.pathsep-separated) is loaded first, by "
                         "every command; collbench run passes both to every rank")
+
+
+local_ranks = int_in_range(1, MAX_LOCAL_RANKS, "processes on this one machine; a cluster's ranks "
+                           "come from srun or mpiexec")
+"""argparse type of ``-np``."""

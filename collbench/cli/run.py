@@ -31,7 +31,7 @@ from ..run.resources import memory_problem
 from ..run.spec import Aggregation, RunSpec
 from ..sizes import parse_size, size_sweep
 from ..trace.nvtx import BACKENDS as NVTX_BACKENDS
-from .argtypes import MAX_OPERATIONS, add_plugin_argument, int_in_range
+from .argtypes import MAX_OPERATIONS, add_plugin_argument, int_in_range, local_ranks
 from .argtypes import non_negative_float as _non_negative_float
 from .argtypes import non_negative_int as _non_negative_int
 from .argtypes import positive_int as _positive_int
@@ -85,7 +85,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     g.add_argument("--target-time", type=_non_negative_float, default=0.05,
                    help="seconds the timed loop aims for when -n is not given (default 0.05)")
     x = run.add_argument_group("execution")
-    x.add_argument("-np", "--nprocs", type=_positive_int, default=4,
+    x.add_argument("-np", "--nprocs", type=local_ranks, default=4,
                    help="ranks to launch with the bundled mpiexec when not already in an MPI job (default 4)")
     x.add_argument("--backend", default="mpi", help="mpi (default), nccl (GPU), cuda (our IPC kernels, GPU)")
     x.add_argument("--algo", default="native",

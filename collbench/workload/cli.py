@@ -12,7 +12,7 @@ import sys
 from fractions import Fraction
 from pathlib import Path
 
-from ..cli.argtypes import non_negative_float, non_negative_int, positive_float, positive_int
+from ..cli.argtypes import local_ranks, non_negative_float, non_negative_int, positive_float, positive_int
 from ..errors import UsageError
 
 DEFAULT_RESULTS_DIR = Path("results")
@@ -84,7 +84,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                      "calibrated one, else generic)")
     run.add_argument("--scale", default="1", help="shrink every byte count, e.g. 1/64 (recorded)")
     # the same ranges as `collbench run` (collbench/cli/run.py), whose RunSpec these fill
-    run.add_argument("-np", "--nprocs", type=positive_int, default=4, help="ranks for the local launcher (default 4)")
+    run.add_argument("-np", "--nprocs", type=local_ranks, default=4, help="ranks for the local launcher (default 4)")
     run.add_argument("--ranks-per-node", type=positive_int, default=None, help="emulate nodes of this many ranks")
     run.add_argument("-n", "--iters", type=positive_int, default=None,
                      help="timed iterations per collective (default: auto)")
