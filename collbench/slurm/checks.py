@@ -113,13 +113,21 @@ def fit_time(profile: Profile, explicit: bool) -> tuple[str, list[str]]:
 
     Without -t the limit covers the worst case, clamped to the queue's maximum (with a warning:
     a job over the maximum is rejected or never starts). With -t the user's value stays, with a
-    warning when it is over the queue's maximum or shorter than the worst case.
+    warning when it is over the queue's maximum or shorter than the worst case; ``-t 0`` is
+    Slurm's "no limit", over any queue's maximum and never shorter than the worst case.
     """
     warnings: list[str] = []
     limit = queue_limit(profile)
     budget = worst_case(profile)
     time = profile.time or automatic_time(profile)
     where = f"the {limit.name} {'QOS' if limit.option == 'qos' else 'partition'}" if limit else ""
+    if explicit and slurm_seconds(time) == 0:
+        # sbatch(1): "A time limit of zero requests that no time limit be imposed"
+        if limit:
+            warnings.append(f"-t {time} asks for no time limit, over the {limit.max_time} maximum "
+                            f"of {where} ({limit.source}); Slurm will reject or hold the job: "
+                            f"give -t a limit or choose another queue")
+        return time, warnings
     if limit and slurm_seconds(time) > slurm_seconds(limit.max_time):
         if explicit:
             warnings.append(f"-t {time} is over the {limit.max_time} maximum of {where} ({limit.source}); "

@@ -230,6 +230,19 @@ def test_steps_times_timeout_must_fit_the_time_limit():
                               "--step-timeout", "200"))
 
 
+def test_time_zero_is_no_limit():
+    # sbatch(1): "A time limit of zero requests that no time limit be imposed": never shorter
+    # than the steps (the local cluster has no queue maximum), but over a queue's maximum
+    for zero in ("0", "00:00:00", "0-0"):
+        unlimited = _cli("slurm", "--cluster", "local", "-t", zero)
+        assert unlimited.returncode == 0 and f"#SBATCH -t {zero}\n" in unlimited.stdout
+        assert not _warnings(unlimited), unlimited.stderr
+    assert _warnings(_cli("slurm", "--cluster", "local", "-t", "00:00:01"))  # a real limit: too short
+    debug = _cli("slurm", "--cluster", "perlmutter", "-A", "m1_g", "-q", "debug", "-t", "0", "--nodes", "1,2")
+    warnings = _warnings(debug)
+    assert len(warnings) == 1 and "-t 0 asks for no time limit, over the 00:30:00 maximum" in warnings[0]
+
+
 @pytest.mark.parametrize("text, seconds", [("30", 1800), ("05:00", 300), ("01:30:00", 5400),
                                            ("2-00:00:00", 172800), ("1-12", 129600), ("1-00:30", 88200)])
 def test_slurm_time_parsing(text, seconds):
