@@ -227,6 +227,24 @@ def test_prove_shares_one_expected_list_per_result() -> None:
     assert not symbolic.prove(s, (False, True), lambda r: short)
 
 
+def test_a_postcondition_beyond_the_machine_words_is_refused_not_raised() -> None:
+    """Up to 64 ranks contributor sets are uint64: a postcondition naming a rank that cannot
+    exist (bit 64 and up, or a negative set) is "not shown correct", never an exception, and
+    from 65 ranks on sets of any width are still compared exactly."""
+    s = build("ring", "allgather", 6, 5)
+    problem = s.problem
+    pieces = expected_output(problem, 0)
+    assert symbolic.prove(s, (False, True), lambda r: pieces)
+    for bad in (1 << 64, -1):
+        wrong = [(n, idx, bad) for n, idx, _ in pieces]
+        assert not symbolic.prove(s, (False, True), lambda r, wrong=wrong: wrong)
+    wide = build("recursive_doubling", "allgather", 65, 3)
+    right = expected_output(wide.problem, 0)
+    assert symbolic.prove(wide, (False,), lambda r: right)
+    extra = [(n, idx, mask | (1 << 65)) for n, idx, mask in right]  # a 66th rank's bit
+    assert not symbolic.prove(wide, (False,), lambda r: extra)
+
+
 def test_closure_stops_instead_of_cascading() -> None:
     """A transfer that shifts a buffer into itself would cut it into single elements: the
     closure stops early, and the state checks at run time that atoms still hold one run."""
