@@ -465,15 +465,15 @@ def test_ranks_started_directly_refuse_a_trace_onto_the_results_file(tmp_path):
     assert not (tmp_path / "same.jsonl").exists()
 
 
-def _interrupted(command, cwd, results):
-    """Start ``command`` in a session of its own, as a shell starts a job; once the first rows are
-    in ``results``, SIGINT its whole process group, as Ctrl-C in a terminal does."""
+def _interrupted(command, cwd, results, lines=3):
+    """Start ``command`` in a session of its own, as a shell starts a job; once ``lines`` records
+    are in ``results``, SIGINT its whole process group, as Ctrl-C in a terminal does."""
     with one_job_at_a_time():
         proc = subprocess.Popen(command, cwd=cwd, env=_without_job_variables(), stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, start_new_session=True)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and proc.poll() is None:
-            if results.exists() and len(results.read_text().splitlines()) >= 3:  # metadata, 2 rows
+            if results.exists() and len(results.read_text().splitlines()) >= lines:
                 break
             time.sleep(0.05)
         assert proc.poll() is None, proc.communicate()
@@ -503,6 +503,20 @@ def test_ctrl_c_during_a_run_is_one_line_status_130_and_keeps_the_rows(how, tmp_
     assert err.strip() == "collbench: interrupted"
     assert "Traceback" not in out + err and "Abort" not in out + err
     _assert_rows_kept(tmp_path / "x.jsonl")
+
+
+def test_ctrl_c_during_a_workload_run_keeps_its_records(tmp_path):
+    """`workload run` stops on Ctrl-C as `run` does: no MPI_Abort, one line, status 130, and
+    every record written so far intact (no step summary: readers say it did not finish)."""
+    command = [sys.executable, "-m", "collbench", "workload", "run", "gpt2", "--plan", "ddp",
+               "-np", "2", "--out", "w.jsonl"]
+    status, out, err = _interrupted(command, tmp_path, tmp_path / "w.jsonl", lines=2)  # metadata, a row
+    assert status == 130, err
+    assert err.strip() == "collbench: interrupted"
+    assert "Traceback" not in out + err and "Abort" not in out + err
+    records = [json.loads(line) for line in (tmp_path / "w.jsonl").read_text().splitlines()]
+    assert records[0]["type"] == "metadata" and records[1]["type"] == "row"
+    assert "summary" not in {r["type"] for r in records}
 
 
 def test_ctrl_c_reaches_a_rank_waiting_inside_mpi(tmp_path):

@@ -17,6 +17,7 @@ results file as they complete (collbench's JSON Lines schema; nothing is overwri
 
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 import time
@@ -33,6 +34,8 @@ from ..metrics import count_for_size
 from ..results.files import ResultsWriter, Row
 from ..results.metadata import collect, now_iso
 from ..run.harness import Harness
+from ..run.interrupt import Interrupts
+from ..run.launcher import LAUNCHED_MARKER, env_rank
 from ..run.spec import RunSpec
 from ..run.topology import NodeMap, discover, emulated
 from ..run.watchdog import EXIT_ERROR, Activity, Watchdog, abort_job
@@ -167,26 +170,42 @@ def _gpu_map(cfg: RunConfig, comm: Any, nodes: NodeMap) -> tuple[int, ...] | Non
 
 def run_in_job(model: ModelSpec, plan: Plan, options: Options, cfg: RunConfig, argv: list[str],
                out_path: Path | None) -> int:
-    import mpi4py
+    # Ctrl-C from here on, MPI's start included, ends every rank as `collbench run`'s do
+    # (run/interrupt.py): the records written stay, one line, status 130, no MPI_Abort
+    interrupts = Interrupts(env_rank(), quiet=os.environ.get(LAUNCHED_MARKER) == "1")
+    interrupts.start()
+    try:
+        import mpi4py
 
-    mpi4py.rc.thread_level = cfg.thread_level
-    from mpi4py import MPI
+        mpi4py.rc.thread_level = cfg.thread_level
+        from mpi4py import MPI
 
-    world = MPI.COMM_WORLD
-    ctrl = world.Dup()
+        world = MPI.COMM_WORLD
+        interrupts.rank = world.Get_rank()
+        ctrl = world.Dup()
+    except KeyboardInterrupt:
+        interrupts.stop()
+    except BaseException:
+        interrupts.close()
+        raise
     activity = Activity(rank=world.Get_rank())
     thread_multiple = MPI.Query_thread() == MPI.THREAD_MULTIPLE
     try:
-        return _run(model, plan, options, cfg, argv, out_path, world, ctrl, activity, thread_multiple)
+        return _run(model, plan, options, cfg, argv, out_path, world, ctrl, activity, thread_multiple,
+                    interrupts)
     except UsageError as exc:      # raised on every rank (agreed)
         if world.Get_rank() == 0:
             sys.stderr.write(f"collbench: error: {exc}\n")
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        interrupts.stop()
     except BaseException as exc:  # noqa: BLE001 - any failure on any rank must end the whole job
-        name = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
-        abort_job(world, f"error on rank {world.Get_rank()} during {activity.describe()}: {name}",
-                  EXIT_ERROR, from_thread=False, thread_multiple=thread_multiple)
-        return EXIT_ERROR
+        abort_job(world, f"error on rank {world.Get_rank()} during {activity.describe()}: "
+                  f"{type(exc).__name__}: {exc}", EXIT_ERROR, from_thread=False,
+                  thread_multiple=thread_multiple)
+        return EXIT_ERROR  # not reached
+    finally:
+        interrupts.close()
 
 
 def _agree(ctrl: Any, action: Any) -> Any:
@@ -206,7 +225,8 @@ def _spec(step: Step, cfg: RunConfig, options: Options) -> RunSpec:
 
 
 def _run(model: ModelSpec, plan: Plan, options: Options, cfg: RunConfig, argv: list[str],
-         out_path: Path | None, world: Any, ctrl: Any, activity: Activity, thread_multiple: bool) -> int:
+         out_path: Path | None, world: Any, ctrl: Any, activity: Activity, thread_multiple: bool,
+         interrupts: Interrupts) -> int:
     from mpi4py import MPI
 
     rank, nranks = ctrl.Get_rank(), ctrl.Get_size()
@@ -237,12 +257,13 @@ def _run(model: ModelSpec, plan: Plan, options: Options, cfg: RunConfig, argv: l
 
     writer = ResultsWriter(out_path) if (rank == 0 and out_path is not None) else None
     _agree(ctrl, lambda: writer.open() if writer else None)
+    interrupts.writer = writer   # records go through interrupts.write: Ctrl-C never cuts one
     meta_backend = next((r.backend for k, r in runners.items() if k in ("dp", "tp", "ep", "dp×ep")), None)
     backend_meta = meta_backend.metadata() if meta_backend is not None else {"backend": cfg.backend}
     metadata = collect(ctrl, spec, argv, cfg.thread_level, nodes, backend_meta)
     metadata["workload"] = _workload_metadata(step, grid, cfg, options)
     if writer:
-        writer.write(metadata)
+        interrupts.write(metadata)
         print(_preamble(step, grid, cfg, out_path), flush=True)
 
     measured: dict[tuple, dict[str, Any]] = {}      # merge key -> row record (rank 0)
@@ -271,7 +292,7 @@ def _run(model: ModelSpec, plan: Plan, options: Options, cfg: RunConfig, argv: l
             measured[key] = record
             wrong_total += record["wrong"] or 0
             if writer:
-                writer.write(record)
+                interrupts.write(record)
             print(_line(record), flush=True)
 
     step_times = _time_steps(step, runners, prepared, my_stage, cfg, ctrl, activity)
@@ -280,10 +301,11 @@ def _run(model: ModelSpec, plan: Plan, options: Options, cfg: RunConfig, argv: l
     if rank == 0:
         summary = _step_record(step, measured, step_times, wrong_total)
         if writer:
-            writer.write(summary)
-            writer.write({"type": "summary", "end_time": now_iso(), "rows": len(measured),
-                          "wrong_total": wrong_total, "skipped": [], "status": "complete"})
-            writer.close()
+            interrupts.write(summary)
+            interrupts.write({"type": "summary", "end_time": now_iso(), "rows": len(measured),
+                              "wrong_total": wrong_total, "skipped": [], "status": "complete"})
+            with interrupts.lock:
+                writer.close()
         print(_footer(summary, out_path), flush=True)
         if wrong_total:
             sys.stderr.write(f"collbench: {wrong_total} wrong values in total (see #wrong)\n")
