@@ -505,6 +505,20 @@ def test_ctrl_c_during_a_run_is_one_line_status_130_and_keeps_the_rows(how, tmp_
     _assert_rows_kept(tmp_path / "x.jsonl")
 
 
+def test_nccl_selection_refused_or_warned_before_launch(tmp_path):
+    refused = run_cli(["run", "allreduce", "-np", "2", "-e", "8", "--nccl-algo", "Ring;Tree", "--out", "o.jsonl"],
+                      cwd=tmp_path, timeout=60)
+    assert_one_error_line(refused, "--nccl-algo Ring;Tree: every entry but the first needs a function prefix")
+    assert not (tmp_path / "o.jsonl").exists()
+    from collbench.backends.nccl_env import selection_warnings
+
+    assert selection_warnings("ring", "ll128") == [] and selection_warnings(None, None) == []
+    (warning,) = selection_warnings("allreduce:Rign,tree", None)
+    assert "and Rign is not one NCCL 2.30 knows" in warning and "tree is not" not in warning
+    (warning,) = selection_warnings(None, "^LL129")
+    assert warning.startswith("--nccl-proto ^LL129: NCCL ignores names")
+
+
 def test_ctrl_c_during_a_workload_run_keeps_its_records(tmp_path):
     """`workload run` stops on Ctrl-C as `run` does: no MPI_Abort, one line, status 130, and
     every record written so far intact (no step summary: readers say it did not finish)."""

@@ -247,6 +247,10 @@ def main(args: argparse.Namespace, argv: list[str]) -> int:
     if spec.root >= args.nprocs and not inside_mpi_job():
         raise UsageError(f"root {spec.root} is not a rank of a {args.nprocs}-rank job")
     if not inside_mpi_job():
+        from ..backends.nccl_env import selection_warnings
+
+        for found in selection_warnings(args.nccl_algo, args.nccl_proto):
+            sys.stderr.write(f"collbench: warning: {found}\n")
         out = Path(args.out) if args.out else default_results_path(spec)
         _check_before_launch(spec, out)
         spec = _nccl_log(spec, args, out)

@@ -266,6 +266,9 @@ def _check_run(run: RunCommand, profile: Profile) -> list[str]:
     spec = build_spec(args)
     gpu_map = parse_gpu_map(args.gpu_map)
     _check_shape(spec, gpu_map, run, profile)
+    from ..backends.nccl_env import selection_warnings
+
+    nccl_warnings = [f"run {run.name!r}: {w}" for w in selection_warnings(args.nccl_algo, args.nccl_proto)]
     if "auto" in spec.algorithms and (spec.auto_profile or spec.auto_from):
         from ..analysis.select import check_auto
 
@@ -277,7 +280,7 @@ def _check_run(run: RunCommand, profile: Profile) -> list[str]:
 
         check_sweep(compressed.expand(list(spec.algorithms)), dict(spec.algorithm_options), spec.sizes,
                     spec.dtypes)
-    return _check_algorithms(spec, run, profile)
+    return nccl_warnings + _check_algorithms(spec, run, profile)
 
 
 def _check_shape(spec: RunSpec, gpu_map: tuple[int, ...] | None, run: RunCommand, profile: Profile) -> None:

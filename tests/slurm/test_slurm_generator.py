@@ -466,3 +466,20 @@ def test_output_file_and_python_path_are_checked_before_the_rest(tmp_path):
     result = _cli("slurm", "--cluster", "generic", "--python", str(missing))
     assert result.returncode == 0
     assert any(f"--python {missing} does not exist here" in w for w in _warnings(result))
+
+
+def test_nccl_selections_are_checked_at_generation(tmp_path):
+    """NCCL refuses a second NCCL_ALGO/NCCL_PROTO entry without a function prefix, at init, after
+    the queue wait: refused here. It ignores names it does not know: a typo is a warning."""
+    base = ["slurm", "--cluster", "perlmutter", "-A", "m1_g"]
+    typo = _cli(*base, "--run", "n:--backend nccl --algo native --nccl-algo Rign", "-o", str(tmp_path / "a"))
+    assert typo.returncode == 0 and (tmp_path / "a").is_file()
+    warnings = _warnings(typo)
+    assert len(warnings) == 1 and "run 'n': --nccl-algo Rign: NCCL ignores names" in warnings[0]
+    refused = _cli(*base, "--run", "n:--backend nccl --algo native --nccl-proto LL;Simple", "-o",
+                   str(tmp_path / "b"))
+    assert refused.returncode == 2 and not (tmp_path / "b").exists()
+    assert "--nccl-proto LL;Simple: every entry but the first needs a function prefix" in refused.stderr
+    fine = _cli(*base, "--run", "n:--backend nccl --algo native --nccl-algo allreduce:^tree;allgather:RING "
+                "--nccl-proto LL128,simple", "-o", str(tmp_path / "c"))
+    assert fine.returncode == 0 and not _warnings(fine), fine.stderr

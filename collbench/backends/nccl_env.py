@@ -1,0 +1,55 @@
+"""`--nccl-algo` and `--nccl-proto` checked before a job starts.
+
+NCCL reads ``NCCL_ALGO`` and ``NCCL_PROTO`` when a communicator is created, so a mistake shows
+only after the queue wait, or not at all: NCCL refuses an entry after the first without a
+function prefix (``ncclInvalidUsage`` at init), but ignores names it does not know, so a typo such
+as ``Rign`` silently measures NCCL's own choice. collbench uses the grammar of its NCCL model
+(:func:`~collbench.analysis.model.nccl.enabled_by_env`, NCCL 2.30's parser): the first is an
+error, the second a warning (a newer NCCL may know more names).
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..errors import UsageError
+
+
+def selection_warnings(algo: str | None, proto: str | None) -> list[str]:
+    """Warnings about ``--nccl-algo`` / ``--nccl-proto`` values NCCL would ignore.
+
+    Raises:
+        UsageError: A value NCCL refuses (an entry after the first without a function prefix).
+    """
+    from ..analysis.model import nccl
+
+    warnings = []
+    for flag, value, names in (("--nccl-algo", algo, nccl.NCCL_ALGORITHM_NAMES),
+                               ("--nccl-proto", proto, nccl.NCCL_PROTOCOL_NAMES)):
+        if value is None:
+            continue
+        try:
+            nccl.enabled_by_env(value, names, "")
+        except ValueError as exc:
+            raise UsageError(f"{flag} {value}: {exc} (NCCL refuses it when the communicator is "
+                             f"created)") from None
+        unknown = [name for name in _listed(value) if name.lower() not in names]
+        if unknown:
+            warnings.append(f"{flag} {value}: NCCL ignores names it does not know, and "
+                            f"{', '.join(unknown)} is not one NCCL 2.30 knows ({', '.join(names)}, "
+                            f"any case): unless your NCCL is newer, the run measures as if it "
+                            f"were not there")
+    return warnings
+
+
+def _listed(value: str) -> list[str]:
+    """The names a NCCL_ALGO/NCCL_PROTO value lists, in order (function prefixes and ^ left out)."""
+    out = []
+    for entry in value.split(";"):
+        prefix, colon, elements = entry.partition(":")
+        if not colon:
+            elements = prefix
+        for name in re.split(r"[,\s]+", elements.strip().lstrip("^")):
+            if name and name not in out:
+                out.append(name)
+    return out
