@@ -22,7 +22,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-_CHILD = r"""
+# Both child scripts first load the package of the tree in argv[1] (as pyproject maps it).
+_LOAD = r"""
 import importlib.util, json, os, sys, time
 root = sys.argv[1]
 def load(name, init, path):
@@ -34,6 +35,9 @@ top = load("collbench", f"{root}/collbench/__init__.py", f"{root}/collbench")
 algos = load("collbench.algorithms", f"{root}/algorithms/__init__.py", f"{root}/algorithms")
 for spec, module in (top, algos):
     spec.loader.exec_module(module)
+"""
+
+_CHILD = _LOAD + r"""
 from collbench.verify.parallel import verify_everything
 start, before = time.perf_counter(), os.times()
 names = sys.argv[4].split(",") if sys.argv[4] else None
@@ -45,18 +49,7 @@ print(json.dumps({"wall": time.perf_counter() - start, "cpu": cpu, "ok": report.
 """
 
 
-_GENERATION = r"""
-import importlib.util, json, sys, time
-root = sys.argv[1]
-def load(name, init, path):
-    spec = importlib.util.spec_from_file_location(name, init, submodule_search_locations=[path])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    return spec, module
-top = load("collbench", f"{root}/collbench/__init__.py", f"{root}/collbench")
-algos = load("collbench.algorithms", f"{root}/algorithms/__init__.py", f"{root}/algorithms")
-for spec, module in (top, algos):
-    spec.loader.exec_module(module)
+_GENERATION = _LOAD + r"""
 from collbench.algorithms.registry import algorithms
 from collbench.algorithms.schedule import Problem
 from collbench.algorithms.verify import _case_errors, _cases, _quiet_gc, default_counts

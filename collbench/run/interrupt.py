@@ -125,3 +125,28 @@ class Interrupts:
                     time.sleep(PEER_DELAY_S)
         finally:
             os._exit(EXIT_INTERRUPTED)
+
+
+def start_mpi(thread_level: str) -> tuple[Interrupts, Any, Any, Any]:
+    r"""Watch for Ctrl-C, then start MPI: (interrupts, the MPI module, COMM_WORLD, a duplicate of
+    it for collbench's own messages). Ctrl-C while MPI starts already stops the rank this way.
+    The caller :meth:`~Interrupts.close`\ s the watch when its job ends."""
+    from .launcher import LAUNCHED_MARKER, env_rank  # (the launcher imports this module)
+
+    interrupts = Interrupts(env_rank(), quiet=os.environ.get(LAUNCHED_MARKER) == "1")
+    interrupts.start()
+    try:
+        import mpi4py
+
+        mpi4py.rc.thread_level = thread_level
+        from mpi4py import MPI
+
+        world = MPI.COMM_WORLD
+        interrupts.rank = world.Get_rank()
+        ctrl = world.Dup()
+    except KeyboardInterrupt:
+        interrupts.stop()
+    except BaseException:
+        interrupts.close()
+        raise
+    return interrupts, MPI, world, ctrl

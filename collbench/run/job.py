@@ -7,10 +7,9 @@ shows around it: the preamble, the tables as rows arrive, the results file and t
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .. import __version__
 from ..errors import UsageError
@@ -18,8 +17,7 @@ from ..results import table
 from ..results.files import ResultsWriter, Row, check_output_path
 from ..results.metadata import collect, now_iso
 from ..sizes import format_bytes
-from .interrupt import Interrupts
-from .launcher import LAUNCHED_MARKER, env_rank
+from .interrupt import Interrupts, start_mpi
 from .progress import Progress
 from .resources import memory_problem
 from .session import Session, agree
@@ -35,32 +33,26 @@ def run_in_job(spec: RunSpec, argv: list[str], out_path: Path | None, thread_lev
                ranks_per_node: int | None, gpu_map: tuple[int, ...] | None = None) -> int:
     """Entry point of every rank. Returns the process exit status."""
     # Ctrl-C from here on, MPI's start included, is handled as run/interrupt.py describes
-    interrupts = Interrupts(env_rank(), quiet=os.environ.get(LAUNCHED_MARKER) == "1")
-    interrupts.start()
-    try:
-        import mpi4py
-
-        mpi4py.rc.thread_level = thread_level
-        from mpi4py import MPI
-
-        world = MPI.COMM_WORLD
-        interrupts.rank = world.Get_rank()
-        ctrl = world.Dup()
-    except KeyboardInterrupt:
-        interrupts.stop()
-    except BaseException:
-        interrupts.close()
-        raise
+    interrupts, MPI, world, ctrl = start_mpi(thread_level)
     activity = Activity(rank=world.Get_rank())
     thread_multiple = MPI.Query_thread() == MPI.THREAD_MULTIPLE
+    return guarded(lambda: _run(spec, argv, out_path, thread_level, ranks_per_node, gpu_map, world,
+                                ctrl, activity, thread_multiple, interrupts),
+                   world, activity, thread_multiple, interrupts)
+
+
+def guarded(body: Callable[[], int], world: Any, activity: Activity, thread_multiple: bool,
+            interrupts: Interrupts) -> int:
+    """``body()``'s exit status, and how every rank of a job ends otherwise: a UsageError (raised
+    on every rank through agree()) is one line from rank 0, status 2; Ctrl-C keeps the rows, one
+    line, 130 (run/interrupt.py); anything else on any rank ends the whole job (MPI_Abort)."""
     try:
-        return _run(spec, argv, out_path, thread_level, ranks_per_node, gpu_map, world, ctrl,
-                    activity, thread_multiple, interrupts)
-    except UsageError as exc:  # raised on every rank through agree()
+        return body()
+    except UsageError as exc:
         if world.Get_rank() == 0:
             sys.stderr.write(f"collbench: error: {exc}\n")
         return EXIT_USAGE
-    except KeyboardInterrupt:  # Ctrl-C: rows kept, one line, status 130 (run/interrupt.py)
+    except KeyboardInterrupt:
         interrupts.stop()
     except BaseException as exc:  # noqa: BLE001 - any failure on any rank must end the whole job
         abort_job(world, f"error on rank {world.Get_rank()} during {activity.describe()}: "

@@ -17,7 +17,6 @@ results file as they complete (collbench's JSON Lines schema; nothing is overwri
 
 from __future__ import annotations
 
-import os
 import statistics
 import sys
 import time
@@ -34,11 +33,11 @@ from ..metrics import count_for_size
 from ..results.files import ResultsWriter, Row
 from ..results.metadata import collect, now_iso
 from ..run.harness import Harness
-from ..run.interrupt import Interrupts
-from ..run.launcher import LAUNCHED_MARKER, env_rank
+from ..run.interrupt import Interrupts, start_mpi
+from ..run.job import guarded
 from ..run.spec import RunSpec
 from ..run.topology import NodeMap, discover, emulated
-from ..run.watchdog import EXIT_ERROR, Activity, Watchdog, abort_job
+from ..run.watchdog import Activity, Watchdog
 from .cost import AUTO
 from .grid import Grid, Group
 from .model import ModelSpec
@@ -46,7 +45,7 @@ from .options import Options
 from .plan import Plan
 from .step import ALLREDUCE, ALLTOALL, P2P, CommOp, Step, distinct, scaled
 
-EXIT_WRONG, EXIT_USAGE = 1, 2
+EXIT_WRONG = 1
 
 
 @dataclass(frozen=True)
@@ -172,40 +171,12 @@ def run_in_job(model: ModelSpec, plan: Plan, options: Options, cfg: RunConfig, a
                out_path: Path | None) -> int:
     # Ctrl-C from here on, MPI's start included, ends every rank as `collbench run`'s do
     # (run/interrupt.py): the records written stay, one line, status 130, no MPI_Abort
-    interrupts = Interrupts(env_rank(), quiet=os.environ.get(LAUNCHED_MARKER) == "1")
-    interrupts.start()
-    try:
-        import mpi4py
-
-        mpi4py.rc.thread_level = cfg.thread_level
-        from mpi4py import MPI
-
-        world = MPI.COMM_WORLD
-        interrupts.rank = world.Get_rank()
-        ctrl = world.Dup()
-    except KeyboardInterrupt:
-        interrupts.stop()
-    except BaseException:
-        interrupts.close()
-        raise
+    interrupts, MPI, world, ctrl = start_mpi(cfg.thread_level)
     activity = Activity(rank=world.Get_rank())
     thread_multiple = MPI.Query_thread() == MPI.THREAD_MULTIPLE
-    try:
-        return _run(model, plan, options, cfg, argv, out_path, world, ctrl, activity, thread_multiple,
-                    interrupts)
-    except UsageError as exc:      # raised on every rank (agreed)
-        if world.Get_rank() == 0:
-            sys.stderr.write(f"collbench: error: {exc}\n")
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        interrupts.stop()
-    except BaseException as exc:  # noqa: BLE001 - any failure on any rank must end the whole job
-        abort_job(world, f"error on rank {world.Get_rank()} during {activity.describe()}: "
-                  f"{type(exc).__name__}: {exc}", EXIT_ERROR, from_thread=False,
-                  thread_multiple=thread_multiple)
-        return EXIT_ERROR  # not reached
-    finally:
-        interrupts.close()
+    return guarded(lambda: _run(model, plan, options, cfg, argv, out_path, world, ctrl, activity,
+                                thread_multiple, interrupts),
+                   world, activity, thread_multiple, interrupts)
 
 
 def _agree(ctrl: Any, action: Any) -> Any:
