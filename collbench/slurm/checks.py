@@ -22,6 +22,16 @@ from .profiles import Limit, Profile, site_value
 TIME_STEP_S = 300  # an automatic time limit is rounded up to this
 
 
+UNLIMITED_WORDS = ("-1", "infinite", "unlimited")
+"""What Slurm's time parser reads as no limit, in any case, besides zero (src/common/parse_time.c)."""
+
+
+def no_limit(text: str) -> bool:
+    """Whether a Slurm time asks for no time limit: zero (sbatch(1): "A time limit of zero
+    requests that no time limit be imposed"), -1, INFINITE or UNLIMITED."""
+    return text.strip().lower() in UNLIMITED_WORDS or slurm_seconds(text) == 0
+
+
 def slurm_seconds(text: str) -> int:
     """Seconds in a Slurm time: MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS."""
     days = 0
@@ -113,16 +123,16 @@ def fit_time(profile: Profile, explicit: bool) -> tuple[str, list[str]]:
 
     Without -t the limit covers the worst case, clamped to the queue's maximum (with a warning:
     a job over the maximum is rejected or never starts). With -t the user's value stays, with a
-    warning when it is over the queue's maximum or shorter than the worst case; ``-t 0`` is
-    Slurm's "no limit", over any queue's maximum and never shorter than the worst case.
+    warning when it is over the queue's maximum or shorter than the worst case; ``-t 0`` (or
+    UNLIMITED) is Slurm's "no limit", over any queue's maximum and never shorter than the worst
+    case.
     """
     warnings: list[str] = []
     limit = queue_limit(profile)
     budget = worst_case(profile)
     time = profile.time or automatic_time(profile)
     where = f"the {limit.name} {'QOS' if limit.option == 'qos' else 'partition'}" if limit else ""
-    if explicit and slurm_seconds(time) == 0:
-        # sbatch(1): "A time limit of zero requests that no time limit be imposed"
+    if explicit and no_limit(time):
         if limit:
             warnings.append(f"-t {time} asks for no time limit, over the {limit.max_time} maximum "
                             f"of {where} ({limit.source}); Slurm will reject or hold the job: "

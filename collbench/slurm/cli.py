@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import UsageError
-from .checks import account_warning, fit_time, mpi4py_warning
+from .checks import UNLIMITED_WORDS, account_warning, fit_time, mpi4py_warning
 from .profiles import PROFILES, Options, Profile, apply
 from .render import TEMPLATE_CLUSTERS, render, template_text, update_templates
 from .validate import check_flag_text, check_runs, check_values, python_warning
@@ -27,8 +27,11 @@ def _node_counts(text: str) -> tuple[int, ...]:
 
 
 def _time(text: str) -> str:
+    if text.lower() in UNLIMITED_WORDS:
+        return text
     if not re.fullmatch(r"(\d+-)?\d{1,2}(:\d{2}){0,2}", text):
-        raise argparse.ArgumentTypeError(f"expected a Slurm time like 00:30:00 or 1-00:00:00, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a Slurm time like 00:30:00 or 1-00:00:00 (0 or "
+                                         f"UNLIMITED for none), got {text!r}")
     return text
 
 

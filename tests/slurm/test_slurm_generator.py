@@ -233,7 +233,7 @@ def test_steps_times_timeout_must_fit_the_time_limit():
 def test_time_zero_is_no_limit():
     # sbatch(1): "A time limit of zero requests that no time limit be imposed": never shorter
     # than the steps (the local cluster has no queue maximum), but over a queue's maximum
-    for zero in ("0", "00:00:00", "0-0"):
+    for zero in ("0", "00:00:00", "0-0", "UNLIMITED", "infinite", "-1"):
         unlimited = _cli("slurm", "--cluster", "local", "-t", zero)
         assert unlimited.returncode == 0 and f"#SBATCH -t {zero}\n" in unlimited.stdout
         assert not _warnings(unlimited), unlimited.stderr
