@@ -514,7 +514,9 @@ def test_nccl_selection_refused_or_warned_before_launch(tmp_path):
 
     assert selection_warnings("ring", "ll128") == [] and selection_warnings(None, None) == []
     (warning,) = selection_warnings("allreduce:Rign,tree", None)
-    assert "and Rign is not one NCCL 2.30 knows" in warning and "tree is not" not in warning
+    assert "and Rign is not a name NCCL 2.30 knows" in warning and "tree is not" not in warning
+    (warning,) = selection_warnings("Rign,Tre", None)
+    assert "Rign, Tre are not names NCCL 2.30 knows" in warning and "as if they were not there" in warning
     (warning,) = selection_warnings(None, "^LL129")
     assert warning.startswith("--nccl-proto ^LL129: NCCL ignores names")
 

@@ -35,10 +35,11 @@ def selection_warnings(algo: str | None, proto: str | None) -> list[str]:
                              f"created)") from None
         unknown = [name for name in _listed(value) if name.lower() not in names]
         if unknown:
+            what = "is not a name" if len(unknown) == 1 else "are not names"
             warnings.append(f"{flag} {value}: NCCL ignores names it does not know, and "
-                            f"{', '.join(unknown)} is not one NCCL 2.30 knows ({', '.join(names)}, "
-                            f"any case): unless your NCCL is newer, the run measures as if it "
-                            f"were not there")
+                            f"{', '.join(unknown)} {what} NCCL 2.30 knows ({', '.join(names)}, any "
+                            f"case): unless your NCCL is newer, the run measures as if "
+                            f"{'it were' if len(unknown) == 1 else 'they were'} not there")
     return warnings
 
 
