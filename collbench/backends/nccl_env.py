@@ -10,8 +10,6 @@ error, the second a warning (a newer NCCL may know more names).
 
 from __future__ import annotations
 
-import re
-
 from ..errors import UsageError
 
 
@@ -29,11 +27,11 @@ def selection_warnings(algo: str | None, proto: str | None) -> list[str]:
         if value is None:
             continue
         try:
-            nccl.enabled_by_env(value, names, "")
+            listed = nccl.listed_names(value)
         except ValueError as exc:
             raise UsageError(f"{flag} {value}: {exc} (NCCL refuses it when the communicator is "
                              f"created)") from None
-        unknown = [name for name in _listed(value) if name.lower() not in names]
+        unknown = [name for name in listed if name.lower() not in names]
         if unknown:
             what = "is not a name" if len(unknown) == 1 else "are not names"
             warnings.append(f"{flag} {value}: NCCL ignores names it does not know, and "
@@ -42,15 +40,3 @@ def selection_warnings(algo: str | None, proto: str | None) -> list[str]:
                             f"{'it were' if len(unknown) == 1 else 'they were'} not there")
     return warnings
 
-
-def _listed(value: str) -> list[str]:
-    """The names a NCCL_ALGO/NCCL_PROTO value lists, in order (function prefixes and ^ left out)."""
-    out = []
-    for entry in value.split(";"):
-        prefix, colon, elements = entry.partition(":")
-        if not colon:
-            elements = prefix
-        for name in re.split(r"[,\s]+", elements.strip().lstrip("^")):
-            if name and name not in out:
-                out.append(name)
-    return out

@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from ...algorithms import Collective
 from .cost import Cost
@@ -268,6 +268,30 @@ def enabled_by_env(value: str | None, names: tuple[str, ...], function: str
     if value is None or not value.strip():
         return None
     out: frozenset[str] | None = None
+    for functions, negate, listed in _entries(value):
+        if functions is not None and function not in functions:
+            continue
+        wanted = {e.lower() for e in listed}
+        out = frozenset(n for n in names if (n in wanted) != negate)
+    return out
+
+
+def listed_names(value: str) -> list[str]:
+    """Every name a ``NCCL_ALGO``/``NCCL_PROTO`` value lists, as written, in order (function
+    prefixes and ``^`` left out).
+
+    Raises:
+        ValueError: As :func:`enabled_by_env`.
+    """
+    out: list[str] = []
+    for _, _, listed in _entries(value):
+        out += [name for name in listed if name not in out]
+    return out
+
+
+def _entries(value: str) -> Iterator[tuple[set[str] | None, bool, list[str]]]:
+    """(functions or None for every function, negated, element names as written) per entry
+    of :func:`enabled_by_env`'s grammar."""
     for i, entry in enumerate(value.split(";")):
         prefix, colon, elements = entry.partition(":")
         if not colon:
@@ -276,13 +300,9 @@ def enabled_by_env(value: str | None, names: tuple[str, ...], function: str
             elements, functions = prefix, None
         else:
             functions = {f.strip().lower() for f in prefix.split(",")}
-        if functions is not None and function not in functions:
-            continue
         elements = elements.strip()
-        negate = elements.startswith("^")
-        listed = {e.strip().lower() for e in elements.lstrip("^").split(",")}
-        out = frozenset(n for n in names if (n in listed) != negate)
-    return out
+        listed = [e.strip() for e in elements.lstrip("^").split(",") if e.strip()]
+        yield functions, elements.startswith("^"), listed
 
 
 def with_env(sys: NcclSystem, env: Mapping[str, str] | None) -> NcclSystem:

@@ -14,7 +14,7 @@ lowering's rules applied to them, rather than on programs built from them (25x c
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -130,8 +130,9 @@ def signatures_of_rows(problem: Problem, rows: Rows, itemsize: int, in_place: bo
     red = rows.reduces[rows.reduces[:, 5] > 0]
     parts.append(_sums(red[:, 0], red[:, 1], red[:, 5] * itemsize))
     cop = rows.copies
-    src_buf, src_off = _alias(problem, in_place, cop[:, 1], cop[:, 3], cop[:, 4])
-    dst_buf, dst_off = _alias(problem, in_place, cop[:, 1], cop[:, 6], cop[:, 7])
+    alias = _aliasing(problem, in_place, cop[:, 1])
+    src_buf, src_off = alias(cop[:, 3], cop[:, 4])
+    dst_buf, dst_off = alias(cop[:, 6], cop[:, 7])
     moves = (cop[:, 5] > 0) & ((src_buf != dst_buf) | (src_off != dst_off) | (cop[:, 5] != cop[:, 8]))
     cop = cop[moves]
     parts.append(_sums(cop[:, 0], cop[:, 1], cop[:, 8] * itemsize))
@@ -199,14 +200,20 @@ def _sides(msgs: np.ndarray, nodes: np.ndarray, itemsize: int) -> tuple[np.ndarr
     return np.column_stack((step[heads], rank[heads])), values
 
 
-def _alias(problem: Problem, in_place: bool, rank: np.ndarray, buf: np.ndarray,
-           off: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The (buffer code, offset) columns a range really addresses: in place, the hosted buffer
-    lives inside its host (:func:`~...algorithms.schedule.resolve_slice`, on :mod:`.rows` codes)."""
+def _aliasing(problem: Problem, in_place: bool, rank: np.ndarray
+              ) -> Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """``alias(buf, off)``: the (buffer code, offset) columns that ranges of rows of ``rank``
+    really address: in place, the hosted buffer lives inside its host
+    (:func:`~...algorithms.schedule.resolve_slice`, on :mod:`.rows` codes)."""
     if not in_place or not rank.size:
-        return buf, off
+        return lambda buf, off: (buf, off)
     hosts = [inplace_input_offset(problem, r) for r in range(problem.nranks)]
     host = np.array([ROW_CODES[h] for h, _ in hosts], dtype=np.int64)[rank]
     shift = np.array([o for _, o in hosts], dtype=np.int64)[rank]
-    hosted = (buf != host) & ((buf == ROW_CODES[Buf.INPUT]) | (buf == ROW_CODES[Buf.OUTPUT]))
-    return np.where(hosted, host, buf), off + np.where(hosted, shift, 0)
+    aliased = (ROW_CODES[Buf.INPUT], ROW_CODES[Buf.OUTPUT])
+
+    def alias(buf: np.ndarray, off: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        hosted = (buf != host) & np.isin(buf, aliased)
+        return np.where(hosted, host, buf), off + np.where(hosted, shift, 0)
+
+    return alias
