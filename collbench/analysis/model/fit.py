@@ -8,8 +8,11 @@ one-node logs, ``inter`` from multi-node ones -- how NCCL's estimate turns into 
 * **NCCL realisation factors** (:class:`.nccl.Realisation`): for every row NCCL's choice of
   algorithm and protocol is known from the model, so the measured time is
   ``lat_scale[p] × NCCL latency + bytes / (bw_scale[p] × NCCL bandwidth on the launched
-  channels)``: linear in ``lat_scale`` and ``1 / bw_scale``, fitted per protocol by least squares
-  on relative errors (every row counts the same whatever its size);
+  channels) + aggregate[p] × bytes / NCCL bandwidth on all channels``: linear in ``lat_scale``,
+  ``1 / bw_scale`` and ``aggregate``, fitted per protocol by non-negative least squares on
+  relative errors (every row counts the same whatever its size). ``aggregate`` is fitted only
+  for a protocol with rows where NCCL launched fewer channels (elsewhere its column is the
+  launched channels' column again);
 * **link α/β** of the schedules' model: the ring's per-hop latency and the bus bandwidth
   ``t ≈ α·steps + bytes·2(p-1)/p / B`` fitted on the rows of at least 1 MiB (where NCCL runs
   bandwidth-bound protocols); one-node logs give ``intra``, multi-node logs ``inter`` (per NIC:
@@ -60,6 +63,11 @@ class Sample:
     def bandwidth_us(self) -> float:
         """NCCL's bandwidth term on the launched channels, in us."""
         return self.nbytes / (1000.0 * self.choice.algbw_gbps * self.share)
+
+    @property
+    def aggregate_us(self) -> float:
+        """NCCL's bandwidth term on all its channels, in us (what the launched ones share)."""
+        return self.nbytes / (1000.0 * self.choice.algbw_gbps)
 
 
 def _nodes(results: ResultsFile) -> int:
@@ -141,12 +149,14 @@ def fit_realisation(rows: Sequence[Sample]) -> nccl.Realisation:
     """Per-protocol latency and bandwidth factors, and the launch cost of every extra GPU one
     process drives, that minimise the rows' relative errors (one non-negative least-squares
     problem). A protocol seen at a single size keeps NCCL's latency (only its bandwidth is
-    fitted); a factor the data cannot pin down stays 1, the launch cost 0."""
+    fitted); a factor the data cannot pin down stays 1, the launch cost and aggregate terms 0."""
     protos = [p for p in nccl.PROTOCOLS if any(s.choice.protocol == p for s in rows)]
     single = {p for p in protos if len({s.nbytes for s in rows if s.choice.protocol == p}) < 2}
     extra = any(s.gpus_per_process > 1 for s in rows) and any(s.gpus_per_process == 1 for s in rows)
     cols: list[tuple[str, str]] = [(p, k) for p in protos for k in ("lat", "bw")
                                    if not (k == "lat" and p in single)]
+    cols += [(p, "agg") for p in protos if p not in single
+             and any(s.share < 1 for s in rows if s.choice.protocol == p)]
     if extra:
         cols.append(("*", "launch"))
     t = np.array([s.measured_us for s in rows])
@@ -157,7 +167,8 @@ def fit_realisation(rows: Sequence[Sample]) -> nccl.Realisation:
             if k == "launch":
                 a[i, j] = s.gpus_per_process - 1
             elif p == s.choice.protocol:
-                a[i, j] = s.choice.latency_us if k == "lat" else s.bandwidth_us
+                a[i, j] = (s.choice.latency_us if k == "lat" else s.bandwidth_us if k == "bw"
+                           else s.aggregate_us)
         if s.choice.protocol in single:
             fixed[i] = s.choice.latency_us
     x = _nonneg_lstsq(a / t[:, None], 1.0 - fixed / t)
@@ -165,7 +176,8 @@ def fit_realisation(rows: Sequence[Sample]) -> nccl.Realisation:
     lat = {p: (value.get((p, "lat"), 1.0) or 1.0) for p in protos}
     bw = {p: (1.0 / value[(p, "bw")] if value.get((p, "bw"), 0) > 0 else 1.0) for p in protos}
     files = tuple(sorted({s.file for s in rows}))
-    return nccl.Realisation(lat, bw, files, float(value.get(("*", "launch"), 0.0)))
+    agg = {p: value[(p, "agg")] for p in protos if (p, "agg") in value}
+    return nccl.Realisation(lat, bw, files, float(value.get(("*", "launch"), 0.0)), aggregate=agg)
 
 
 def fit_link(rows: Sequence[Sample]) -> tuple[float, float] | None:
@@ -199,7 +211,8 @@ def residuals(rows: Sequence[Sample], real: nccl.Realisation) -> list[Residual]:
     for s in rows:
         ls, bs = real.scales(s.choice.protocol)
         launch = real.launch_per_gpu_us * (s.gpus_per_process - 1)
-        out.append(Residual(s, launch + ls * s.choice.latency_us + s.bandwidth_us / bs))
+        out.append(Residual(s, launch + ls * s.choice.latency_us + s.bandwidth_us / bs
+                            + real.aggregate_of(s.choice.protocol) * s.aggregate_us))
     return out
 
 
@@ -232,6 +245,7 @@ def calibrate_from(paths: Sequence[str], base: Profile, name: str | None = None
         real = fit_realisation(mine)
         realisation[cls] = {"lat_scale": real.lat_scale, "bw_scale": real.bw_scale,
                             "launch_per_gpu_us": real.launch_per_gpu_us,
+                            "aggregate": real.aggregate,
                             "fitted_on": list(real.fitted_on),
                             "fitted_sha256": [file_digest(f) for f in real.fitted_on]}
         res = residuals(mine, real)
@@ -274,7 +288,8 @@ def format_residuals(res: Sequence[Residual], record: dict[str, Any]) -> str:
     lines = [f"# calibrate --from: profile {record['name']} (base {record['metadata']['base_profile']})"]
     for cls, real in (record.get("nccl", {}).get("realisation") or {}).items():
         lines.append(f"# {cls}: lat_scale " + ", ".join(f"{p} {v:.3g}" for p, v in real["lat_scale"].items())
-                     + "; bw_scale " + ", ".join(f"{p} {v:.3g}" for p, v in real["bw_scale"].items()))
+                     + "; bw_scale " + ", ".join(f"{p} {v:.3g}" for p, v in real["bw_scale"].items())
+                     + "".join(f"; aggregate {p} {v:.3g}" for p, v in (real.get("aggregate") or {}).items()))
     for cls in ("intra", "inter"):
         f = record.get("fit", {}).get(cls)
         if f:

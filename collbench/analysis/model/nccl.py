@@ -16,7 +16,12 @@ published constants, then costs the chosen pair:
   chosen pair, run on the channels NCCL actually launches for that size (``enqueue.cc`` drops
   channels, then threads, while a channel would get less than ``threads × threshold`` bytes),
   with per-protocol realisation factors: measured latency / NCCL's latency and measured
-  bandwidth / NCCL's bandwidth. NCCL's own estimate is known to be optimistic at mid sizes (it
+  bandwidth / NCCL's bandwidth, plus (fitted only) an *aggregate* term, bytes at NCCL's
+  bandwidth on all its channels: the launched channels run on one GPU and share it, so time
+  grows with the bytes even where NCCL adds channels in step with the size (one Ring/LL channel
+  per 32 KiB on 8 ranks). Every one-node log shows it: ABCI 1 x 8's Ring/LL takes 40 us at
+  64 KiB and 76 us at 1 MiB, where NCCL's estimate on the launched channels is flat at 38 us.
+  NCCL's own estimate is known to be optimistic at mid sizes (it
   only has to rank the pairs, not to be right), so a profile may carry factors fitted by
   ``collbench calibrate --from LOGS`` on nccl-tests logs of the same system class; without them
   the factors are 1 and the prediction is NCCL's own estimate on the channels it launches.
@@ -136,16 +141,22 @@ class Realisation:
     with factors fitted on it (by content: files of one name from different systems are
     different logs). ``launch_per_gpu_us``: added
     per call for every GPU beyond the first that one process drives (nccl-tests ``-g N``
-    launches N GPUs' kernels from one thread, one after another)."""
+    launches N GPUs' kernels from one thread, one after another). ``aggregate``: per protocol,
+    time per byte of NCCL's bandwidth on *all* its channels, added to the launched channels'
+    term (0, NCCL's estimate, unless fitted on rows where NCCL launched fewer channels)."""
 
     lat_scale: Mapping[str, float] = field(default_factory=dict)
     bw_scale: Mapping[str, float] = field(default_factory=dict)
     fitted_on: tuple[str, ...] = ()
     launch_per_gpu_us: float = 0.0
     fitted_sha256: tuple[str, ...] = ()
+    aggregate: Mapping[str, float] = field(default_factory=dict)
 
     def scales(self, proto: str) -> tuple[float, float]:
         return float(self.lat_scale.get(proto, 1.0)), float(self.bw_scale.get(proto, 1.0))
+
+    def aggregate_of(self, proto: str) -> float:
+        return float(self.aggregate.get(proto, 0.0))
 
 
 IDENTITY = Realisation()
@@ -380,7 +391,8 @@ def realised(sys: NcclSystem, choice: Choice, nranks: int, nnodes: int,
     share = launched_channels(sys, choice, nranks, nnodes) / (2 * sys.graph_channels(nnodes))
     launch = real.launch_per_gpu_us * max(0, gpus_per_process - 1)
     alpha = (launch + lat_scale * choice.latency_us) * 1e-6
-    beta = choice.nbytes / (1000.0 * choice.algbw_gbps * share * bw_scale) * 1e-6
+    beta = choice.nbytes / (1000.0 * choice.algbw_gbps) * (1.0 / (share * bw_scale)
+                                                           + real.aggregate_of(choice.protocol)) * 1e-6
     return Cost(alpha, beta, 0.0, 1)
 
 
@@ -429,6 +441,9 @@ def system_from_record(record: Any, where: str) -> NcclSystem:
                              f"with lat_scale and bw_scale per protocol ({', '.join(PROTOCOLS)})")
         if any(v <= 0 for v in (*real.lat_scale.values(), *real.bw_scale.values())):
             raise UsageError(f"profile {where}: nccl.realisation factors must be positive")
+        if any(p not in PROTOCOLS or not v >= 0 for p, v in real.aggregate.items()):
+            raise UsageError(f"profile {where}: nccl.realisation aggregate terms must be >= 0, "
+                             f"per protocol ({', '.join(PROTOCOLS)})")
     return sys
 
 
@@ -437,7 +452,8 @@ def _realisation(record: Mapping[str, Any]) -> Realisation:
                        {str(k): float(v) for k, v in (record.get("bw_scale") or {}).items()},
                        tuple(str(f) for f in record.get("fitted_on") or ()),
                        float(record.get("launch_per_gpu_us") or 0.0),
-                       tuple(str(d) for d in record.get("fitted_sha256") or ()))
+                       tuple(str(d) for d in record.get("fitted_sha256") or ()),
+                       {str(k): float(v) for k, v in (record.get("aggregate") or {}).items()})
 
 
 __all__ = ["NcclSystem", "Realisation", "Choice", "candidates", "choose", "predict", "realised",
