@@ -133,6 +133,9 @@ def test_topology_classes_shape_the_links():
     ({"intra_busbw_gbps": 240, "cpu": "arm"}, "intel or amd"),
     ({"intra_busbw_gbps": 240, "intra": "net"}, "nvlink or pci"),
     ({"intra_busbw_gbps": 240, "realisation": {"intra": {"lat_scale": {"LL256": 2}}}}, "per protocol"),
+    ({"intra_busbw_gbps": 240, "realisation": {"intra": {"aggregate": {"LL": -0.5}}}}, "must be >= 0"),
+    ({"intra_busbw_gbps": 240, "realisation": {"intra": {"aggregate": {"LL256": 1}}}}, "must be >= 0"),
+    ({"intra_busbw_gbps": 240, "realisation": {"intra": {"aggregate": {"LL": "x"}}}}, "needs numbers"),
 ])
 def test_bad_nccl_sections_are_one_line(section, message):
     record = {"collbench_profile": 1, "intra": {"alpha_us": 1, "bandwidth_gbps": 2}, "nccl": section}
