@@ -33,6 +33,8 @@ GALVATRON = "galvatron-8xa100-sxm4-40gb"
 
 HGX_ONE_NODE = [f"{ABCI}/allreduce-1node-8gpu", f"{ABCI}/allreduce-1node-4gpu",
                 f"{OCI}/allreduce-1node-8gpu"]
+# the two-node BM.GPU4.8 runs with NCCL_IB_HCA naming all 16 ports and a RoCE GID index
+OCI_TWO_NODE_TUNED = [f"{OCI}/allreduce-2node-16gpu-nccltests", f"{OCI}/allreduce-2node-16gpu-oke"]
 POLARIS_MULTI = [f"{POLARIS}/allreduce-{run}" for run in
                  ("2node-8gpu", "8node-32gpu", "2node-8gpu-nccl2.18", "8node-32gpu-nccl2.18")]
 
@@ -62,6 +64,11 @@ JUDGEMENTS = [
     Judgement(f"{ABCI}/allreduce-8node-64gpu", "abci-a",
               (f"{ABCI}/allreduce-2node-16gpu", f"{ABCI}/allreduce-16node-128gpu")),
     Judgement(f"{OCI}/allreduce-2node-16gpu", "oci-bm-gpu4.8", ()),
+    Judgement(f"{OCI}/allreduce-2node-16gpu", "oci-bm-gpu4.8", tuple(OCI_TWO_NODE_TUNED)),
+    Judgement(f"{OCI}/allreduce-2node-16gpu-nccltests", "oci-bm-gpu4.8", ()),
+    Judgement(f"{OCI}/allreduce-2node-16gpu-oke", "oci-bm-gpu4.8", ()),
+    Judgement(f"{OCI}/allreduce-2node-16gpu-ubuntu", "oci-bm-gpu4.8", ()),
+    Judgement(f"{OCI}/allreduce-1node-8gpu-ubuntu", "oci-bm-gpu4.8", ()),
     Judgement(f"{SUPERBENCH}/allreduce-1node-8gpu", "abci-a", tuple(HGX_ONE_NODE)),
     Judgement(f"{SUPERBENCH}/allgather-1node-8gpu", "abci-a", tuple(HGX_ONE_NODE)),
     Judgement(f"{SUPERBENCH}/reducescatter-1node-8gpu", "abci-a", tuple(HGX_ONE_NODE)),

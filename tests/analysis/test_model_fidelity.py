@@ -236,11 +236,31 @@ def test_published_logs_within_the_acceptance_bands(tmp_path, judged, fitted_on,
     assert bw >= 0.8 and lat >= 0.8, (judged.name, bw, lat)
 
 
-def test_oci_two_nodes_misses_the_target_with_hardware_specifications():
+def test_oci_two_nodes_misses_the_target_with_hardware_specifications(tmp_path):
     """Recorded, not hidden: the two-node OCI run reaches 38 % of its 16 NICs' line rate, which no
     specification predicts (docs/performance.md)."""
     bw, lat = _bands(OCI / "allreduce-2node-16gpu.jsonl", load_profile("oci-bm-gpu4.8"))
     assert bw < 0.8 <= lat
+    # under the rule's other option too: factors fitted on the other two-node BM.GPU4.8 runs
+    tuned = [OCI / "allreduce-2node-16gpu-nccltests.jsonl", OCI / "allreduce-2node-16gpu-oke.jsonl"]
+    bw, lat = _bands(OCI / "allreduce-2node-16gpu.jsonl", _fitted(tmp_path, tuned, "oci-bm-gpu4.8"))
+    assert bw < 0.8 <= lat
+
+
+@pytest.mark.parametrize("name,passes", [
+    ("allreduce-2node-16gpu-nccltests.jsonl", True),   # NCCL_IB_HCA: all 16 ports, GID index 3
+    ("allreduce-2node-16gpu-oke.jsonl", True),         # the same on Kubernetes (16 SR-IOV VFs)
+    ("allreduce-2node-16gpu-ubuntu.jsonl", False),     # no NCCL_IB_HCA or GID index: 57 GB/s
+    ("allreduce-1node-8gpu-ubuntu.jsonl", True),
+])
+def test_other_oci_bm_gpu48_runs_judged_with_the_hardware_profile(name, passes):
+    """Three more published BM.GPU4.8 runs (1-10 GiB only): the two two-node runs that name all 16
+    RDMA ports reach what the hardware profile predicts (so the spinup run's 38 % of line rate is
+    that run's, not the shape's); the Ubuntu run that sets neither the ports nor a RoCE GID index
+    gets a quarter of it. Recorded, misses included (docs/performance.md section 9)."""
+    bw, lat = _bands(OCI / name, load_profile("oci-bm-gpu4.8"))
+    assert lat is None
+    assert (bw >= 0.8) is passes, (name, bw)
 
 
 def test_abci_eight_nodes_misses_the_target(tmp_path):
@@ -353,6 +373,23 @@ def test_check_warns_when_judging_a_file_with_factors_fitted_on_it(tmp_path):
 
 
 # -- 7. profiles from logs ----------------------------------------------------------------------------
+
+def test_fit_leaves_a_latency_it_cannot_see_at_nccls():
+    """Two rows of 1 and 10 GiB: NCCL's latency is far below 5 % of either time, so 1 % of
+    timing noise must not become a latency factor (it was 22 on OCI's two such runs)."""
+    from collbench.analysis.model.fit import Sample, fit_realisation
+
+    rows = []
+    for nbytes, noise in ((1 << 30, 1.01), (10 << 30, 0.99)):
+        choice = nccl.choose(AMD_NVLINK, Collective.ALLREDUCE, 16, 2, nbytes)
+        t = (choice.latency_us + nbytes / (1000 * choice.algbw_gbps * 0.9)) * noise
+        rows.append(Sample("x", 16, 2, nbytes, t, choice, 1.0))
+    assert all(s.choice.latency_us < 0.05 * s.measured_us for s in rows)
+    fitted = fit_realisation(rows)
+    proto = rows[0].choice.protocol
+    assert fitted.lat_scale[proto] == 1.0
+    assert fitted.bw_scale[proto] == pytest.approx(0.9, rel=0.02)
+
 
 def test_fit_recovers_known_factors():
     from collbench.analysis.model.fit import Sample, fit_realisation

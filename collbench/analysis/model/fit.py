@@ -145,13 +145,21 @@ def _nonneg_lstsq(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.clip(x, 0, None)
 
 
+#: a protocol's latency factor is fitted only where NCCL's latency is at least this share of a
+#: measured time: below it, every row is bandwidth and the factor is noise
+LATENCY_VISIBLE = 0.05
+
+
 def fit_realisation(rows: Sequence[Sample]) -> nccl.Realisation:
     """Per-protocol latency and bandwidth factors, and the launch cost of every extra GPU one
     process drives, that minimise the rows' relative errors (one non-negative least-squares
-    problem). A protocol seen at a single size keeps NCCL's latency (only its bandwidth is
-    fitted); a factor the data cannot pin down stays 1, the launch cost and aggregate terms 0."""
+    problem). A protocol seen at a single size, or whose latency is under
+    :data:`LATENCY_VISIBLE` of every row's time (two 1 GiB and 10 GiB rows cannot tell a
+    latency from noise), keeps NCCL's latency (only its bandwidth is fitted); a factor the data cannot pin down stays 1, the launch cost and aggregate terms 0."""
     protos = [p for p in nccl.PROTOCOLS if any(s.choice.protocol == p for s in rows)]
-    single = {p for p in protos if len({s.nbytes for s in rows if s.choice.protocol == p}) < 2}
+    single = {p for p in protos if len({s.nbytes for s in rows if s.choice.protocol == p}) < 2
+              or all(s.choice.latency_us < LATENCY_VISIBLE * s.measured_us
+                     for s in rows if s.choice.protocol == p)}
     extra = any(s.gpus_per_process > 1 for s in rows) and any(s.gpus_per_process == 1 for s in rows)
     cols: list[tuple[str, str]] = [(p, k) for p in protos for k in ("lat", "bw")
                                    if not (k == "lat" and p in single)]
