@@ -154,17 +154,19 @@ def fit_realisation(rows: Sequence[Sample]) -> nccl.Realisation:
     """Per-protocol latency and bandwidth factors, and the launch cost of every extra GPU one
     process drives, that minimise the rows' relative errors (one non-negative least-squares
     problem). A protocol seen at a single size, or whose latency is under
-    :data:`LATENCY_VISIBLE` of every row's time (two 1 GiB and 10 GiB rows cannot tell a
-    latency from noise), keeps NCCL's latency (only its bandwidth is fitted); a factor the data cannot pin down stays 1, the launch cost and aggregate terms 0."""
+    :data:`LATENCY_VISIBLE` of every row's time (two rows of 1 and 10 GiB cannot tell a latency
+    from noise), keeps NCCL's latency (only its bandwidth is fitted); a factor the data cannot
+    pin down stays 1, the launch cost and the aggregate terms 0."""
     protos = [p for p in nccl.PROTOCOLS if any(s.choice.protocol == p for s in rows)]
-    single = {p for p in protos if len({s.nbytes for s in rows if s.choice.protocol == p}) < 2
-              or all(s.choice.latency_us < LATENCY_VISIBLE * s.measured_us
-                     for s in rows if s.choice.protocol == p)}
+    mine = {p: [s for s in rows if s.choice.protocol == p] for p in protos}
+    one_size = {p for p in protos if len({s.nbytes for s in mine[p]}) < 2}
+    latency_hidden = one_size | {p for p in protos if all(
+        s.choice.latency_us < LATENCY_VISIBLE * s.measured_us for s in mine[p])}
     extra = any(s.gpus_per_process > 1 for s in rows) and any(s.gpus_per_process == 1 for s in rows)
     cols: list[tuple[str, str]] = [(p, k) for p in protos for k in ("lat", "bw")
-                                   if not (k == "lat" and p in single)]
-    cols += [(p, "agg") for p in protos if p not in single
-             and any(s.share < 1 for s in rows if s.choice.protocol == p)]
+                                   if not (k == "lat" and p in latency_hidden)]
+    cols += [(p, "agg") for p in protos
+             if p not in one_size and any(s.share < 1 for s in mine[p])]
     if extra:
         cols.append(("*", "launch"))
     t = np.array([s.measured_us for s in rows])
@@ -177,7 +179,7 @@ def fit_realisation(rows: Sequence[Sample]) -> nccl.Realisation:
             elif p == s.choice.protocol:
                 a[i, j] = (s.choice.latency_us if k == "lat" else s.bandwidth_us if k == "bw"
                            else s.aggregate_us)
-        if s.choice.protocol in single:
+        if s.choice.protocol in latency_hidden:
             fixed[i] = s.choice.latency_us
     x = _nonneg_lstsq(a / t[:, None], 1.0 - fixed / t)
     value = dict(zip(cols, x.tolist()))
