@@ -13,6 +13,7 @@ Nothing here is fitted on the log it judges.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -88,8 +89,6 @@ def _path(name: str) -> Path:
 def _profile(j: Judgement, tmp: Path) -> Profile:
     if not j.fitted_on:
         return load_profile(j.base)
-    import json
-
     record, _ = calibrate_from([str(_path(p)) for p in j.fitted_on], load_profile(j.base))
     out = tmp / "fitted.json"
     out.write_text(json.dumps(record))
@@ -101,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default="", help="judge only logs whose name contains this")
     ap.add_argument("--worst", type=int, default=0, help="print the N worst rows of each band")
     args = ap.parse_args(argv)
+    if args.worst < 0:
+        ap.error("--worst takes a count >= 0")
+    if not any(args.only in j.judged for j in JUDGEMENTS):
+        ap.error(f"--only {args.only!r} matches no judged log")
     passed = judged = 0
     with tempfile.TemporaryDirectory() as tmp:
         for j in JUDGEMENTS:
