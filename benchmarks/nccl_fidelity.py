@@ -13,15 +13,13 @@ Nothing here is fitted on the log it judges.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from collbench.analysis.model.check import check
 from collbench.analysis.model.fit import calibrate_from
-from collbench.analysis.model.profile import Profile, load_profile
+from collbench.analysis.model.profile import Profile, load_profile, profile_from_record
 
 ROOT = Path(__file__).resolve().parents[1]
 PUBLIC = ROOT / "results" / "public"
@@ -86,13 +84,11 @@ def _path(name: str) -> Path:
     return PUBLIC / f"{name}.jsonl"
 
 
-def _profile(j: Judgement, tmp: Path) -> Profile:
+def _profile(j: Judgement) -> Profile:
     if not j.fitted_on:
         return load_profile(j.base)
     record, _ = calibrate_from([str(_path(p)) for p in j.fitted_on], load_profile(j.base))
-    out = tmp / "fitted.json"
-    out.write_text(json.dumps(record))
-    return load_profile(str(out))
+    return profile_from_record(record, f"{j.base} fitted on {len(j.fitted_on)} log(s)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,28 +101,27 @@ def main(argv: list[str] | None = None) -> int:
     if not any(args.only in j.judged for j in JUDGEMENTS):
         ap.error(f"--only {args.only!r} matches no judged log")
     passed = judged = 0
-    with tempfile.TemporaryDirectory() as tmp:
-        for j in JUDGEMENTS:
-            if args.only not in j.judged:
-                continue
-            _, checked = check([str(_path(j.judged))], _profile(j, Path(tmp)))
-            rows = [c for c in checked if c.error is not None]
-            big = [c for c in rows if c.row.bytes >= 1 << 20]
-            small = [c for c in rows if 8 <= c.row.bytes <= 64 << 10]
-            bw_ok = sum(abs(c.error) <= 0.25 for c in big)
-            lat_ok = sum(abs(c.error) <= 0.5 for c in small)
-            ok = (bw_ok >= 0.8 * len(big)) and (not small or lat_ok >= 0.8 * len(small))
-            judged += 1
-            passed += ok
-            fitted = ", ".join(j.fitted_on) or "hardware spec only"
-            lat = f"{lat_ok}/{len(small)}" if small else "-"
-            print(f"{'PASS' if ok else 'miss'}  {j.judged:<52} >=1MiB {bw_ok:>2}/{len(big):<2}  "
-                  f"8B-64KiB {lat:>5}   [{j.base} + {fitted}]")
-            for band in (big, small)[: 2 if args.worst else 0]:
-                for c in sorted(band, key=lambda c: -abs(c.error))[: args.worst]:
-                    print(f"        {c.row.bytes:>11} B {c.row.placement:<12} {c.method:<24} "
-                          f"measured {c.row.time_us:>9.1f} us  predicted {c.predicted_us:>9.1f} us  "
-                          f"{c.error:+.0%}")
+    for j in JUDGEMENTS:
+        if args.only not in j.judged:
+            continue
+        _, checked = check([str(_path(j.judged))], _profile(j))
+        rows = [c for c in checked if c.error is not None]
+        big = [c for c in rows if c.row.bytes >= 1 << 20]
+        small = [c for c in rows if 8 <= c.row.bytes <= 64 << 10]
+        bw_ok = sum(abs(c.error) <= 0.25 for c in big)
+        lat_ok = sum(abs(c.error) <= 0.5 for c in small)
+        ok = (bw_ok >= 0.8 * len(big)) and (not small or lat_ok >= 0.8 * len(small))
+        judged += 1
+        passed += ok
+        fitted = ", ".join(j.fitted_on) or "hardware spec only"
+        lat = f"{lat_ok}/{len(small)}" if small else "-"
+        print(f"{'PASS' if ok else 'miss'}  {j.judged:<52} >=1MiB {bw_ok:>2}/{len(big):<2}  "
+              f"8B-64KiB {lat:>5}   [{j.base} + {fitted}]")
+        for band in (big, small)[: 2 if args.worst else 0]:
+            for c in sorted(band, key=lambda c: -abs(c.error))[: args.worst]:
+                print(f"        {c.row.bytes:>11} B {c.row.placement:<12} {c.method:<24} "
+                      f"measured {c.row.time_us:>9.1f} us  predicted {c.predicted_us:>9.1f} us  "
+                      f"{c.error:+.0%}")
     print(f"# {passed} of {judged} logs meet both targets")
     return 0
 

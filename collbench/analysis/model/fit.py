@@ -110,8 +110,7 @@ def samples(paths: Sequence[str], system: nccl.NcclSystem,
                 choice = None
             if choice is None:
                 continue
-            share = (nccl.launched_channels(system, choice, row.nranks, nnodes)
-                     / (2 * system.graph_channels(nnodes)))
+            share = nccl.channel_share(system, choice, row.nranks, nnodes)
             out.append(Sample(str(path), row.nranks, nnodes, nbytes, row.time_us, choice, share,
                               per_process))
     return out
@@ -217,13 +216,7 @@ class Residual:
 
 
 def residuals(rows: Sequence[Sample], real: nccl.Realisation) -> list[Residual]:
-    out = []
-    for s in rows:
-        ls, bs = real.scales(s.choice.protocol)
-        launch = real.launch_per_gpu_us * (s.gpus_per_process - 1)
-        out.append(Residual(s, launch + ls * s.choice.latency_us + s.bandwidth_us / bs
-                            + real.aggregate_of(s.choice.protocol) * s.aggregate_us))
-    return out
+    return [Residual(s, sum(real.parts_us(s.choice, s.share, s.gpus_per_process))) for s in rows]
 
 
 def calibrate_from(paths: Sequence[str], base: Profile, name: str | None = None

@@ -158,6 +158,15 @@ class Realisation:
     def aggregate_of(self, proto: str) -> float:
         return float(self.aggregate.get(proto, 0.0))
 
+    def parts_us(self, choice: "Choice", share: float, gpus_per_process: int = 1) -> tuple[float, float]:
+        """(latency part, bytes part) of the realised time in µs of ``choice`` run on ``share``
+        of NCCL's channels (:func:`channel_share`) by a process driving ``gpus_per_process``
+        GPUs: the one formula the prediction and the fit's residuals use."""
+        lat_scale, bw_scale = self.scales(choice.protocol)
+        latency = self.launch_per_gpu_us * max(0, gpus_per_process - 1) + lat_scale * choice.latency_us
+        all_channels = choice.nbytes / (1000.0 * choice.algbw_gbps)
+        return latency, all_channels * (1.0 / (share * bw_scale) + self.aggregate_of(choice.protocol))
+
 
 IDENTITY = Realisation()
 
@@ -381,19 +390,19 @@ def launched_channels(sys: NcclSystem, choice: Choice, nranks: int, nnodes: int)
     return nc
 
 
+def channel_share(sys: NcclSystem, choice: Choice, nranks: int, nnodes: int) -> float:
+    """Channels NCCL launches for this call / all its channels (the graph's, duplicated)."""
+    return launched_channels(sys, choice, nranks, nnodes) / (2 * sys.graph_channels(nnodes))
+
+
 def realised(sys: NcclSystem, choice: Choice, nranks: int, nnodes: int,
              gpus_per_process: int = 1) -> Cost:
     """The predicted time of NCCL running ``choice``: its latency and bandwidth, on the
     channels it launches, times the profile's realisation factors (α: latency and launches,
     β: bytes)."""
-    real = sys.realised_as(nnodes)
-    lat_scale, bw_scale = real.scales(choice.protocol)
-    share = launched_channels(sys, choice, nranks, nnodes) / (2 * sys.graph_channels(nnodes))
-    launch = real.launch_per_gpu_us * max(0, gpus_per_process - 1)
-    alpha = (launch + lat_scale * choice.latency_us) * 1e-6
-    beta = choice.nbytes / (1000.0 * choice.algbw_gbps) * (1.0 / (share * bw_scale)
-                                                           + real.aggregate_of(choice.protocol)) * 1e-6
-    return Cost(alpha, beta, 0.0, 1)
+    share = channel_share(sys, choice, nranks, nnodes)
+    latency, nbytes = sys.realised_as(nnodes).parts_us(choice, share, gpus_per_process)
+    return Cost(latency * 1e-6, nbytes * 1e-6, 0.0, 1)
 
 
 def predict(sys: NcclSystem, coll: Collective, nranks: int, nnodes: int, nbytes: int,
@@ -457,4 +466,4 @@ def _realisation(record: Mapping[str, Any]) -> Realisation:
 
 
 __all__ = ["NcclSystem", "Realisation", "Choice", "candidates", "choose", "predict", "realised",
-           "launched_channels", "system_from_record", "PROTOCOLS", "enabled_by_env", "with_env"]
+           "launched_channels", "channel_share", "system_from_record", "PROTOCOLS", "enabled_by_env", "with_env"]
